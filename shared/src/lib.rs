@@ -1,0 +1,13 @@
+//! Pieces that every service of the mesh needs in the same form: layered configuration, telemetry,
+//! the secret wrapper, the Entra access-token claim model, the Entra error body, and an HTTP client
+//! that trusts an extra CA. Nothing service-specific lives here.
+#![forbid(unsafe_code)]
+
+pub mod claims;
+pub mod config;
+pub mod entra_error;
+pub mod http;
+pub mod secret;
+pub mod telemetry;
+
+pub use secret::{Secret, fingerprint};
