@@ -1,1 +1,177 @@
+//! A local stand-in for Microsoft Entra ID: OpenID discovery, instance discovery, JWKS, the token
+//! endpoint (client credentials with secrets and certificate assertions, authorization code with
+//! PKCE) with Entra's AADSTS errors, key rotation and fault injection, so a mesh of services and
+//! its tests run with no tenant and no internet. Real clients (azure_identity, MSAL) talk to it
+//! unmodified: only the authority host and the CA they trust change.
+#![forbid(unsafe_code)]
 
+pub mod aadsts;
+pub mod assertion;
+pub mod clock;
+pub mod codes;
+pub mod directory;
+pub mod faults;
+mod fsutil;
+pub mod keys;
+pub mod mint;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod tls;
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use clock::{Clock, SystemClock};
+use directory::Directory;
+use keys::KeyStore;
+use mint::TokenService;
+use settings::EmulatorSettings;
+use state::AppState;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The emulator, bound and ready to run. Binding happens in `build`, so port 0 works and the
+/// chosen ports are known before the first request.
+pub struct Application {
+    server: Server,
+    https_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    public_url: String,
+    ca_cert_path: PathBuf,
+    ca_pem: String,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(settings: EmulatorSettings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(settings: EmulatorSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let directory = Arc::new(Directory::load(&settings.directory)?);
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("`data_dir` {}: cannot create", settings.data_dir.display()))?;
+        let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
+
+        let host = settings.server.host;
+        let https = TcpListener::bind((host, settings.server.https_port))
+            .with_context(|| format!("`server.https_port`: cannot bind {host}:{}", settings.server.https_port))?;
+        let https_addr = https.local_addr()?;
+        let http = match settings.server.http_port {
+            Some(port) => Some(
+                TcpListener::bind((host, port))
+                    .with_context(|| format!("`server.http_port`: cannot bind {host}:{port}"))?,
+            ),
+            None => None,
+        };
+        let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
+        let public_url = settings
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("https://localhost:{}", https_addr.port()));
+
+        let ca_cert_path = settings.ca_cert_out();
+        let pki = tls::load_or_create(&settings.data_dir.join("tls"), &settings.server.tls_names, &ca_cert_path)?;
+
+        let state = web::Data::new(AppState {
+            tokens: TokenService {
+                directory,
+                keys,
+                clock,
+                public_url: public_url.clone(),
+                settings: settings.tokens.clone(),
+            },
+            faults: Default::default(),
+            codes: Default::default(),
+            replay: Default::default(),
+            settings: settings.clone(),
+        });
+        let admin = settings.admin.enabled;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap_fn(|req, srv| {
+                    let method = req.method().clone();
+                    let path = req.path().to_owned();
+                    let started = std::time::Instant::now();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        tracing::debug!(%method, %path, status = res.status().as_u16(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
+                        Ok(res)
+                    }
+                })
+                .configure(|cfg| routes::configure(cfg, admin))
+                .default_service(web::to(|| async {
+                    HttpResponse::NotFound().json(serde_json::json!({"error": "not_found"}))
+                }))
+        })
+        .shutdown_timeout(5)
+        .listen_rustls_0_23(https, (*pki.server_config).clone())?;
+        if let Some(listener) = http {
+            server = server.listen(listener)?;
+        }
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+        tracing::info!(
+            https = %https_addr,
+            http = ?http_addr,
+            %public_url,
+            ca = %ca_cert_path.display(),
+            tenants = state.directory().tenants.len(),
+            admin,
+            "entra-emulator listening"
+        );
+        Ok(Self {
+            server,
+            https_addr,
+            http_addr,
+            public_url,
+            ca_cert_path,
+            ca_pem: pki.ca_pem,
+            state,
+        })
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// `https://localhost:{port}` unless configured: the issuer's host and discovery's base.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn ca_cert_path(&self) -> &PathBuf {
+        &self.ca_cert_path
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Runs until SIGINT/SIGTERM (graceful: in-flight requests finish, up to 5 s) or `handle().stop()`.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

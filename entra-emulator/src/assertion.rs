@@ -1,0 +1,179 @@
+//! Client assertions (certificate credentials): a JWT the client signs with its certificate's key
+//! (RFC 7523). Checked as Entra does: algorithm, the registered certificate named by thumbprint,
+//! signature, `iss` = `sub` = client ID, `aud` = the token endpoint, the time range, and `jti`
+//! not reused while the assertion is valid.
+
+use crate::aadsts::AadError;
+use crate::directory::{Application, CertificateCredential};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Clock skew tolerated on `nbf`/`exp`: five minutes, the tolerance Microsoft's own validators use.
+const SKEW_SECS: i64 = 300;
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    x5t: Option<String>,
+    #[serde(default, rename = "x5t#S256")]
+    x5t_s256: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// MSAL for Python writes `exp`/`iat` as floats (`1795246412.877`), so times are read as f64.
+#[derive(Deserialize)]
+struct AssertionClaims {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    nbf: Option<f64>,
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+/// `jti`s seen, with the time after which they may be forgotten. Bounded by what can arrive
+/// within one assertion lifetime; expired entries are swept when the map grows.
+#[derive(Default)]
+pub struct ReplayCache(Mutex<HashMap<String, i64>>);
+
+impl ReplayCache {
+    /// Records `key`; false when it was already recorded and has not expired.
+    fn first_use(&self, key: String, forget_after: i64, now: i64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, until| *until >= now);
+        }
+        match seen.get(&key) {
+            Some(until) if *until >= now => false,
+            _ => {
+                seen.insert(key, forget_after);
+                true
+            }
+        }
+    }
+}
+
+pub fn verify(
+    assertion: &str,
+    client: &Application,
+    audiences: &[String],
+    now: i64,
+    replay: &ReplayCache,
+) -> Result<(), AadError> {
+    let header = parse_header(assertion)?;
+    let algorithm = match header.alg.as_str() {
+        "RS256" => Algorithm::RS256,
+        "PS256" => Algorithm::PS256,
+        other => return Err(AadError::assertion_algorithm(other)),
+    };
+    let (credential, thumbprint) = find_certificate(client, &header)?;
+
+    let mut validation = Validation::new(algorithm);
+    // Claims are checked below, one by one, so each failure gets Entra's own code.
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let key = DecodingKey::from_rsa_der(&credential.public_key_der);
+    let claims = match jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            tracing::debug!(client_id = %client.client_id, thumbprint, error = %e, "assertion rejected");
+            return Err(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => AadError::assertion_signature_invalid(),
+                _ => AadError::assertion_malformed(),
+            });
+        }
+    };
+
+    let is_client = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(&client.client_id));
+    if !is_client(&claims.iss) || !is_client(&claims.sub) {
+        return Err(AadError::assertion_subject());
+    }
+    let aud_ok = match &claims.aud {
+        Some(Audience::One(a)) => audiences.iter().any(|x| x.eq_ignore_ascii_case(a)),
+        Some(Audience::Many(list)) => list.iter().any(|a| audiences.iter().any(|x| x.eq_ignore_ascii_case(a))),
+        None => false,
+    };
+    if !aud_ok {
+        return Err(AadError::assertion_audience());
+    }
+    let exp = claims.exp.ok_or_else(AadError::assertion_malformed)? as i64;
+    let nbf = claims.nbf.map(|n| n as i64);
+    if exp + SKEW_SECS < now || nbf.is_some_and(|n| n - SKEW_SECS > now) {
+        return Err(AadError::assertion_time_range(now, nbf, exp));
+    }
+    let jti = claims.jti.filter(|j| !j.is_empty()).ok_or_else(AadError::assertion_malformed)?;
+    if !replay.first_use(format!("{}:{jti}", client.client_id), exp + SKEW_SECS, now) {
+        return Err(AadError::assertion_replayed());
+    }
+    Ok(())
+}
+
+fn parse_header(assertion: &str) -> Result<RawHeader, AadError> {
+    let first = assertion.split('.').next().unwrap_or_default();
+    if assertion.split('.').count() != 3 {
+        return Err(AadError::assertion_malformed());
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(first.trim_end_matches('='))
+        .map_err(|_| AadError::assertion_malformed())?;
+    serde_json::from_slice(&bytes).map_err(|_| AadError::assertion_malformed())
+}
+
+/// The registered certificate the header names: `x5t#S256`, else `x5t`, else a `kid` holding
+/// either thumbprint (base64url or hex, as older clients send it). MSAL pads its thumbprints
+/// with `=`, so padding is ignored.
+fn find_certificate<'a>(
+    client: &'a Application,
+    header: &RawHeader,
+) -> Result<(&'a CertificateCredential, String), AadError> {
+    let strip = |s: &str| s.trim_end_matches('=').to_owned();
+    let named = header
+        .x5t_s256
+        .as_deref()
+        .or(header.x5t.as_deref())
+        .or(header.kid.as_deref())
+        .map(strip)
+        .unwrap_or_default();
+    let hex_as_b64 = hex_to_b64url(&named);
+    let found = client.certificates.iter().find(|c| {
+        [Some(&named), hex_as_b64.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|t| *t == c.x5t_s256 || *t == c.x5t)
+    });
+    found
+        .map(|c| (c, named.clone()))
+        .ok_or_else(|| AadError::assertion_key_not_found(&client.client_id, &named))
+}
+
+fn hex_to_b64url(hex: &str) -> Option<String> {
+    if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.is_empty() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect();
+    bytes.map(|b| URL_SAFE_NO_PAD.encode(b))
+}

@@ -1,0 +1,296 @@
+//! The token-signing keys: RSA-2048 key pairs, each with a self-signed certificate for the JWKS
+//! `x5c` member, persisted in the data directory so tokens stay valid across restarts.
+//!
+//! Entra always publishes more than one key and rolls them with no fixed schedule (and at once in
+//! an emergency), so the first start creates two: one signing, one published in reserve. `rotate`
+//! publishes a fresh key and signs with it at once; the previous keys stay published until
+//! `retire`d, so tokens already issued keep validating — the sequence a validator must survive.
+
+use anyhow::Context;
+use aws_lc_rs::digest;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::EncodingKey;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub fn thumbprint_sha1(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der))
+}
+
+pub fn thumbprint_sha256(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, der))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Signs new tokens; exactly one key is active.
+    Active,
+    /// Published in the JWKS but not signing.
+    Published,
+}
+
+/// What the data directory stores for one key. The private key is PKCS#8 PEM.
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredKey {
+    kid: String,
+    state: KeyState,
+    created_at: i64,
+    private_key_pem: String,
+    certificate_der_b64: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredKeys {
+    keys: Vec<StoredKey>,
+}
+
+/// A key ready to sign and to publish.
+pub struct SigningKey {
+    pub kid: String,
+    pub state: KeyState,
+    pub created_at: i64,
+    pub encoding_key: EncodingKey,
+    /// The JWKS entry, minus `issuer`, which depends on the public URL.
+    pub n: String,
+    pub e: String,
+    pub x5c: String,
+    stored: StoredKey,
+}
+
+/// A consistent view of the keys. Readers take an `Arc` snapshot under the read lock and release
+/// the lock at once, so signing and JWKS rendering never hold it; rotation swaps the whole set.
+pub struct KeySet {
+    pub keys: Vec<Arc<SigningKey>>,
+}
+
+impl KeySet {
+    pub fn active(&self) -> &Arc<SigningKey> {
+        // Invariant kept by every constructor and by rotate/retire: exactly one key is active.
+        self.keys
+            .iter()
+            .find(|k| k.state == KeyState::Active)
+            .unwrap_or(&self.keys[0])
+    }
+}
+
+pub struct KeyStore {
+    path: PathBuf,
+    current: RwLock<Arc<KeySet>>,
+    /// Serialises rotate/retire so two admin calls cannot interleave their file writes.
+    writer: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeySummary {
+    pub kid: String,
+    pub state: KeyState,
+    pub created_at: i64,
+}
+
+impl KeyStore {
+    /// Loads `keys.json` from the data directory, creating two keys on first start.
+    pub fn open(data_dir: &Path, now: i64) -> anyhow::Result<Self> {
+        let path = data_dir.join("keys.json");
+        let keys = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let stored: StoredKeys = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a key file written by this emulator", path.display()))?;
+            stored
+                .keys
+                .into_iter()
+                .map(SigningKey::from_stored)
+                .collect::<anyhow::Result<Vec<_>>>()
+                .with_context(|| format!("loading keys from {}", path.display()))?
+        } else {
+            let keys = vec![
+                SigningKey::generate(KeyState::Active, now)?,
+                SigningKey::generate(KeyState::Published, now)?,
+            ];
+            write_keys(&path, &keys)?;
+            tracing::info!(path = %path.display(), "created signing keys");
+            keys
+        };
+        if keys.iter().filter(|k| k.state == KeyState::Active).count() != 1 {
+            anyhow::bail!("{}: exactly one key must be active", path.display());
+        }
+        Ok(Self {
+            path,
+            current: RwLock::new(Arc::new(KeySet {
+                keys: keys.into_iter().map(Arc::new).collect(),
+            })),
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<KeySet> {
+        // A poisoned lock only means a panic elsewhere mid-swap; the Arc inside is still whole.
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn summary(&self) -> Vec<KeySummary> {
+        self.snapshot()
+            .keys
+            .iter()
+            .map(|k| KeySummary {
+                kid: k.kid.clone(),
+                state: k.state,
+                created_at: k.created_at,
+            })
+            .collect()
+    }
+
+    /// Publishes a new key and signs with it from now on; earlier keys stay published.
+    pub async fn rotate(&self, now: i64) -> anyhow::Result<String> {
+        let _guard = self.writer.lock().await;
+        // RSA key generation takes tens of milliseconds: keep it off the async workers.
+        let fresh = tokio::task::spawn_blocking(move || SigningKey::generate(KeyState::Active, now))
+            .await
+            .context("key generation task")??;
+        let kid = fresh.kid.clone();
+        let mut keys: Vec<SigningKey> = self
+            .snapshot()
+            .keys
+            .iter()
+            .map(|k| k.demoted())
+            .collect::<anyhow::Result<_>>()?;
+        keys.insert(0, fresh);
+        self.install(keys)?;
+        Ok(kid)
+    }
+
+    /// Withdraws a key from the JWKS: tokens it signed stop validating. The active key cannot be
+    /// retired (rotate first).
+    pub async fn retire(&self, kid: &str) -> anyhow::Result<RetireOutcome> {
+        let _guard = self.writer.lock().await;
+        let snapshot = self.snapshot();
+        let Some(key) = snapshot.keys.iter().find(|k| k.kid == kid) else {
+            return Ok(RetireOutcome::Unknown);
+        };
+        if key.state == KeyState::Active {
+            return Ok(RetireOutcome::Active);
+        }
+        let keys = snapshot
+            .keys
+            .iter()
+            .filter(|k| k.kid != kid)
+            .map(|k| k.reloaded())
+            .collect::<anyhow::Result<_>>()?;
+        self.install(keys)?;
+        Ok(RetireOutcome::Retired)
+    }
+
+    fn install(&self, keys: Vec<SigningKey>) -> anyhow::Result<()> {
+        write_keys(&self.path, &keys)?;
+        let set = Arc::new(KeySet {
+            keys: keys.into_iter().map(Arc::new).collect(),
+        });
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = set;
+        Ok(())
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RetireOutcome {
+    Retired,
+    Unknown,
+    Active,
+}
+
+impl SigningKey {
+    fn generate(state: KeyState, now: i64) -> anyhow::Result<Self> {
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+        let pkcs8 = pair
+            .as_der()
+            .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
+        let private_key_pem = pem_encode("PRIVATE KEY", pkcs8.as_ref());
+        let certificate = self_signed_certificate(&private_key_pem)?;
+        Self::from_stored(StoredKey {
+            kid: thumbprint_sha1(&certificate),
+            state,
+            created_at: now,
+            private_key_pem,
+            certificate_der_b64: STANDARD.encode(&certificate),
+        })
+    }
+
+    fn from_stored(stored: StoredKey) -> anyhow::Result<Self> {
+        let der = pem_decode(&stored.private_key_pem).context("private key PEM")?;
+        let pair = KeyPair::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("private key: {e}"))?;
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let encoding_key = EncodingKey::from_rsa_pem(stored.private_key_pem.as_bytes())
+            .context("private key for jsonwebtoken")?;
+        Ok(Self {
+            kid: stored.kid.clone(),
+            state: stored.state,
+            created_at: stored.created_at,
+            encoding_key,
+            n: URL_SAFE_NO_PAD.encode(&public.n),
+            e: URL_SAFE_NO_PAD.encode(&public.e),
+            x5c: stored.certificate_der_b64.clone(),
+            stored,
+        })
+    }
+
+    fn demoted(&self) -> anyhow::Result<Self> {
+        let mut stored = self.stored.clone();
+        stored.state = KeyState::Published;
+        Self::from_stored(stored)
+    }
+
+    fn reloaded(&self) -> anyhow::Result<Self> {
+        Self::from_stored(self.stored.clone())
+    }
+}
+
+/// Entra's signing certificates are self-signed; the certificate only carries the key in `x5c`.
+fn self_signed_certificate(private_key_pem: &str) -> anyhow::Result<Vec<u8>> {
+    let key = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(private_key_pem, &rcgen::PKCS_RSA_SHA256)
+        .context("loading the key into rcgen")?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "accounts.accesscontrol.windows.net (emulated)");
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5 * 365);
+    Ok(params.self_signed(&key)?.der().to_vec())
+}
+
+fn write_keys(path: &Path, keys: &[SigningKey]) -> anyhow::Result<()> {
+    let stored = StoredKeys {
+        keys: keys.iter().map(|k| k.stored.clone()).collect(),
+    };
+    let json = serde_json::to_vec_pretty(&stored)?;
+    crate::fsutil::write_private(path, &json)
+}
+
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+fn pem_decode(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    Ok(STANDARD.decode(body.trim())?)
+}

@@ -1,0 +1,99 @@
+//! HTTP routes, at Entra's paths. Shared response helpers live here; each endpoint family has its
+//! own module.
+
+pub mod admin;
+pub mod authorize;
+pub mod discovery;
+pub mod token;
+
+use crate::aadsts::AadError;
+use crate::state::AppState;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/common/discovery/instance", web::get().to(discovery::instance_discovery))
+        .route("/{tenant}/v2.0/.well-known/openid-configuration", web::get().to(discovery::openid_configuration_v2))
+        .route("/{tenant}/.well-known/openid-configuration", web::get().to(discovery::openid_configuration_v1))
+        .route("/{tenant}/discovery/v2.0/keys", web::get().to(discovery::jwks_v2))
+        .route("/{tenant}/discovery/keys", web::get().to(discovery::jwks_v1))
+        .route("/{tenant}/oauth2/v2.0/token", web::post().to(token::token_v2))
+        .route("/{tenant}/oauth2/token", web::post().to(token::token_v1))
+        .route("/{tenant}/oauth2/v2.0/authorize", web::get().to(authorize::authorize));
+    if admin_enabled {
+        cfg.service(
+            web::scope("/admin")
+                .route("/keys", web::get().to(admin::list_keys))
+                .route("/keys/rotate", web::post().to(admin::rotate_keys))
+                .route("/keys/{kid}/retire", web::post().to(admin::retire_key))
+                .route("/faults", web::get().to(admin::list_faults))
+                .route("/faults", web::post().to(admin::add_fault))
+                .route("/faults", web::delete().to(admin::clear_faults)),
+        );
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Entra's per-request identifiers: a fresh trace ID, and the caller's `client-request-id` as the
+/// correlation ID when it sent a GUID (as MSAL does), so its logs and ours line up.
+pub struct RequestIds {
+    pub trace_id: String,
+    pub correlation_id: String,
+}
+
+impl RequestIds {
+    pub fn of(req: &HttpRequest) -> Self {
+        let correlation_id = req
+            .headers()
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| uuid::Uuid::parse_str(v).ok())
+            .unwrap_or_else(uuid::Uuid::new_v4)
+            .to_string();
+        Self {
+            trace_id: uuid::Uuid::new_v4().to_string(),
+            correlation_id,
+        }
+    }
+
+    fn stamp(&self, response: &mut HttpResponse) {
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.correlation_id) {
+            headers.insert(header::HeaderName::from_static("client-request-id"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&self.trace_id) {
+            headers.insert(header::HeaderName::from_static("x-ms-request-id"), v);
+        }
+    }
+}
+
+/// An Entra error body with the token endpoint's no-store headers.
+pub fn aad_error(state: &AppState, ids: &RequestIds, err: &AadError) -> HttpResponse {
+    tracing::info!(
+        aadsts = err.code,
+        error = err.error,
+        status = err.status.as_u16(),
+        correlation_id = %ids.correlation_id,
+        "request refused"
+    );
+    let mut response = HttpResponse::build(err.status)
+        .insert_header((header::CACHE_CONTROL, "no-store, no-cache"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(err.body(&ids.trace_id, &ids.correlation_id, state.now()));
+    ids.stamp(&mut response);
+    response
+}
+
+/// A JSON document that clients may cache, as Entra serves discovery and keys.
+pub fn cacheable_json(ids: &RequestIds, body: &serde_json::Value) -> HttpResponse {
+    let mut response = HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "max-age=86400, private"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .json(body);
+    ids.stamp(&mut response);
+    response
+}

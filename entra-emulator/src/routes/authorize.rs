@@ -1,0 +1,223 @@
+//! `GET /{tenant}/oauth2/v2.0/authorize`: the authorization-code flow with PKCE (S256 only).
+//! With a `login_hint` naming a directory user the sign-in happens without a page, so scripts can
+//! obtain a genuine user-delegated token; otherwise a minimal sign-in form asks for the username.
+//! Errors found before the redirect URI is trusted are shown as a page; after, they are sent back
+//! to the redirect URI, as RFC 6749 §4.1.2.1 requires.
+
+use crate::aadsts::AadError;
+use crate::codes::PendingCode;
+use crate::directory::{Application, Tenant};
+use crate::mint::resource_of;
+use crate::state::AppState;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize, Serialize, Default)]
+pub struct AuthorizeQuery {
+    client_id: Option<String>,
+    response_type: Option<String>,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    login_hint: Option<String>,
+    response_mode: Option<String>,
+    prompt: Option<String>,
+}
+
+const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
+
+pub async fn authorize(
+    tenant_param: web::Path<String>,
+    query: web::Query<AuthorizeQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let q = query.into_inner();
+    let Some(tenant) = state.directory().tenant(&tenant_param) else {
+        return error_page(&AadError::tenant_not_found(&tenant_param));
+    };
+    let client_id = q.client_id.as_deref().unwrap_or_default();
+    let Some(client) = tenant.application_by_client_id(client_id) else {
+        return error_page(&AadError::application_not_found(client_id, &tenant_param));
+    };
+    let redirect_uri = q.redirect_uri.as_deref().unwrap_or_default();
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return error_page(&AadError::redirect_mismatch(redirect_uri, &client.client_id));
+    }
+    // From here on the redirect URI is trusted: errors go back to the client.
+    if q.response_type.as_deref() != Some("code") {
+        return redirect_error(redirect_uri, &q.state, "unsupported_response_type", "AADSTS700054: response_type must be 'code'.");
+    }
+    let challenge = q.code_challenge.as_deref().unwrap_or_default();
+    if challenge.len() < 43 || q.code_challenge_method.as_deref() != Some("S256") {
+        return redirect_aad(redirect_uri, &q.state, &AadError::pkce_required());
+    }
+    let scope = q.scope.as_deref().unwrap_or_default();
+    let (resource, requested_as, requested) = match delegated_scopes(tenant, &tenant_param, scope) {
+        Ok(parsed) => parsed,
+        Err(err) => return redirect_aad(redirect_uri, &q.state, &err),
+    };
+
+    let Some(hint) = q.login_hint.as_deref().filter(|h| !h.is_empty()) else {
+        return sign_in_page(tenant, client, &q, None);
+    };
+    let Some(user) = tenant.user(hint) else {
+        let err = AadError::user_not_found(hint, &tenant.domain);
+        return sign_in_page(tenant, client, &q, Some(&err));
+    };
+    let consented = user
+        .consented_scopes
+        .get(&resource.client_id)
+        .cloned()
+        .unwrap_or_default();
+    let granted: Vec<String> = if requested.iter().any(|s| s == ".default") {
+        consented
+    } else {
+        requested.into_iter().filter(|s| consented.contains(s)).collect()
+    };
+    if granted.is_empty() {
+        return redirect_aad(redirect_uri, &q.state, &AadError::consent_required(&client.client_id));
+    }
+    let now = state.now();
+    let code = state.codes.issue(
+        PendingCode {
+            tenant_id: tenant.id.clone(),
+            client_id: client.client_id.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            code_challenge: challenge.to_owned(),
+            resource_client_id: resource.client_id.clone(),
+            resource_requested_as: requested_as,
+            scopes: granted,
+            username: user.username.clone(),
+            nonce: q.nonce.clone(),
+            want_id_token: scope.split_whitespace().any(|s| s == "openid"),
+            expires_at: now + state.settings.tokens.auth_code_lifetime_secs,
+        },
+        now,
+    );
+    tracing::info!(client = %client.name, user = %user.username, "issued authorization code");
+    let mut params = vec![("code", code.as_str())];
+    if let Some(s) = q.state.as_deref() {
+        params.push(("state", s));
+    }
+    redirect(redirect_uri, &params)
+}
+
+/// The delegated scopes of one resource: `api://x/Tasks.Read api://x/Tasks.Write openid`.
+fn delegated_scopes<'t>(
+    tenant: &'t Tenant,
+    tenant_param: &str,
+    scope: &str,
+) -> Result<(&'t Application, String, Vec<String>), AadError> {
+    let resource_scopes: Vec<&str> = scope
+        .split_whitespace()
+        .filter(|s| !OIDC_SCOPES.contains(s))
+        .collect();
+    let Some(first) = resource_scopes.first() else {
+        return Err(AadError::invalid_scope(scope));
+    };
+    let identifier = resource_of(first);
+    if resource_scopes.iter().any(|s| resource_of(s) != identifier) {
+        return Err(AadError::several_resources(scope));
+    }
+    let resource = tenant
+        .resource(identifier)
+        .ok_or_else(|| AadError::resource_not_found(identifier, tenant_param))?;
+    let mut names = Vec::with_capacity(resource_scopes.len());
+    for s in resource_scopes {
+        let name = s[identifier.len()..].trim_start_matches('/');
+        if name != ".default" && !resource.delegated_scopes.iter().any(|d| d == name) {
+            return Err(AadError::invalid_scope(s));
+        }
+        names.push(name.to_owned());
+    }
+    Ok((resource, identifier.to_owned(), names))
+}
+
+fn redirect(base: &str, params: &[(&str, &str)]) -> HttpResponse {
+    let mut url = match url::Url::parse(base) {
+        Ok(url) => url,
+        Err(_) => return error_page(&AadError::invalid_scope(base)),
+    };
+    url.query_pairs_mut().extend_pairs(params);
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, url.as_str()))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+fn redirect_aad(base: &str, state: &Option<String>, err: &AadError) -> HttpResponse {
+    redirect_error(base, state, err.error, &format!("AADSTS{}: {}", err.code, err.message))
+}
+
+fn redirect_error(base: &str, state: &Option<String>, error: &str, description: &str) -> HttpResponse {
+    let mut params = vec![("error", error), ("error_description", description)];
+    if let Some(s) = state.as_deref() {
+        params.push(("state", s));
+    }
+    redirect(base, &params)
+}
+
+fn error_page(err: &AadError) -> HttpResponse {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in error</title></head><body>\
+         <h1>Sorry, but we're having trouble signing you in.</h1><p><code>{}</code>: AADSTS{}: {}</p></body></html>",
+        escape(err.error),
+        err.code,
+        escape(&err.message)
+    );
+    HttpResponse::build(err.status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+/// The whole sign-in "page": a username box that resubmits the same request with `login_hint`.
+fn sign_in_page(tenant: &Tenant, client: &Application, q: &AuthorizeQuery, err: Option<&AadError>) -> HttpResponse {
+    let mut hidden = String::new();
+    let fields = serde_urlencoded_pairs(q);
+    for (name, value) in fields.iter().filter(|(n, _)| n != "login_hint") {
+        hidden.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            escape(name),
+            escape(value)
+        ));
+    }
+    let message = err
+        .map(|e| format!("<p role=\"alert\">AADSTS{}: {}</p>", e.code, escape(&e.message)))
+        .unwrap_or_default();
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
+         <h1>Sign in to {}</h1><p>{} wants to access an API on your behalf. (Entra emulator: no password is asked.)</p>{message}\
+         <form method=\"get\">{hidden}<label>Username <input name=\"login_hint\" autofocus></label>\
+         <button type=\"submit\">Sign in</button></form></body></html>",
+        escape(&tenant.display_name),
+        escape(&client.display_name),
+    );
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+fn serde_urlencoded_pairs(q: &AuthorizeQuery) -> Vec<(String, String)> {
+    let value = serde_json::to_value(q).unwrap_or_default();
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}

@@ -1,0 +1,189 @@
+//! OpenID discovery (v2 and v1), instance discovery for MSAL, and the JWKS.
+
+use super::{RequestIds, aad_error, cacheable_json};
+use crate::aadsts::AadError;
+use crate::faults::FaultTarget;
+use crate::state::AppState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+/// `common`, `organizations` and `consumers` are multi-tenant aliases: discovery answers with the
+/// literal `{tenantid}` template in `issuer`, as Entra does.
+const MULTI_TENANT: [&str; 3] = ["common", "organizations", "consumers"];
+
+enum TenantRef {
+    One { id: String, region: String },
+    Multi(String),
+}
+
+fn resolve(state: &AppState, tenant: &str) -> Option<TenantRef> {
+    if MULTI_TENANT.iter().any(|m| m.eq_ignore_ascii_case(tenant)) {
+        return Some(TenantRef::Multi(tenant.to_ascii_lowercase()));
+    }
+    state.directory().tenant(tenant).map(|t| TenantRef::One {
+        id: t.id.clone(),
+        region: t.region_scope.clone(),
+    })
+}
+
+pub async fn openid_configuration_v2(
+    req: HttpRequest,
+    tenant: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let ids = RequestIds::of(&req);
+    let Some(resolved) = resolve(&state, &tenant) else {
+        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
+    };
+    let base = state.public_url();
+    let (path_tenant, issuer_tenant, region) = match &resolved {
+        TenantRef::One { id, region } => (id.clone(), id.clone(), region.clone()),
+        TenantRef::Multi(alias) => (alias.clone(), "{tenantid}".to_owned(), "NA".to_owned()),
+    };
+    cacheable_json(
+        &ids,
+        &json!({
+            "token_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/token"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": format!("{base}/{path_tenant}/discovery/v2.0/keys"),
+            "response_modes_supported": ["query"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": format!("{base}/{issuer_tenant}/v2.0"),
+            "request_uri_parameter_supported": false,
+            "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/authorize"),
+            "code_challenge_methods_supported": ["S256"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "preferred_username", "name", "tid", "ver", "oid"],
+            "tenant_region_scope": region,
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        }),
+    )
+}
+
+pub async fn openid_configuration_v1(
+    req: HttpRequest,
+    tenant: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let ids = RequestIds::of(&req);
+    let Some(resolved) = resolve(&state, &tenant) else {
+        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
+    };
+    let base = state.public_url();
+    let (path_tenant, issuer_tenant, region) = match &resolved {
+        TenantRef::One { id, region } => (id.clone(), id.clone(), region.clone()),
+        TenantRef::Multi(alias) => (alias.clone(), "{tenantid}".to_owned(), "NA".to_owned()),
+    };
+    cacheable_json(
+        &ids,
+        &json!({
+            "token_endpoint": format!("{base}/{path_tenant}/oauth2/token"),
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": format!("{base}/{path_tenant}/discovery/keys"),
+            "response_modes_supported": ["query"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code"],
+            "scopes_supported": ["openid"],
+            // v1 tokens are issued by `https://sts.windows.net/{tid}/`; the emulator's host stands in.
+            "issuer": format!("{base}/{issuer_tenant}/"),
+            "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/authorize"),
+            "tenant_region_scope": region,
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+        }),
+    )
+}
+
+pub async fn jwks_v2(req: HttpRequest, tenant: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    jwks(req, &tenant, &state, true).await
+}
+
+pub async fn jwks_v1(req: HttpRequest, tenant: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    jwks(req, &tenant, &state, false).await
+}
+
+/// Every published key, with the members Entra publishes (no `alg`). The v2 document names each
+/// key's issuer so that validators can check a key belongs to the token's tenant.
+async fn jwks(req: HttpRequest, tenant: &str, state: &AppState, v2: bool) -> HttpResponse {
+    let ids = RequestIds::of(&req);
+    if let Some(response) = super::token::injected_fault(state, &ids, FaultTarget::Jwks).await {
+        return response;
+    }
+    let Some(resolved) = resolve(state, tenant) else {
+        return aad_error(state, &ids, &AadError::tenant_not_found(tenant));
+    };
+    let issuer_tenant = match &resolved {
+        TenantRef::One { id, .. } => id.clone(),
+        TenantRef::Multi(_) => "{tenantid}".to_owned(),
+    };
+    let issuer = format!("{}/{issuer_tenant}/v2.0", state.public_url());
+    let keys = state.tokens.keys.snapshot();
+    let published: Vec<_> = keys
+        .keys
+        .iter()
+        .map(|k| {
+            let mut jwk = json!({
+                "kty": "RSA", "use": "sig", "kid": k.kid, "x5t": k.kid,
+                "n": k.n, "e": k.e, "x5c": [k.x5c],
+            });
+            if let (true, Some(map)) = (v2, jwk.as_object_mut()) {
+                map.insert("issuer".into(), issuer.clone().into());
+            }
+            jwk
+        })
+        .collect();
+    cacheable_json(&ids, &json!({ "keys": published }))
+}
+
+#[derive(Deserialize)]
+pub struct InstanceQuery {
+    authorization_endpoint: Option<String>,
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+}
+
+/// `GET /common/discovery/instance`: MSAL asks it before trusting an authority host. MSAL for
+/// Python sends `api-version=1.0` and drops the port from `authorization_endpoint`, so the host is
+/// matched by name alone.
+pub async fn instance_discovery(
+    req: HttpRequest,
+    query: web::Query<InstanceQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let ids = RequestIds::of(&req);
+    let Some(endpoint) = query.authorization_endpoint.as_deref() else {
+        return aad_error(&state, &ids, &AadError::missing_parameter("authorization_endpoint"));
+    };
+    let parsed = url::Url::parse(endpoint).ok();
+    let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
+    if !state.is_own_host(host) {
+        return aad_error(&state, &ids, &AadError::unknown_instance());
+    }
+    let tenant = parsed
+        .as_ref()
+        .and_then(|u| u.path_segments())
+        .and_then(|mut s| s.next())
+        .filter(|t| !t.is_empty())
+        .unwrap_or("common");
+    let base = state.public_url();
+    let network = base.trim_start_matches("https://");
+    cacheable_json(
+        &ids,
+        &json!({
+            "tenant_discovery_endpoint": format!("{base}/{tenant}/v2.0/.well-known/openid-configuration"),
+            "api-version": query.api_version.as_deref().unwrap_or("1.1"),
+            "metadata": [{
+                "preferred_network": network,
+                "preferred_cache": network,
+                "aliases": [network],
+            }],
+        }),
+    )
+}

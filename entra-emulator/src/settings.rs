@@ -1,0 +1,164 @@
+//! The emulator's settings: built-in defaults, then an optional TOML file (`--config`), then
+//! `EMULATOR__SECTION__KEY` environment variables.
+
+use serde::Deserialize;
+use shared::config::ConfigError;
+use shared::telemetry::LogSettings;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmulatorSettings {
+    pub server: ServerSettings,
+    /// Keys, the development CA and the server certificate live here. Default `.data/emulator`.
+    pub data_dir: PathBuf,
+    /// The directory file (tenants, apps, assignments, users). Default: the demo directory.
+    pub directory: PathBuf,
+    pub tokens: TokenSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Default 127.0.0.1: an identity provider for development should not face the network
+    /// unless asked (compose sets 0.0.0.0).
+    pub host: IpAddr,
+    /// HTTPS port. Default 8443; 0 picks a free port.
+    pub https_port: u16,
+    /// Optional plain-HTTP listener, for tests and tools that cannot trust a CA. Default off.
+    pub http_port: Option<u16>,
+    /// The URL clients reach the emulator by; it is the issuer's host and the base of every URL in
+    /// discovery. Default `https://localhost:{https_port}`.
+    pub public_url: Option<url::Url>,
+    /// Names the server certificate is issued for.
+    pub tls_names: Vec<String>,
+    /// Where the CA certificate PEM is written for clients. Default `{data_dir}/ca.pem`.
+    pub ca_cert_out: Option<PathBuf>,
+    /// Largest accepted token-request body. Default 64 KiB: a client assertion with an `x5c`
+    /// chain is under 8 KiB; anything much larger is abuse.
+    pub max_body_bytes: usize,
+    /// Worker threads. Default: one per core.
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Access-token lifetime is drawn uniformly from [min, max]. Defaults 3600 and 5400: Entra
+    /// gives app tokens a random 60–90 minutes so that a fleet does not refresh at once.
+    pub lifetime_min_secs: i64,
+    pub lifetime_max_secs: i64,
+    /// Authorization codes. Default 600 s, Entra's documented upper bound of ~10 minutes.
+    pub auth_code_lifetime_secs: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `/admin/*` (key rotation, fault injection). Default off.
+    pub enabled: bool,
+    /// When set, admin calls from outside loopback must send `Authorization: Bearer {secret}`;
+    /// when unset, admin calls are accepted from loopback only.
+    pub secret: Option<shared::Secret>,
+}
+
+impl Default for EmulatorSettings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            data_dir: PathBuf::from(".data/emulator"),
+            directory: PathBuf::from("entra-emulator/demo/directory.toml"),
+            tokens: TokenSettings::default(),
+            admin: AdminSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            https_port: 8443,
+            http_port: None,
+            public_url: None,
+            tls_names: vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "::1".into(),
+                "entra-emulator".into(),
+            ],
+            ca_cert_out: None,
+            max_body_bytes: 64 * 1024,
+            workers: None,
+        }
+    }
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            lifetime_min_secs: 3600,
+            lifetime_max_secs: 5400,
+            auth_code_lifetime_secs: 600,
+        }
+    }
+}
+
+impl EmulatorSettings {
+    pub fn load(file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let settings: Self = shared::config::load(&shared::config::Sources {
+            env_prefix: "EMULATOR",
+            file,
+            aliases: &[],
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.tokens;
+        if t.lifetime_min_secs < 60 {
+            return Err(ConfigError::key("tokens.lifetime_min_secs", "must be at least 60"));
+        }
+        if t.lifetime_max_secs < t.lifetime_min_secs {
+            return Err(ConfigError::key(
+                "tokens.lifetime_max_secs",
+                "must not be less than tokens.lifetime_min_secs",
+            ));
+        }
+        if t.lifetime_max_secs > 86_400 {
+            return Err(ConfigError::key("tokens.lifetime_max_secs", "must be at most 86400 (24 h)"));
+        }
+        if !(10..=3600).contains(&t.auth_code_lifetime_secs) {
+            return Err(ConfigError::key("tokens.auth_code_lifetime_secs", "must be between 10 and 3600"));
+        }
+        if self.server.tls_names.is_empty() {
+            return Err(ConfigError::key("server.tls_names", "must name at least one host"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(ConfigError::key("server.max_body_bytes", "must be at least 1024"));
+        }
+        if let Some(url) = &self.server.public_url {
+            if url.scheme() != "https" || url.host_str().is_none() {
+                return Err(ConfigError::key("server.public_url", "must be an https:// URL with a host"));
+            }
+        }
+        if let Some(secret) = &self.admin.secret {
+            if secret.expose().len() < 16 {
+                return Err(ConfigError::key("admin.secret", "must be at least 16 characters"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn ca_cert_out(&self) -> PathBuf {
+        self.server
+            .ca_cert_out
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("ca.pem"))
+    }
+}
