@@ -18,33 +18,62 @@ const CERT_DOCS: &str = "Review the documentation at https://learn.microsoft.com
 
 impl AadError {
     fn new(status: StatusCode, error: &'static str, code: u32, message: String) -> Self {
-        Self { status, error, code, message }
+        Self {
+            status,
+            error,
+            code,
+            message,
+        }
     }
 
     pub fn missing_parameter(name: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", 900144,
-            format!("The request body must contain the following parameter: '{name}'."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            format!("The request body must contain the following parameter: '{name}'."),
+        )
     }
 
     /// Inferred: a body over the size cap is refused before it is parsed.
     pub fn body_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", 90023,
-            format!("The request body is larger than {limit} bytes and was not processed."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90023,
+            format!("The request body is larger than {limit} bytes and was not processed."),
+        )
     }
 
     pub fn unsupported_grant_type(grant: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003,
-            format!("The app requested an unsupported grant type '{grant}'."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant}'."),
+        )
     }
 
     pub fn tenant_not_found(tenant: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_tenant", 90002,
-            format!("Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+            ),
+        )
     }
 
     pub fn application_not_found(client_id: &str, tenant: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "unauthorized_client", 700016,
-            format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
+        )
     }
 
     pub fn no_credential() -> Self {
@@ -53,13 +82,25 @@ impl AadError {
     }
 
     pub fn invalid_secret(client_id: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 7000215,
-            format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        )
     }
 
     pub fn secret_expired(client_id: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 7000222,
-            format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        )
     }
 
     pub fn public_client_with_credential() -> Self {
@@ -68,76 +109,163 @@ impl AadError {
     }
 
     pub fn scope_without_default(scope: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", 1002012,
-            format!("The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        )
     }
 
     pub fn invalid_scope(scope: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", 70011,
-            format!("The provided value for the input parameter 'scope' isn't valid. The scope {scope} isn't valid."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            70011,
+            format!(
+                "The provided value for the input parameter 'scope' isn't valid. The scope {scope} isn't valid."
+            ),
+        )
     }
 
     pub fn several_resources(scope: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_scope", 700022,
-            format!("The provided value for the input parameter scope is not valid because it contains more than one resource. Scope {scope} is not valid."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            700022,
+            format!(
+                "The provided value for the input parameter scope is not valid because it contains more than one resource. Scope {scope} is not valid."
+            ),
+        )
     }
 
     pub fn resource_not_found(resource: &str, tenant: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_resource", 500011,
-            format!("The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            format!(
+                "The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
+        )
     }
 
-    pub fn no_role_assignment(client_id: &str, client_name: &str, resource_id: &str, resource_name: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", 501051,
-            format!("Application '{client_id}'({client_name}) is not assigned to a role for the application '{resource_id}'({resource_name})."))
+    pub fn no_role_assignment(
+        client_id: &str,
+        client_name: &str,
+        resource_id: &str,
+        resource_name: &str,
+    ) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            501051,
+            format!(
+                "Application '{client_id}'({client_name}) is not assigned to a role for the application '{resource_id}'({resource_name})."
+            ),
+        )
     }
 
     pub fn assertion_time_range(now: i64, nbf: Option<i64>, exp: i64) -> Self {
         let at = |t: i64| crate::clock::format_timestamp(t);
         let from = nbf.map(at).unwrap_or_else(|| "(not set)".into());
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 700024,
-            format!("Client assertion is not within its valid time range. Current time: {}, assertion valid from {from}, expiry time of assertion {}. {CERT_DOCS}", at(now), at(exp)))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700024,
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from {from}, expiry time of assertion {}. {CERT_DOCS}",
+                at(now),
+                at(exp)
+            ),
+        )
     }
 
     pub fn assertion_key_not_found(client_id: &str, thumbprint: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 700027,
-            format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'. {CERT_DOCS}]"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{client_id}'. {CERT_DOCS}]"
+            ),
+        )
     }
 
     pub fn assertion_signature_invalid() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 700027,
-            format!("Client assertion failed signature validation. {CERT_DOCS}"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            format!("Client assertion failed signature validation. {CERT_DOCS}"),
+        )
     }
 
     /// Inferred: Entra documents no replay-specific code; the assertion is refused as invalid.
     pub fn assertion_replayed() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 700027,
-            format!("Client assertion failed validation: its 'jti' was already used while the assertion is still valid. Sign a new assertion for every request. {CERT_DOCS}"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            format!(
+                "Client assertion failed validation: its 'jti' was already used while the assertion is still valid. Sign a new assertion for every request. {CERT_DOCS}"
+            ),
+        )
     }
 
     pub fn assertion_audience() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 700023,
-            format!("Client assertion audience claim does not match Realm issuer. The 'aud' claim must be the token endpoint URL. {CERT_DOCS}"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700023,
+            format!(
+                "Client assertion audience claim does not match Realm issuer. The 'aud' claim must be the token endpoint URL. {CERT_DOCS}"
+            ),
+        )
     }
 
     pub fn assertion_subject() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", 700021,
-            format!("Client assertion application identifier doesn't match 'client_id' parameter. {CERT_DOCS}"))
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700021,
+            format!(
+                "Client assertion application identifier doesn't match 'client_id' parameter. {CERT_DOCS}"
+            ),
+        )
     }
 
     pub fn assertion_algorithm(alg: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", 5002738,
-            format!("Invalid JWT token. '{alg}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'"))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            5002738,
+            format!(
+                "Invalid JWT token. '{alg}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'"
+            ),
+        )
     }
 
     pub fn assertion_malformed() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", 50027,
-            "JWT token is invalid or malformed.".into())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            "JWT token is invalid or malformed.".into(),
+        )
     }
 
     pub fn assertion_type(kind: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", 50027,
-            format!("The client_assertion_type '{kind}' is not supported; use 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            format!(
+                "The client_assertion_type '{kind}' is not supported; use 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'."
+            ),
+        )
     }
 
     pub fn code_invalid() -> Self {
@@ -151,8 +279,14 @@ impl AadError {
     }
 
     pub fn code_mismatch(what: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", 70000,
-            format!("The provided value for the input parameter '{what}' does not match the authorization request. The provided grant is invalid or malformed."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70000,
+            format!(
+                "The provided value for the input parameter '{what}' does not match the authorization request. The provided grant is invalid or malformed."
+            ),
+        )
     }
 
     pub fn pkce_mismatch() -> Self {
@@ -161,18 +295,36 @@ impl AadError {
     }
 
     pub fn redirect_mismatch(uri: &str, client_id: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", 50011,
-            format!("The redirect URI '{uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50011,
+            format!(
+                "The redirect URI '{uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."
+            ),
+        )
     }
 
     pub fn user_not_found(user: &str, tenant: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", 50034,
-            format!("The user account {user} does not exist in the {tenant} directory. To sign into this application, the account must be added to the directory."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50034,
+            format!(
+                "The user account {user} does not exist in the {tenant} directory. To sign into this application, the account must be added to the directory."
+            ),
+        )
     }
 
     pub fn consent_required(client_id: &str) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", 65001,
-            format!("The user or administrator has not consented to use the application with ID '{client_id}'. Send an interactive authorization request for this user and resource."))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            65001,
+            format!(
+                "The user or administrator has not consented to use the application with ID '{client_id}'. Send an interactive authorization request for this user and resource."
+            ),
+        )
     }
 
     pub fn pkce_required() -> Self {
@@ -181,14 +333,22 @@ impl AadError {
     }
 
     pub fn unknown_instance() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_instance", 50049,
-            "Unknown or invalid instance.".into())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_instance",
+            50049,
+            "Unknown or invalid instance.".into(),
+        )
     }
 
     /// A 503 as Entra answers during an incident.
     pub fn temporarily_unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", 90033,
-            "A transient error has occurred. Please try again.".into())
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.".into(),
+        )
     }
 
     /// The body, with the trace lines Entra appends to every description.
@@ -204,7 +364,10 @@ impl AadError {
             timestamp: Some(timestamp),
             trace_id: Some(trace_id.to_owned()),
             correlation_id: Some(correlation_id.to_owned()),
-            error_uri: Some(format!("https://login.microsoftonline.com/error?code={}", self.code)),
+            error_uri: Some(format!(
+                "https://login.microsoftonline.com/error?code={}",
+                self.code
+            )),
         }
     }
 }

@@ -99,19 +99,26 @@ pub fn verify(
         Err(e) => {
             tracing::debug!(client_id = %client.client_id, thumbprint, error = %e, "assertion rejected");
             return Err(match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => AadError::assertion_signature_invalid(),
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    AadError::assertion_signature_invalid()
+                }
                 _ => AadError::assertion_malformed(),
             });
         }
     };
 
-    let is_client = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(&client.client_id));
+    let is_client = |v: &Option<String>| {
+        v.as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case(&client.client_id))
+    };
     if !is_client(&claims.iss) || !is_client(&claims.sub) {
         return Err(AadError::assertion_subject());
     }
     let aud_ok = match &claims.aud {
         Some(Audience::One(a)) => audiences.iter().any(|x| x.eq_ignore_ascii_case(a)),
-        Some(Audience::Many(list)) => list.iter().any(|a| audiences.iter().any(|x| x.eq_ignore_ascii_case(a))),
+        Some(Audience::Many(list)) => list
+            .iter()
+            .any(|a| audiences.iter().any(|x| x.eq_ignore_ascii_case(a))),
         None => false,
     };
     if !aud_ok {
@@ -122,7 +129,10 @@ pub fn verify(
     if exp + SKEW_SECS < now || nbf.is_some_and(|n| n - SKEW_SECS > now) {
         return Err(AadError::assertion_time_range(now, nbf, exp));
     }
-    let jti = claims.jti.filter(|j| !j.is_empty()).ok_or_else(AadError::assertion_malformed)?;
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or_else(AadError::assertion_malformed)?;
     if !replay.first_use(format!("{}:{jti}", client.client_id), exp + SKEW_SECS, now) {
         return Err(AadError::assertion_replayed());
     }

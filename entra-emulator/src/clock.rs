@@ -52,6 +52,9 @@ pub fn format_timestamp(unix: i64) -> String {
 mod tests {
     #[test]
     fn formats_like_entra() {
-        assert_eq!(super::format_timestamp(1_452_304_932), "2016-01-09 02:02:12Z");
+        assert_eq!(
+            super::format_timestamp(1_452_304_932),
+            "2016-01-09 02:02:12Z"
+        );
     }
 }

@@ -56,15 +56,27 @@ impl CodeStore {
 
     /// Redeems `code` once. Any failure after the code is found still consumes it, as RFC 6749
     /// §4.1.2 asks: a code that leaked together with a wrong verifier must not be retried.
-    pub fn redeem(&self, code: &str, r: &Redemption<'_>, now: i64) -> Result<PendingCode, AadError> {
+    pub fn redeem(
+        &self,
+        code: &str,
+        r: &Redemption<'_>,
+        now: i64,
+    ) -> Result<PendingCode, AadError> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let pending = match map.get(code) {
             None => return Err(AadError::code_invalid()),
-            Some(Entry::Redeemed { until }) if *until > now => return Err(AadError::code_redeemed()),
+            Some(Entry::Redeemed { until }) if *until > now => {
+                return Err(AadError::code_redeemed());
+            }
             Some(Entry::Redeemed { .. }) => return Err(AadError::code_invalid()),
             Some(Entry::Pending(p)) => p.as_ref().clone(),
         };
-        map.insert(code.to_owned(), Entry::Redeemed { until: pending.expires_at });
+        map.insert(
+            code.to_owned(),
+            Entry::Redeemed {
+                until: pending.expires_at,
+            },
+        );
         drop(map);
         if pending.expires_at <= now {
             return Err(AadError::code_invalid());
@@ -128,11 +140,23 @@ mod tests {
         assert_eq!(store.redeem(&code, &ok, 2).expect_err("reused").code, 54005);
 
         let code = store.issue(pending(0), 0);
-        let bad = Redemption { code_verifier: "wrong", ..ok };
-        assert_eq!(store.redeem(&code, &bad, 1).expect_err("bad verifier").code, 501481);
+        let bad = Redemption {
+            code_verifier: "wrong",
+            ..ok
+        };
+        assert_eq!(
+            store.redeem(&code, &bad, 1).expect_err("bad verifier").code,
+            501481
+        );
 
         let code = store.issue(pending(0), 0);
-        assert_eq!(store.redeem(&code, &ok, 601).expect_err("expired").code, 70008);
-        assert_eq!(store.redeem("nope", &ok, 1).expect_err("unknown").code, 70008);
+        assert_eq!(
+            store.redeem(&code, &ok, 601).expect_err("expired").code,
+            70008
+        );
+        assert_eq!(
+            store.redeem("nope", &ok, 1).expect_err("unknown").code,
+            70008
+        );
     }
 }

@@ -195,8 +195,9 @@ impl Directory {
         let mut tenants = Vec::with_capacity(file.tenants.len());
         for (i, entry) in file.tenants.into_iter().enumerate() {
             let label = format!("tenants[{i}] ({})", entry.domain);
-            let tenant = build_tenant(entry, base)
-                .map_err(|reason| anyhow::anyhow!("directory {}: {label}: {reason}", path.display()))?;
+            let tenant = build_tenant(entry, base).map_err(|reason| {
+                anyhow::anyhow!("directory {}: {label}: {reason}", path.display())
+            })?;
             tenants.push(tenant);
         }
         if tenants.is_empty() {
@@ -221,9 +222,9 @@ impl Directory {
 
     /// By tenant GUID or verified domain name, as Entra accepts either in its paths.
     pub fn tenant(&self, id_or_domain: &str) -> Option<&Tenant> {
-        self.tenants
-            .iter()
-            .find(|t| t.id.eq_ignore_ascii_case(id_or_domain) || t.domain.eq_ignore_ascii_case(id_or_domain))
+        self.tenants.iter().find(|t| {
+            t.id.eq_ignore_ascii_case(id_or_domain) || t.domain.eq_ignore_ascii_case(id_or_domain)
+        })
     }
 }
 
@@ -257,11 +258,7 @@ impl Tenant {
 
     /// Roles `client` holds on `resource`, sorted; empty when none.
     pub fn roles(&self, client: &Application, resource: &Application) -> &[String] {
-        let index = |app: &Application| {
-            self.applications
-                .iter()
-                .position(|a| std::ptr::eq(a, app))
-        };
+        let index = |app: &Application| self.applications.iter().position(|a| std::ptr::eq(a, app));
         match (index(client), index(resource)) {
             (Some(c), Some(r)) => self
                 .assignments
@@ -291,7 +288,9 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
         if let Some(dup) = applications.iter().find(|a| {
             a.name == built.name
                 || a.client_id.eq_ignore_ascii_case(&built.client_id)
-                || a.identifier_uris.iter().any(|u| built.identifier_uris.contains(u))
+                || a.identifier_uris
+                    .iter()
+                    .any(|u| built.identifier_uris.contains(u))
         }) {
             return Err(format!(
                 "{label}: name, client_id or an identifier URI repeats application '{}'",
@@ -314,7 +313,10 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
         let client = find(&assignment.client, false)
             .ok_or_else(|| format!("{label}: client: no application '{}'", assignment.client))?;
         let resource = find(&assignment.resource, true).ok_or_else(|| {
-            format!("{label}: resource: no application '{}'", assignment.resource)
+            format!(
+                "{label}: resource: no application '{}'",
+                assignment.resource
+            )
         })?;
         let declared = &applications[resource].app_roles;
         for role in &assignment.roles {
@@ -337,14 +339,19 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
         let label = format!("users[{i}] ({})", user.username);
         check_guid("object_id", &user.object_id).map_err(|r| format!("{label}: {r}"))?;
         if !user.username.contains('@') {
-            return Err(format!("{label}: username: must be a UPN such as ada@contoso.onmicrosoft.com"));
+            return Err(format!(
+                "{label}: username: must be a UPN such as ada@contoso.onmicrosoft.com"
+            ));
         }
         let mut consented = HashMap::new();
         for (api, scopes) in user.consented_scopes {
             let index = find(&api, true)
                 .ok_or_else(|| format!("{label}: consented_scopes: no application '{api}'"))?;
             let resource = &applications[index];
-            if let Some(bad) = scopes.iter().find(|s| !resource.delegated_scopes.contains(s)) {
+            if let Some(bad) = scopes
+                .iter()
+                .find(|s| !resource.delegated_scopes.contains(s))
+            {
                 return Err(format!(
                     "{label}: consented_scopes: '{bad}' is not a delegated scope of '{}'",
                     resource.name
@@ -379,7 +386,9 @@ fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, 
     check_guid("service_principal_id", &app.service_principal_id)?;
     let version = app.access_token_version.unwrap_or(1);
     if version != 1 && version != 2 {
-        return Err(format!("access_token_version: {version} is neither 1 nor 2"));
+        return Err(format!(
+            "access_token_version: {version} is neither 1 nor 2"
+        ));
     }
     for uri in &app.identifier_uris {
         url::Url::parse(uri).map_err(|e| format!("identifier_uris: '{uri}' is not a URI: {e}"))?;
@@ -392,7 +401,13 @@ fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, 
     }
     let mut client_secrets = Vec::with_capacity(app.client_secrets.len());
     for (i, secret) in app.client_secrets.into_iter().enumerate() {
-        let label = format!("client_secrets[{i}]{}", secret.description.map(|d| format!(" ({d})")).unwrap_or_default());
+        let label = format!(
+            "client_secrets[{i}]{}",
+            secret
+                .description
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
         if secret.value.len() < 16 {
             return Err(format!("{label}: value: shorter than 16 characters"));
         }
@@ -411,7 +426,8 @@ fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, 
     for (i, cert) in app.certificates.iter().enumerate() {
         let path = base.join(&cert.path);
         certificates.push(
-            load_certificate(&path).map_err(|r| format!("certificates[{i}] ({}): {r}", path.display()))?,
+            load_certificate(&path)
+                .map_err(|r| format!("certificates[{i}] ({}): {r}", path.display()))?,
         );
     }
     if app.public_client && !client_secrets.is_empty() {
@@ -440,10 +456,14 @@ pub fn load_certificate(path: &Path) -> Result<CertificateCredential, String> {
     use x509_parser::prelude::*;
     let pem_bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let (_, pem) = parse_x509_pem(&pem_bytes).map_err(|e| format!("not a PEM certificate: {e}"))?;
-    let cert = pem.parse_x509().map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let spki = cert.public_key();
     if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
-        return Err("the certificate's key is not RSA (Entra certificate credentials are RSA)".into());
+        return Err(
+            "the certificate's key is not RSA (Entra certificate credentials are RSA)".into(),
+        );
     }
     let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
         .map_err(|e| format!("notAfter out of range: {e}"))?;

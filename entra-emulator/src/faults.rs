@@ -37,8 +37,9 @@ fn default_hang() -> u64 {
     120
 }
 
+/// `deny_unknown_fields` cannot be combined with the flattened, tagged `kind`; unknown `kind`
+/// and `target` values are still refused.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FaultRequest {
     pub target: FaultTarget,
     #[serde(flatten)]
@@ -115,7 +116,9 @@ impl Faults {
             *n -= 1;
         }
         let hang = match (fault.kind, fault.until) {
-            (FaultKind::Hang { hang_secs }, Some(until)) => hang_secs.min((until - now).max(0) as u64),
+            (FaultKind::Hang { hang_secs }, Some(until)) => {
+                hang_secs.min((until - now).max(0) as u64)
+            }
             (FaultKind::Hang { hang_secs }, None) => hang_secs,
             _ => 0,
         };

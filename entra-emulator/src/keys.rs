@@ -100,8 +100,12 @@ impl KeyStore {
         let keys = if path.exists() {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let stored: StoredKeys = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a key file written by this emulator", path.display()))?;
+            let stored: StoredKeys = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a key file written by this emulator",
+                    path.display()
+                )
+            })?;
             stored
                 .keys
                 .into_iter()
@@ -153,9 +157,10 @@ impl KeyStore {
     pub async fn rotate(&self, now: i64) -> anyhow::Result<String> {
         let _guard = self.writer.lock().await;
         // RSA key generation takes tens of milliseconds: keep it off the async workers.
-        let fresh = tokio::task::spawn_blocking(move || SigningKey::generate(KeyState::Active, now))
-            .await
-            .context("key generation task")??;
+        let fresh =
+            tokio::task::spawn_blocking(move || SigningKey::generate(KeyState::Active, now))
+                .await
+                .context("key generation task")??;
         let kid = fresh.kid.clone();
         let mut keys: Vec<SigningKey> = self
             .snapshot()
@@ -211,7 +216,8 @@ pub enum RetireOutcome {
 
 impl SigningKey {
     fn generate(state: KeyState, now: i64) -> anyhow::Result<Self> {
-        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+        let pair = KeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
         let pkcs8 = pair
             .as_der()
             .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
@@ -257,12 +263,14 @@ impl SigningKey {
 
 /// Entra's signing certificates are self-signed; the certificate only carries the key in `x5c`.
 fn self_signed_certificate(private_key_pem: &str) -> anyhow::Result<Vec<u8>> {
-    let key = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(private_key_pem, &rcgen::PKCS_RSA_SHA256)
-        .context("loading the key into rcgen")?;
+    let key =
+        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(private_key_pem, &rcgen::PKCS_RSA_SHA256)
+            .context("loading the key into rcgen")?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "accounts.accesscontrol.windows.net (emulated)");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "accounts.accesscontrol.windows.net (emulated)",
+    );
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
     params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5 * 365);
     Ok(params.self_signed(&key)?.der().to_vec())
@@ -288,9 +296,6 @@ pub fn pem_encode(label: &str, der: &[u8]) -> String {
 }
 
 fn pem_decode(pem: &str) -> anyhow::Result<Vec<u8>> {
-    let body: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     Ok(STANDARD.decode(body.trim())?)
 }

@@ -49,16 +49,24 @@ impl Application {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    pub async fn build_with_clock(settings: EmulatorSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    pub async fn build_with_clock(
+        settings: EmulatorSettings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         settings.validate()?;
         let directory = Arc::new(Directory::load(&settings.directory)?);
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("`data_dir` {}: cannot create", settings.data_dir.display()))?;
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("`data_dir` {}: cannot create", settings.data_dir.display())
+        })?;
         let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
 
         let host = settings.server.host;
-        let https = TcpListener::bind((host, settings.server.https_port))
-            .with_context(|| format!("`server.https_port`: cannot bind {host}:{}", settings.server.https_port))?;
+        let https = TcpListener::bind((host, settings.server.https_port)).with_context(|| {
+            format!(
+                "`server.https_port`: cannot bind {host}:{}",
+                settings.server.https_port
+            )
+        })?;
         let https_addr = https.local_addr()?;
         let http = match settings.server.http_port {
             Some(port) => Some(
@@ -76,7 +84,11 @@ impl Application {
             .unwrap_or_else(|| format!("https://localhost:{}", https_addr.port()));
 
         let ca_cert_path = settings.ca_cert_out();
-        let pki = tls::load_or_create(&settings.data_dir.join("tls"), &settings.server.tls_names, &ca_cert_path)?;
+        let pki = tls::load_or_create(
+            &settings.data_dir.join("tls"),
+            &settings.server.tls_names,
+            &ca_cert_path,
+        )?;
 
         let state = web::Data::new(AppState {
             tokens: TokenService {

@@ -1,19 +1,22 @@
 //! `entra-emulator`: serve, print a token for a configured client, rotate the signing keys.
 
 use clap::{Parser, Subcommand};
+use entra_emulator::Application;
 use entra_emulator::clock::{Clock, SystemClock};
 use entra_emulator::directory::Directory;
 use entra_emulator::keys::KeyStore;
 use entra_emulator::mint::TokenService;
 use entra_emulator::settings::EmulatorSettings;
-use entra_emulator::Application;
 use shared::claims::ClientAuth;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(version, about = "A local stand-in for Microsoft Entra ID's token, discovery and key endpoints")]
+#[command(
+    version,
+    about = "A local stand-in for Microsoft Entra ID's token, discovery and key endpoints"
+)]
 struct Cli {
     /// TOML settings file; `EMULATOR__SECTION__KEY` variables override it.
     #[arg(long, short, env = "EMULATOR_CONFIG", global = true)]
@@ -68,7 +71,10 @@ fn main() -> ExitCode {
         }
     };
     shared::telemetry::init(&settings.log, "info,actix_server=warn");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("entra-emulator: cannot start the runtime: {e}");
@@ -87,8 +93,16 @@ fn main() -> ExitCode {
 async fn run(command: Command, settings: EmulatorSettings) -> anyhow::Result<()> {
     match command {
         Command::Serve { ready_file } => serve(settings, ready_file).await,
-        Command::Token { client, scope, tenant, raw } => token(&settings, &client, &scope, tenant.as_deref(), raw),
-        Command::RotateKeys { retire_inactive, url } => rotate(&settings, url, retire_inactive).await,
+        Command::Token {
+            client,
+            scope,
+            tenant,
+            raw,
+        } => token(&settings, &client, &scope, tenant.as_deref(), raw),
+        Command::RotateKeys {
+            retire_inactive,
+            url,
+        } => rotate(&settings, url, retire_inactive).await,
         Command::Check => {
             let directory = Directory::load(&settings.directory)?;
             for t in &directory.tenants {
@@ -123,11 +137,19 @@ async fn serve(settings: EmulatorSettings, ready_file: Option<PathBuf>) -> anyho
 
 /// Mints locally from the directory and the data directory's keys: no running emulator needed,
 /// and the same grant rules as the token endpoint (scope, role assignment).
-fn token(settings: &EmulatorSettings, client: &str, scope: &str, tenant: Option<&str>, raw: bool) -> anyhow::Result<()> {
+fn token(
+    settings: &EmulatorSettings,
+    client: &str,
+    scope: &str,
+    tenant: Option<&str>,
+    raw: bool,
+) -> anyhow::Result<()> {
     let directory = Arc::new(Directory::load(&settings.directory)?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
-    let tenant_ref = tenant.unwrap_or_else(|| directory.tenants[0].id.as_str()).to_owned();
+    let tenant_ref = tenant
+        .unwrap_or_else(|| directory.tenants[0].id.as_str())
+        .to_owned();
     let public_url = settings
         .server
         .public_url
@@ -141,13 +163,23 @@ fn token(settings: &EmulatorSettings, client: &str, scope: &str, tenant: Option<
         public_url,
         settings: settings.tokens.clone(),
     };
-    let tenant = directory
-        .tenant(&tenant_ref)
-        .ok_or_else(|| anyhow::anyhow!("--tenant: no tenant '{tenant_ref}' in {}", directory.source.display()))?;
-    let app = tenant
-        .application(client)
-        .ok_or_else(|| anyhow::anyhow!("--client: no application '{client}' in tenant {}", tenant.domain))?;
-    let auth = if app.certificates.is_empty() { ClientAuth::Secret } else { ClientAuth::Certificate };
+    let tenant = directory.tenant(&tenant_ref).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--tenant: no tenant '{tenant_ref}' in {}",
+            directory.source.display()
+        )
+    })?;
+    let app = tenant.application(client).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--client: no application '{client}' in tenant {}",
+            tenant.domain
+        )
+    })?;
+    let auth = if app.certificates.is_empty() {
+        ClientAuth::Secret
+    } else {
+        ClientAuth::Certificate
+    };
     let issued = service
         .resolve_default_scope(tenant, &tenant_ref, scope)
         .and_then(|resource| service.app_token(tenant, app, &resource, auth))
@@ -169,7 +201,11 @@ fn token(settings: &EmulatorSettings, client: &str, scope: &str, tenant: Option<
     Ok(())
 }
 
-async fn rotate(settings: &EmulatorSettings, url: Option<url::Url>, retire_inactive: bool) -> anyhow::Result<()> {
+async fn rotate(
+    settings: &EmulatorSettings,
+    url: Option<url::Url>,
+    retire_inactive: bool,
+) -> anyhow::Result<()> {
     let base = url
         .or_else(|| settings.server.public_url.clone())
         .map(|u| u.as_str().trim_end_matches('/').to_owned())
@@ -187,7 +223,11 @@ async fn rotate(settings: &EmulatorSettings, url: Option<url::Url>, retire_inact
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the emulator's admin API at {base}: {e} (is it running with admin.enabled = true?)"))?;
     if !response.status().is_success() {
-        anyhow::bail!("rotation refused: HTTP {} {}", response.status(), response.text().await.unwrap_or_default());
+        anyhow::bail!(
+            "rotation refused: HTTP {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
     }
     let body: serde_json::Value = response.json().await?;
     let active = body["active_kid"].as_str().unwrap_or_default().to_owned();
@@ -198,7 +238,9 @@ async fn rotate(settings: &EmulatorSettings, url: Option<url::Url>, retire_inact
             if kid == active {
                 continue;
             }
-            let response = with_auth(client.post(format!("{base}/admin/keys/{kid}/retire"))).send().await?;
+            let response = with_auth(client.post(format!("{base}/admin/keys/{kid}/retire")))
+                .send()
+                .await?;
             if !response.status().is_success() {
                 anyhow::bail!("retiring {kid}: HTTP {}", response.status());
             }

@@ -298,7 +298,10 @@ impl TokenService {
     }
 
     fn lifetime(&self) -> i64 {
-        let (min, max) = (self.settings.lifetime_min_secs, self.settings.lifetime_max_secs);
+        let (min, max) = (
+            self.settings.lifetime_min_secs,
+            self.settings.lifetime_max_secs,
+        );
         if min >= max {
             min
         } else {
@@ -320,7 +323,10 @@ pub fn resource_of(scope: &str) -> &str {
 
 /// Entra's `sub` for users is pairwise: stable per user and application, unlinkable across apps.
 fn pairwise_subject(user_oid: &str, client_id: &str) -> String {
-    let d = digest::digest(&digest::SHA256, format!("{user_oid}:{client_id}").as_bytes());
+    let d = digest::digest(
+        &digest::SHA256,
+        format!("{user_oid}:{client_id}").as_bytes(),
+    );
     URL_SAFE_NO_PAD.encode(d.as_ref())
 }
 
@@ -338,7 +344,10 @@ mod tests {
     fn resource_of_scopes() {
         assert_eq!(resource_of("api://tasks-api/.default"), "api://tasks-api");
         assert_eq!(resource_of("api://tasks-api/Tasks.Read"), "api://tasks-api");
-        assert_eq!(resource_of("https://graph.microsoft.com/.default"), "https://graph.microsoft.com");
+        assert_eq!(
+            resource_of("https://graph.microsoft.com/.default"),
+            "https://graph.microsoft.com"
+        );
         assert_eq!(
             resource_of("6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b/.default"),
             "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"

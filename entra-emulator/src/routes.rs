@@ -13,14 +13,35 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/common/discovery/instance", web::get().to(discovery::instance_discovery))
-        .route("/{tenant}/v2.0/.well-known/openid-configuration", web::get().to(discovery::openid_configuration_v2))
-        .route("/{tenant}/.well-known/openid-configuration", web::get().to(discovery::openid_configuration_v1))
-        .route("/{tenant}/discovery/v2.0/keys", web::get().to(discovery::jwks_v2))
-        .route("/{tenant}/discovery/keys", web::get().to(discovery::jwks_v1))
-        .route("/{tenant}/oauth2/v2.0/token", web::post().to(token::token_v2))
+        .route(
+            "/common/discovery/instance",
+            web::get().to(discovery::instance_discovery),
+        )
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            web::get().to(discovery::openid_configuration_v2),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            web::get().to(discovery::openid_configuration_v1),
+        )
+        .route(
+            "/{tenant}/discovery/v2.0/keys",
+            web::get().to(discovery::jwks_v2),
+        )
+        .route(
+            "/{tenant}/discovery/keys",
+            web::get().to(discovery::jwks_v1),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            web::post().to(token::token_v2),
+        )
         .route("/{tenant}/oauth2/token", web::post().to(token::token_v1))
-        .route("/{tenant}/oauth2/v2.0/authorize", web::get().to(authorize::authorize));
+        .route(
+            "/{tenant}/oauth2/v2.0/authorize",
+            web::get().to(authorize::authorize),
+        );
     if admin_enabled {
         cfg.service(
             web::scope("/admin")

@@ -122,7 +122,10 @@ impl EmulatorSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let t = &self.tokens;
         if t.lifetime_min_secs < 60 {
-            return Err(ConfigError::key("tokens.lifetime_min_secs", "must be at least 60"));
+            return Err(ConfigError::key(
+                "tokens.lifetime_min_secs",
+                "must be at least 60",
+            ));
         }
         if t.lifetime_max_secs < t.lifetime_min_secs {
             return Err(ConfigError::key(
@@ -131,25 +134,43 @@ impl EmulatorSettings {
             ));
         }
         if t.lifetime_max_secs > 86_400 {
-            return Err(ConfigError::key("tokens.lifetime_max_secs", "must be at most 86400 (24 h)"));
+            return Err(ConfigError::key(
+                "tokens.lifetime_max_secs",
+                "must be at most 86400 (24 h)",
+            ));
         }
         if !(10..=3600).contains(&t.auth_code_lifetime_secs) {
-            return Err(ConfigError::key("tokens.auth_code_lifetime_secs", "must be between 10 and 3600"));
+            return Err(ConfigError::key(
+                "tokens.auth_code_lifetime_secs",
+                "must be between 10 and 3600",
+            ));
         }
         if self.server.tls_names.is_empty() {
-            return Err(ConfigError::key("server.tls_names", "must name at least one host"));
+            return Err(ConfigError::key(
+                "server.tls_names",
+                "must name at least one host",
+            ));
         }
         if self.server.max_body_bytes < 1024 {
-            return Err(ConfigError::key("server.max_body_bytes", "must be at least 1024"));
+            return Err(ConfigError::key(
+                "server.max_body_bytes",
+                "must be at least 1024",
+            ));
         }
         if let Some(url) = &self.server.public_url {
             if url.scheme() != "https" || url.host_str().is_none() {
-                return Err(ConfigError::key("server.public_url", "must be an https:// URL with a host"));
+                return Err(ConfigError::key(
+                    "server.public_url",
+                    "must be an https:// URL with a host",
+                ));
             }
         }
         if let Some(secret) = &self.admin.secret {
             if secret.expose().len() < 16 {
-                return Err(ConfigError::key("admin.secret", "must be at least 16 characters"));
+                return Err(ConfigError::key(
+                    "admin.secret",
+                    "must be at least 16 characters",
+                ));
             }
         }
         Ok(())

@@ -84,9 +84,10 @@ fn create_ca() -> anyhow::Result<(String, String)> {
     params
         .distinguished_name
         .push(DnType::CommonName, "Entra Emulator Development CA");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "m2m-entra (local development only)");
+    params.distinguished_name.push(
+        DnType::OrganizationName,
+        "m2m-entra (local development only)",
+    );
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.not_before = OffsetDateTime::now_utc() - Duration::days(1);
@@ -101,13 +102,16 @@ fn issue_server_certificate(
 ) -> anyhow::Result<(String, String)> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("localhost"));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("localhost"),
+    );
     for name in names {
         let san = match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(name.clone().try_into().with_context(|| format!("server.tls_names: '{name}' is not a DNS name or IP address"))?),
+            Err(_) => SanType::DnsName(name.clone().try_into().with_context(|| {
+                format!("server.tls_names: '{name}' is not a DNS name or IP address")
+            })?),
         };
         params.subject_alt_names.push(san);
     }

@@ -3,6 +3,7 @@
 //! that trusts an extra CA. Nothing service-specific lives here.
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod claims;
 pub mod config;
 pub mod entra_error;

@@ -24,9 +24,8 @@ pub struct LogSettings {
 
 /// Installs the global subscriber. A second call is a no-op, so tests and binaries can both call it.
 pub fn init(settings: &LogSettings, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(settings.filter.as_deref().unwrap_or(default_filter))
-    });
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(settings.filter.as_deref().unwrap_or(default_filter)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -45,11 +45,19 @@ pub async fn authorize(
     };
     let redirect_uri = q.redirect_uri.as_deref().unwrap_or_default();
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
-        return error_page(&AadError::redirect_mismatch(redirect_uri, &client.client_id));
+        return error_page(&AadError::redirect_mismatch(
+            redirect_uri,
+            &client.client_id,
+        ));
     }
     // From here on the redirect URI is trusted: errors go back to the client.
     if q.response_type.as_deref() != Some("code") {
-        return redirect_error(redirect_uri, &q.state, "unsupported_response_type", "AADSTS700054: response_type must be 'code'.");
+        return redirect_error(
+            redirect_uri,
+            &q.state,
+            "unsupported_response_type",
+            "AADSTS700054: response_type must be 'code'.",
+        );
     }
     let challenge = q.code_challenge.as_deref().unwrap_or_default();
     if challenge.len() < 43 || q.code_challenge_method.as_deref() != Some("S256") {
@@ -76,10 +84,17 @@ pub async fn authorize(
     let granted: Vec<String> = if requested.iter().any(|s| s == ".default") {
         consented
     } else {
-        requested.into_iter().filter(|s| consented.contains(s)).collect()
+        requested
+            .into_iter()
+            .filter(|s| consented.contains(s))
+            .collect()
     };
     if granted.is_empty() {
-        return redirect_aad(redirect_uri, &q.state, &AadError::consent_required(&client.client_id));
+        return redirect_aad(
+            redirect_uri,
+            &q.state,
+            &AadError::consent_required(&client.client_id),
+        );
     }
     let now = state.now();
     let code = state.codes.issue(
@@ -150,10 +165,20 @@ fn redirect(base: &str, params: &[(&str, &str)]) -> HttpResponse {
 }
 
 fn redirect_aad(base: &str, state: &Option<String>, err: &AadError) -> HttpResponse {
-    redirect_error(base, state, err.error, &format!("AADSTS{}: {}", err.code, err.message))
+    redirect_error(
+        base,
+        state,
+        err.error,
+        &format!("AADSTS{}: {}", err.code, err.message),
+    )
 }
 
-fn redirect_error(base: &str, state: &Option<String>, error: &str, description: &str) -> HttpResponse {
+fn redirect_error(
+    base: &str,
+    state: &Option<String>,
+    error: &str,
+    description: &str,
+) -> HttpResponse {
     let mut params = vec![("error", error), ("error_description", description)];
     if let Some(s) = state.as_deref() {
         params.push(("state", s));
@@ -175,7 +200,12 @@ fn error_page(err: &AadError) -> HttpResponse {
 }
 
 /// The whole sign-in "page": a username box that resubmits the same request with `login_hint`.
-fn sign_in_page(tenant: &Tenant, client: &Application, q: &AuthorizeQuery, err: Option<&AadError>) -> HttpResponse {
+fn sign_in_page(
+    tenant: &Tenant,
+    client: &Application,
+    q: &AuthorizeQuery,
+    err: Option<&AadError>,
+) -> HttpResponse {
     let mut hidden = String::new();
     let fields = serde_urlencoded_pairs(q);
     for (name, value) in fields.iter().filter(|(n, _)| n != "login_hint") {
@@ -186,7 +216,13 @@ fn sign_in_page(tenant: &Tenant, client: &Application, q: &AuthorizeQuery, err: 
         ));
     }
     let message = err
-        .map(|e| format!("<p role=\"alert\">AADSTS{}: {}</p>", e.code, escape(&e.message)))
+        .map(|e| {
+            format!(
+                "<p role=\"alert\">AADSTS{}: {}</p>",
+                e.code,
+                escape(&e.message)
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\

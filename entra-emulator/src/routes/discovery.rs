@@ -101,11 +101,19 @@ pub async fn openid_configuration_v1(
     )
 }
 
-pub async fn jwks_v2(req: HttpRequest, tenant: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn jwks_v2(
+    req: HttpRequest,
+    tenant: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     jwks(req, &tenant, &state, true).await
 }
 
-pub async fn jwks_v1(req: HttpRequest, tenant: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn jwks_v1(
+    req: HttpRequest,
+    tenant: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     jwks(req, &tenant, &state, false).await
 }
 
@@ -159,10 +167,17 @@ pub async fn instance_discovery(
 ) -> HttpResponse {
     let ids = RequestIds::of(&req);
     let Some(endpoint) = query.authorization_endpoint.as_deref() else {
-        return aad_error(&state, &ids, &AadError::missing_parameter("authorization_endpoint"));
+        return aad_error(
+            &state,
+            &ids,
+            &AadError::missing_parameter("authorization_endpoint"),
+        );
     };
     let parsed = url::Url::parse(endpoint).ok();
-    let host = parsed.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str())
+        .unwrap_or_default();
     if !state.is_own_host(host) {
         return aad_error(&state, &ids, &AadError::unknown_instance());
     }

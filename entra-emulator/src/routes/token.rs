@@ -85,7 +85,8 @@ fn process(
         .directory()
         .tenant(tenant_param)
         .ok_or_else(|| AadError::tenant_not_found(tenant_param))?;
-    let grant_type = param("grant_type").ok_or_else(|| AadError::missing_parameter("grant_type"))?;
+    let grant_type =
+        param("grant_type").ok_or_else(|| AadError::missing_parameter("grant_type"))?;
     let authorization_code = match (grant_type, endpoint) {
         ("client_credentials", _) => false,
         ("authorization_code", Endpoint::V2) => true,
@@ -99,11 +100,16 @@ fn process(
     let resource = match endpoint {
         Endpoint::V2 => {
             let scope = param("scope").ok_or_else(|| AadError::missing_parameter("scope"))?;
-            state.tokens.resolve_default_scope(tenant, tenant_param, scope)?
+            state
+                .tokens
+                .resolve_default_scope(tenant, tenant_param, scope)?
         }
         Endpoint::V1 => {
-            let resource = param("resource").ok_or_else(|| AadError::missing_parameter("resource"))?;
-            state.tokens.resolve_v1_resource(tenant, tenant_param, resource)?
+            let resource =
+                param("resource").ok_or_else(|| AadError::missing_parameter("resource"))?;
+            state
+                .tokens
+                .resolve_v1_resource(tenant, tenant_param, resource)?
         }
     };
     let issued = state.tokens.app_token(tenant, client, &resource, auth)?;
@@ -140,7 +146,10 @@ fn authenticate<'t>(
     let client = tenant
         .application_by_client_id(client_id)
         .ok_or_else(|| AadError::application_not_found(client_id, tenant_param))?;
-    let secret = basic.as_ref().map(|(_, s)| s.as_str()).or(param("client_secret"));
+    let secret = basic
+        .as_ref()
+        .map(|(_, s)| s.as_str())
+        .or(param("client_secret"));
     let assertion = param("client_assertion");
 
     if client.public_client {
@@ -195,7 +204,9 @@ fn check_secret(client: &Application, presented: &str, now: i64) -> Result<(), A
 /// RFC 6749 §2.3.1: `Basic base64(urlencode(client_id):urlencode(secret))`.
 fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let unescape = |s: &str| {
@@ -209,9 +220,17 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 /// The token endpoint URLs an assertion may name as `aud`: v2 and v1, by tenant GUID and by
 /// domain, at the public URL and at the host the request actually used; Entra also accepts its
 /// issuer.
-fn assertion_audiences(req: &HttpRequest, state: &AppState, tenant: &Tenant, tenant_param: &str) -> Vec<String> {
+fn assertion_audiences(
+    req: &HttpRequest,
+    state: &AppState,
+    tenant: &Tenant,
+    tenant_param: &str,
+) -> Vec<String> {
     let conn = req.connection_info();
-    let bases = [state.public_url().to_owned(), format!("https://{}", conn.host())];
+    let bases = [
+        state.public_url().to_owned(),
+        format!("https://{}", conn.host()),
+    ];
     let mut audiences = Vec::with_capacity(16);
     for base in &bases {
         for t in [tenant.id.as_str(), tenant.domain.as_str(), tenant_param] {
@@ -232,8 +251,10 @@ fn redeem_code(
 ) -> Result<IssuedToken, AadError> {
     let param = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
     let code = param("code").ok_or_else(|| AadError::missing_parameter("code"))?;
-    let redirect_uri = param("redirect_uri").ok_or_else(|| AadError::missing_parameter("redirect_uri"))?;
-    let code_verifier = param("code_verifier").ok_or_else(|| AadError::missing_parameter("code_verifier"))?;
+    let redirect_uri =
+        param("redirect_uri").ok_or_else(|| AadError::missing_parameter("redirect_uri"))?;
+    let code_verifier =
+        param("code_verifier").ok_or_else(|| AadError::missing_parameter("code_verifier"))?;
     let pending = state.codes.redeem(
         code,
         &Redemption {
@@ -244,7 +265,9 @@ fn redeem_code(
         state.now(),
     )?;
     // The directory cannot change while the emulator runs, so what the code recorded still exists.
-    let user = tenant.user(&pending.username).ok_or_else(AadError::code_invalid)?;
+    let user = tenant
+        .user(&pending.username)
+        .ok_or_else(AadError::code_invalid)?;
     let resource = tenant
         .application_by_client_id(&pending.resource_client_id)
         .ok_or_else(AadError::code_invalid)?;
@@ -309,7 +332,11 @@ fn success(ids: &RequestIds, issued: &IssuedToken, endpoint: Endpoint) -> HttpRe
 }
 
 /// Answers for an injected fault, if one is active for `target`.
-pub async fn injected_fault(state: &AppState, ids: &RequestIds, target: FaultTarget) -> Option<HttpResponse> {
+pub async fn injected_fault(
+    state: &AppState,
+    ids: &RequestIds,
+    target: FaultTarget,
+) -> Option<HttpResponse> {
     let (kind, hang_secs) = state.faults.take(target, state.now())?;
     tracing::info!(?target, ?kind, "injected fault");
     Some(match kind {

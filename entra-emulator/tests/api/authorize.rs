@@ -1,0 +1,193 @@
+//! Authorization code with PKCE: a genuine user-delegated token, and the ways a code is refused.
+
+use crate::helpers::*;
+use serde_json::Value;
+
+const VERIFIER: &str = "x-verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFG";
+
+async fn authorize(emu: &TestEmulator, extra: &[(&str, &str)]) -> reqwest::Response {
+    let challenge = entra_emulator::codes::s256(VERIFIER);
+    let mut query = vec![
+        ("client_id", CLI_ID),
+        ("response_type", "code"),
+        ("redirect_uri", CLI_REDIRECT),
+        (
+            "scope",
+            "api://tasks-api/Tasks.Read openid profile offline_access",
+        ),
+        ("state", "st-123"),
+        ("nonce", "n-456"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend_from_slice(extra);
+    emu.client
+        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
+        .query(&query)
+        .send()
+        .await
+        .expect("answers")
+}
+
+fn redirect_params(response: &reqwest::Response) -> std::collections::HashMap<String, String> {
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().expect("location");
+    assert!(location.starts_with(CLI_REDIRECT), "{location}");
+    url::Url::parse(location)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+async fn redeem(emu: &TestEmulator, code: &str, verifier: &str) -> reqwest::Response {
+    emu.post_token(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", CLI_ID),
+        ("code", code),
+        ("redirect_uri", CLI_REDIRECT),
+        ("code_verifier", verifier),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn login_hint_signs_in_without_a_page_and_yields_a_user_token() {
+    let emu = spawn_emulator().await;
+    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    assert_eq!(params["state"], "st-123");
+    let response = redeem(&emu, &params["code"], VERIFIER).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["scope"], "api://tasks-api/Tasks.Read");
+    let (_, claims) = decode_parts(body["access_token"].as_str().expect("token"));
+    assert_eq!(claims["aud"], API_CLIENT_ID);
+    assert_eq!(claims["scp"], "Tasks.Read");
+    assert_eq!(claims["idtyp"], "user");
+    assert_eq!(claims["azp"], CLI_ID);
+    assert_eq!(claims["azpacr"], "0", "public client");
+    assert_eq!(claims["oid"], USER_OID);
+    assert_ne!(
+        claims["sub"], USER_OID,
+        "sub is pairwise, not the object ID"
+    );
+    assert_eq!(claims["preferred_username"], USER);
+    assert_eq!(claims["name"], "Ada Lovelace");
+    assert!(claims.get("roles").is_none());
+    let (_, id_token) = decode_parts(
+        body["id_token"]
+            .as_str()
+            .expect("id_token when openid was asked"),
+    );
+    assert_eq!(id_token["aud"], CLI_ID);
+    assert_eq!(id_token["nonce"], "n-456");
+}
+
+#[tokio::test]
+async fn a_code_is_single_use() {
+    let emu = spawn_emulator().await;
+    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    assert_eq!(redeem(&emu, &params["code"], VERIFIER).await.status(), 200);
+    assert_aadsts(
+        redeem(&emu, &params["code"], VERIFIER).await,
+        400,
+        "invalid_grant",
+        54005,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_verifier_is_501481_and_burns_the_code() {
+    let emu = spawn_emulator().await;
+    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let wrong = "another-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+    assert_aadsts(
+        redeem(&emu, &params["code"], wrong).await,
+        400,
+        "invalid_grant",
+        501481,
+    )
+    .await;
+    assert_aadsts(
+        redeem(&emu, &params["code"], VERIFIER).await,
+        400,
+        "invalid_grant",
+        54005,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_code_expires_after_its_lifetime() {
+    let emu = spawn_emulator().await;
+    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    emu.clock.advance(601);
+    assert_aadsts(
+        redeem(&emu, &params["code"], VERIFIER).await,
+        400,
+        "invalid_grant",
+        70008,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_login_hint_a_sign_in_form_is_shown() {
+    let emu = spawn_emulator().await;
+    let response = authorize(&emu, &[]).await;
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.expect("html");
+    assert!(html.contains("name=\"login_hint\""), "{html}");
+    assert!(
+        html.contains("name=\"code_challenge\""),
+        "the form keeps the request's parameters"
+    );
+}
+
+#[tokio::test]
+async fn an_unregistered_redirect_uri_is_never_redirected_to() {
+    let emu = spawn_emulator().await;
+    let challenge = entra_emulator::codes::s256(VERIFIER);
+    let response = emu
+        .client
+        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
+        .query(&[
+            ("client_id", CLI_ID),
+            ("response_type", "code"),
+            ("redirect_uri", "https://evil.example/cb"),
+            ("scope", "api://tasks-api/Tasks.Read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("login_hint", USER),
+        ])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+    assert!(response.text().await.expect("html").contains("AADSTS50011"));
+}
+
+#[tokio::test]
+async fn pkce_is_required() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .client
+        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
+        .query(&[
+            ("client_id", CLI_ID),
+            ("response_type", "code"),
+            ("redirect_uri", CLI_REDIRECT),
+            ("scope", "api://tasks-api/Tasks.Read"),
+            ("state", "s"),
+            ("login_hint", USER),
+        ])
+        .send()
+        .await
+        .expect("answers");
+    let params = redirect_params(&response);
+    assert_eq!(params["error"], "invalid_request");
+    assert!(params["error_description"].starts_with("AADSTS9002325"));
+    assert_eq!(params["state"], "s");
+}

@@ -1,0 +1,108 @@
+//! Invalid directory files are refused with the file, the entry and the reason.
+
+use entra_emulator::directory::Directory;
+use std::path::Path;
+
+const TENANT: &str = "[[tenants]]\nid = \"72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f\"\ndomain = \"contoso.onmicrosoft.com\"\n";
+
+fn app(name: &str, client_id: &str, extra: &str) -> String {
+    format!(
+        "[[tenants.applications]]\nname = \"{name}\"\nclient_id = \"{client_id}\"\nservice_principal_id = \"a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d\"\n{extra}\n"
+    )
+}
+
+fn refused(text: &str) -> String {
+    let err =
+        Directory::parse(text, Path::new("/etc/emulator/directory.toml")).expect_err("refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.starts_with("directory /etc/emulator/directory.toml: "),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+    message
+}
+
+#[test]
+fn the_demo_directory_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/directory.toml");
+    let directory = Directory::load(&path).expect("demo directory is valid");
+    let tenant = directory
+        .tenant("contoso.onmicrosoft.com")
+        .expect("tenant by domain");
+    assert_eq!(tenant.applications.len(), 7);
+    assert_eq!(tenant.users.len(), 1);
+}
+
+#[test]
+fn a_bad_guid_names_the_entry_and_field() {
+    let message = refused(&format!("{TENANT}{}", app("reader", "not-a-guid", "")));
+    assert!(
+        message.contains("applications[0] (reader): client_id: 'not-a-guid' is not a GUID"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_undeclared_role_is_refused() {
+    let text = format!(
+        "{TENANT}{}{}[[tenants.role_assignments]]\nclient = \"job\"\nresource = \"api\"\nroles = [\"Nope.All\"]\n",
+        app(
+            "api",
+            "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "app_roles = [\"Tasks.Read.All\"]"
+        ),
+        app("job", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", ""),
+    );
+    let message = refused(&text);
+    assert!(
+        message.contains("role_assignments[0]: roles: 'Nope.All' is not an app role of 'api'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicate_client_ids_are_refused() {
+    let id = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    let message = refused(&format!("{TENANT}{}{}", app("a", id, ""), app("b", id, "")));
+    assert!(message.contains("applications[1] (b)"), "{message}");
+}
+
+#[test]
+fn unknown_fields_and_bad_syntax_are_refused() {
+    let message = refused(&format!(
+        "{TENANT}{}",
+        app(
+            "a",
+            "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "colour = \"red\""
+        )
+    ));
+    assert!(message.contains("colour"), "{message}");
+    let message = refused("[[tenants]\nid = ");
+    assert!(message.contains("line"), "{message}");
+}
+
+#[test]
+fn a_missing_certificate_file_is_named() {
+    let message = refused(&format!(
+        "{TENANT}{}[[tenants.applications.certificates]]\npath = \"certs/missing.crt\"\n",
+        app("cert", "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a", "")
+    ));
+    assert!(
+        message.contains("certificates[0] (/etc/emulator/certs/missing.crt): cannot read"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_invalid_secret_expiry_is_refused() {
+    let message = refused(&format!(
+        "{TENANT}{}[[tenants.applications.client_secrets]]\nvalue = \"0123456789abcdefghij\"\nexpires = \"next tuesday\"\n",
+        app("job", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", "")
+    ));
+    assert!(
+        message.contains("client_secrets[0]: expires: not an RFC 3339 time"),
+        "{message}"
+    );
+}

@@ -1,0 +1,459 @@
+//! Every AADSTS case of the token endpoint: status, `error`, `error_codes`, description prefix.
+
+use crate::helpers::*;
+use jsonwebtoken::{EncodingKey, Header};
+use shared::assertion::{AssertionAlgorithm, CertificateAssertion};
+
+const CC: (&str, &str) = ("grant_type", "client_credentials");
+
+#[tokio::test]
+async fn wrong_client_secret_is_7000215() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", READER_ID),
+            ("client_secret", "not-the-secret"),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 401, "invalid_client", 7000215).await;
+}
+
+#[tokio::test]
+async fn no_credential_is_7000218() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[CC, ("client_id", READER_ID), ("scope", API_SCOPE)])
+        .await;
+    assert_aadsts(response, 401, "invalid_client", 7000218).await;
+}
+
+#[tokio::test]
+async fn expired_client_secret_is_7000222() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", WRITER_ID),
+            ("client_secret", WRITER_EXPIRED_SECRET),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 401, "invalid_client", 7000222).await;
+}
+
+#[tokio::test]
+async fn unknown_application_is_700016() {
+    let emu = spawn_emulator().await;
+    let unknown = "99999999-9999-4999-8999-999999999999";
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", unknown),
+            ("client_secret", READER_SECRET),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    let body = assert_aadsts(response, 400, "unauthorized_client", 700016).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(unknown)
+    );
+}
+
+async fn scope_error(scope: &str, status: u16, error: &str, code: u32) {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", READER_ID),
+            ("client_secret", READER_SECRET),
+            ("scope", scope),
+        ])
+        .await;
+    assert_aadsts(response, status, error, code).await;
+}
+
+#[tokio::test]
+async fn scope_without_default_is_1002012() {
+    scope_error("api://tasks-api/Tasks.Read", 400, "invalid_scope", 1002012).await;
+}
+
+#[tokio::test]
+async fn scope_with_only_oidc_values_is_70011() {
+    scope_error("openid profile offline_access", 400, "invalid_scope", 70011).await;
+}
+
+#[tokio::test]
+async fn scope_naming_two_resources_is_700022() {
+    scope_error(
+        "api://tasks-api/.default api://audit-api/.default",
+        400,
+        "invalid_scope",
+        700022,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_resource_is_500011() {
+    scope_error(
+        "api://no-such-api/.default",
+        400,
+        "invalid_resource",
+        500011,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_scope_is_900144() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", READER_ID),
+            ("client_secret", READER_SECRET),
+        ])
+        .await;
+    let body = assert_aadsts(response, 400, "invalid_request", 900144).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("'scope'")
+    );
+}
+
+#[tokio::test]
+async fn resource_requiring_assignment_without_one_is_501051() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", STRANGER_ID),
+            ("client_secret", STRANGER_SECRET),
+            ("scope", AUDIT_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 400, "invalid_grant", 501051).await;
+}
+
+#[tokio::test]
+async fn unsupported_grant_type_is_70003() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            ("grant_type", "password"),
+            ("client_id", READER_ID),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 400, "unsupported_grant_type", 70003).await;
+}
+
+#[tokio::test]
+async fn unknown_tenant_is_90002() {
+    let emu = spawn_emulator().await;
+    let url = format!("{}/nowhere.onmicrosoft.com/oauth2/v2.0/token", emu.http_url);
+    let response = emu
+        .post_token_at(
+            &url,
+            &[
+                CC,
+                ("client_id", READER_ID),
+                ("client_secret", READER_SECRET),
+                ("scope", API_SCOPE),
+            ],
+        )
+        .await;
+    assert_aadsts(response, 400, "invalid_tenant", 90002).await;
+}
+
+async fn assertion_error(
+    assertion: &str,
+    status: u16,
+    error: &str,
+    code: u32,
+) -> serde_json::Value {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", CERT_ID),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, status, error, code).await
+}
+
+#[tokio::test]
+async fn expired_assertion_is_700024() {
+    let emu = spawn_emulator().await;
+    let stale = demo_cert(AssertionAlgorithm::Ps256)
+        .sign(&emu.assertion_audience(), emu.now() - 3600)
+        .expect("signs");
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", CERT_ID),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", stale.expose()),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 401, "invalid_client", 700024).await;
+}
+
+#[tokio::test]
+async fn assertion_signed_with_another_key_is_700027() {
+    let emu = spawn_emulator().await;
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let registered_cert = std::fs::read(demo_dir().join("certs/cert-job.crt")).expect("cert");
+    // Names the registered certificate's thumbprint but is signed by a key the attacker holds.
+    let forged = CertificateAssertion::from_pem(
+        CERT_ID,
+        &registered_cert,
+        other.serialize_pem().as_bytes(),
+        AssertionAlgorithm::Ps256,
+    )
+    .expect("credential")
+    .sign(&emu.assertion_audience(), emu.now())
+    .expect("signs");
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", CERT_ID),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", forged.expose()),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signature validation")
+    );
+}
+
+#[tokio::test]
+async fn assertion_naming_an_unregistered_certificate_is_700027() {
+    let emu = spawn_emulator().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let cert = rcgen::CertificateParams::new(vec!["unregistered".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let assertion = CertificateAssertion::from_pem(
+        CERT_ID,
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+        AssertionAlgorithm::Rs256,
+    )
+    .expect("credential")
+    .sign(&emu.assertion_audience(), emu.now())
+    .expect("signs");
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", CERT_ID),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.expose()),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("key was not found")
+    );
+}
+
+#[tokio::test]
+async fn assertion_with_hs256_is_5002738() {
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.x5t = Some("anything".into());
+    let claims = serde_json::json!({"iss": CERT_ID, "sub": CERT_ID, "aud": "x", "exp": 4_000_000_000i64, "jti": "1"});
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(b"public-key-as-hmac-secret"),
+    )
+    .expect("encode");
+    assertion_error(&token, 400, "invalid_request", 5002738).await;
+}
+
+#[tokio::test]
+async fn assertion_for_another_audience_is_700023() {
+    let emu = spawn_emulator().await;
+    let assertion = demo_cert(AssertionAlgorithm::Ps256)
+        .sign(
+            "https://login.microsoftonline.com/another-tenant/oauth2/v2.0/token",
+            emu.now(),
+        )
+        .expect("signs");
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", CERT_ID),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.expose()),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 401, "invalid_client", 700023).await;
+}
+
+#[tokio::test]
+async fn assertion_replayed_while_valid_is_refused() {
+    let emu = spawn_emulator().await;
+    let assertion = demo_cert(AssertionAlgorithm::Ps256)
+        .sign(&emu.assertion_audience(), emu.now())
+        .expect("signs");
+    let form = [
+        CC,
+        ("client_id", CERT_ID),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion.expose()),
+        ("scope", API_SCOPE),
+    ];
+    assert_eq!(emu.post_token(&form).await.status(), 200);
+    let body = assert_aadsts(emu.post_token(&form).await, 401, "invalid_client", 700027).await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jti")
+    );
+}
+
+#[tokio::test]
+async fn public_client_presenting_a_secret_is_700025() {
+    let emu = spawn_emulator().await;
+    let response = emu
+        .post_token(&[
+            CC,
+            ("client_id", CLI_ID),
+            ("client_secret", "whatever-whatever"),
+            ("scope", API_SCOPE),
+        ])
+        .await;
+    assert_aadsts(response, 401, "invalid_client", 700025).await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_entra_errors_never_500() {
+    let emu = spawn_emulator().await;
+    let cases: [(&str, Vec<u8>, &str, u32); 5] = [
+        (
+            "bad percent-encoding",
+            b"grant_type=%zz%&client_id=%%%".to_vec(),
+            "unsupported_grant_type",
+            70003,
+        ),
+        (
+            "invalid UTF-8",
+            vec![0xff, 0xfe, b'=', 0xc3, 0x28],
+            "invalid_request",
+            900144,
+        ),
+        (
+            "JSON instead of a form",
+            br#"{"grant_type":"client_credentials"}"#.to_vec(),
+            "invalid_request",
+            900144,
+        ),
+        ("empty", Vec::new(), "invalid_request", 900144),
+        (
+            "NUL bytes",
+            b"grant_type=client_credentials\0&client_id=\0\0".to_vec(),
+            "unsupported_grant_type",
+            70003,
+        ),
+    ];
+    for (name, body, error, code) in cases {
+        let response = emu
+            .client
+            .post(emu.token_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("answers");
+        let body = assert_aadsts(response, 400, error, code).await;
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("grant"),
+            "{name}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_huge_body_is_refused_before_parsing() {
+    let emu = spawn_emulator().await;
+    let huge = format!(
+        "grant_type=client_credentials&client_secret={}",
+        "a".repeat(200 * 1024)
+    );
+    let response = emu
+        .client
+        .post(emu.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .expect("answers");
+    assert_aadsts(response, 400, "invalid_request", 90023).await;
+}
+
+#[tokio::test]
+async fn correlation_id_echoes_client_request_id() {
+    let emu = spawn_emulator().await;
+    let correlation = "0f0e0d0c-0b0a-4909-8807-060504030201";
+    let response = emu
+        .client
+        .post(emu.token_url())
+        .header("client-request-id", correlation)
+        .form(&[
+            CC,
+            ("client_id", READER_ID),
+            ("client_secret", "wrong"),
+            ("scope", API_SCOPE),
+        ])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.headers()["client-request-id"], correlation);
+    let body = assert_aadsts(response, 401, "invalid_client", 7000215).await;
+    assert_eq!(body["correlation_id"], correlation);
+}
