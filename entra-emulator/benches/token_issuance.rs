@@ -1,1 +1,118 @@
-fn main() {}
+//! Token issuance: the minting core alone (claims + one RS256 signature), and the whole token
+//! endpoint over loopback HTTP with 64 requests in flight, client and server sharing the machine.
+//! Target (issue 2): at least 1,000 tokens/s on a 2-core machine.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use entra_emulator::Application;
+use entra_emulator::clock::SystemClock;
+use entra_emulator::directory::Directory;
+use entra_emulator::keys::KeyStore;
+use entra_emulator::mint::TokenService;
+use entra_emulator::settings::{EmulatorSettings, TokenSettings};
+use shared::claims::ClientAuth;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const IN_FLIGHT: usize = 64;
+
+fn demo_directory() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/directory.toml")
+}
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("emulator-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn mint(c: &mut Criterion) {
+    let directory = Arc::new(Directory::load(&demo_directory()).expect("demo directory"));
+    let keys = Arc::new(KeyStore::open(&data_dir(), 0).expect("keys"));
+    let service = TokenService {
+        directory: directory.clone(),
+        keys,
+        clock: Arc::new(SystemClock),
+        public_url: "https://localhost:8443".into(),
+        settings: TokenSettings::default(),
+    };
+    let tenant = &directory.tenants[0];
+    let client = tenant.application("reader-job").expect("reader");
+    let mut group = c.benchmark_group("issuance");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("mint_app_token_v2", |b| {
+        b.iter(|| {
+            let resource = service
+                .resolve_default_scope(tenant, &tenant.id, "api://tasks-api/.default")
+                .expect("scope");
+            service
+                .app_token(tenant, client, &resource, ClientAuth::Secret)
+                .expect("token")
+        })
+    });
+    group.finish();
+}
+
+fn endpoint(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut settings = EmulatorSettings {
+        data_dir: data_dir(),
+        directory: demo_directory(),
+        ..Default::default()
+    };
+    settings.server.https_port = 0;
+    settings.server.http_port = Some(0);
+    let url = runtime.block_on(async {
+        let app = Application::build(settings).await.expect("emulator");
+        let url = format!(
+            "http://{}/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/oauth2/v2.0/token",
+            app.http_addr().expect("http")
+        );
+        tokio::spawn(app.run_until_stopped());
+        url
+    });
+    let client = reqwest::Client::new();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"),
+        (
+            "client_secret",
+            "rdr8Q~demo.reader.secret.not-for-production",
+        ),
+        ("scope", "api://tasks-api/.default"),
+    ];
+    let mut group = c.benchmark_group("issuance");
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("token_endpoint_http_64_in_flight", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let mut batch = tokio::task::JoinSet::new();
+                    for _ in 0..IN_FLIGHT {
+                        let (client, url, form) = (client.clone(), url.clone(), form);
+                        batch.spawn(async move {
+                            let response =
+                                client.post(url).form(&form).send().await.expect("answers");
+                            assert_eq!(response.status(), 200);
+                            response.bytes().await.expect("body");
+                        });
+                    }
+                    while let Some(done) = batch.join_next().await {
+                        done.expect("request task");
+                    }
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, mint, endpoint);
+criterion_main!(benches);

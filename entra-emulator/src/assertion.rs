@@ -178,7 +178,8 @@ fn find_certificate<'a>(
 }
 
 fn hex_to_b64url(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.is_empty() {
+    if !hex.len().is_multiple_of(2) || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.is_empty()
+    {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())

@@ -157,21 +157,21 @@ impl EmulatorSettings {
                 "must be at least 1024",
             ));
         }
-        if let Some(url) = &self.server.public_url {
-            if url.scheme() != "https" || url.host_str().is_none() {
-                return Err(ConfigError::key(
-                    "server.public_url",
-                    "must be an https:// URL with a host",
-                ));
-            }
+        if let Some(url) = &self.server.public_url
+            && (url.scheme() != "https" || url.host_str().is_none())
+        {
+            return Err(ConfigError::key(
+                "server.public_url",
+                "must be an https:// URL with a host",
+            ));
         }
-        if let Some(secret) = &self.admin.secret {
-            if secret.expose().len() < 16 {
-                return Err(ConfigError::key(
-                    "admin.secret",
-                    "must be at least 16 characters",
-                ));
-            }
+        if let Some(secret) = &self.admin.secret
+            && secret.expose().len() < 16
+        {
+            return Err(ConfigError::key(
+                "admin.secret",
+                "must be at least 16 characters",
+            ));
         }
         Ok(())
     }

@@ -8,7 +8,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-fn guard(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
+/// `Some(response)` when the call must be refused.
+fn denied(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
     let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
     let presented = req
         .headers()
@@ -24,26 +25,25 @@ fn guard(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
         _ => false,
     };
     if loopback || secret_ok {
-        Ok(())
-    } else {
-        tracing::warn!(peer = ?req.peer_addr(), "admin call refused");
-        Err(HttpResponse::Forbidden().json(json!({
-            "error": "forbidden",
-            "detail": "admin calls are accepted from loopback, or with the admin secret as a Bearer token",
-        })))
+        return None;
     }
+    tracing::warn!(peer = ?req.peer_addr(), "admin call refused");
+    Some(HttpResponse::Forbidden().json(json!({
+        "error": "forbidden",
+        "detail": "admin calls are accepted from loopback, or with the admin secret as a Bearer token",
+    })))
 }
 
 pub async fn list_keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(denied) = guard(&req, &state) {
-        return denied;
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
     }
     HttpResponse::Ok().json(json!({ "keys": state.tokens.keys.summary() }))
 }
 
 pub async fn rotate_keys(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(denied) = guard(&req, &state) {
-        return denied;
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
     }
     match state.tokens.keys.rotate(state.now()).await {
         Ok(kid) => {
@@ -64,8 +64,8 @@ pub async fn retire_key(
     kid: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(denied) = guard(&req, &state) {
-        return denied;
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
     }
     match state.tokens.keys.retire(&kid).await {
         Ok(RetireOutcome::Retired) => {
@@ -85,8 +85,8 @@ pub async fn retire_key(
 }
 
 pub async fn list_faults(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(denied) = guard(&req, &state) {
-        return denied;
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
     }
     HttpResponse::Ok().json(json!({ "faults": state.faults.list(state.now()) }))
 }
@@ -96,8 +96,8 @@ pub async fn add_fault(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    if let Err(denied) = guard(&req, &state) {
-        return denied;
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
     }
     let request: FaultRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -118,8 +118,8 @@ pub async fn add_fault(
 }
 
 pub async fn clear_faults(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(denied) = guard(&req, &state) {
-        return denied;
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
     }
     let cleared = state.faults.clear();
     tracing::info!(cleared, "faults cleared");

@@ -73,9 +73,11 @@ pub async fn spawn_emulator() -> TestEmulator {
 }
 
 pub fn test_settings(data_dir: &TempDir) -> EmulatorSettings {
-    let mut settings = EmulatorSettings::default();
-    settings.data_dir = data_dir.0.clone();
-    settings.directory = demo_dir().join("directory.toml");
+    let mut settings = EmulatorSettings {
+        data_dir: data_dir.0.clone(),
+        directory: demo_dir().join("directory.toml"),
+        ..Default::default()
+    };
     settings.server.https_port = 0;
     settings.server.http_port = Some(0);
     settings.server.workers = Some(1);
