@@ -194,6 +194,26 @@ impl AadError {
         )
     }
 
+    pub fn assertion_certificate_expired(client_id: &str, thumbprint: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            format!(
+                "The certificate used to sign the client assertion has expired. [Thumbprint of key used by client: '{thumbprint}', app Id '{client_id}'] {CERT_DOCS}"
+            ),
+        )
+    }
+
+    pub fn body_unreadable() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            "The request body could not be read.".into(),
+        )
+    }
+
     pub fn assertion_signature_invalid() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -15,6 +15,10 @@ use std::sync::Mutex;
 /// Clock skew tolerated on `nbf`/`exp`: five minutes, the tolerance Microsoft's own validators use.
 const SKEW_SECS: i64 = 300;
 
+/// An assertion may not claim to stay valid longer than this from now. MSAL signs for 10 minutes;
+/// the cap also bounds how long a `jti` must be remembered, and so the replay cache's size.
+const MAX_REMAINING_SECS: i64 = 3600;
+
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
@@ -50,18 +54,29 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
-/// `jti`s seen, with the time after which they may be forgotten. Bounded by what can arrive
-/// within one assertion lifetime; expired entries are swept when the map grows.
+/// `jti`s seen, with the time after which they may be forgotten (at most
+/// `MAX_REMAINING_SECS + SKEW_SECS` ahead). Only clients holding a registered certificate key can
+/// add entries, and each needs a fresh signature (~1 ms of the client's CPU), so the map holds at
+/// most what such clients can sign in an hour. A std mutex: the lookup and insert are O(1) and
+/// never await; the O(n) sweep of expired entries runs at most once a minute.
 #[derive(Default)]
-pub struct ReplayCache(Mutex<HashMap<String, i64>>);
+pub struct ReplayCache(Mutex<ReplayState>);
+
+#[derive(Default)]
+struct ReplayState {
+    seen: HashMap<String, i64>,
+    last_sweep: i64,
+}
 
 impl ReplayCache {
     /// Records `key`; false when it was already recorded and has not expired.
     fn first_use(&self, key: String, forget_after: i64, now: i64) -> bool {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() > 10_000 {
-            seen.retain(|_, until| *until >= now);
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if now - state.last_sweep >= 60 {
+            state.seen.retain(|_, until| *until >= now);
+            state.last_sweep = now;
         }
+        let seen = &mut state.seen;
         match seen.get(&key) {
             Some(until) if *until >= now => false,
             _ => {
@@ -86,6 +101,12 @@ pub fn verify(
         other => return Err(AadError::assertion_algorithm(other)),
     };
     let (credential, thumbprint) = find_certificate(client, &header)?;
+    if credential.not_after.unix_timestamp() < now {
+        return Err(AadError::assertion_certificate_expired(
+            &client.client_id,
+            &thumbprint,
+        ));
+    }
 
     let mut validation = Validation::new(algorithm);
     // Claims are checked below, one by one, so each failure gets Entra's own code.
@@ -124,9 +145,18 @@ pub fn verify(
     if !aud_ok {
         return Err(AadError::assertion_audience());
     }
-    let exp = claims.exp.ok_or_else(AadError::assertion_malformed)? as i64;
-    let nbf = claims.nbf.map(|n| n as i64);
-    if exp + SKEW_SECS < now || nbf.is_some_and(|n| n - SKEW_SECS > now) {
+    let exp = claims
+        .exp
+        .and_then(unix_seconds)
+        .ok_or_else(AadError::assertion_malformed)?;
+    let nbf = match claims.nbf {
+        Some(n) => Some(unix_seconds(n).ok_or_else(AadError::assertion_malformed)?),
+        None => None,
+    };
+    if exp + SKEW_SECS < now
+        || exp - now > MAX_REMAINING_SECS
+        || nbf.is_some_and(|n| n - SKEW_SECS > now)
+    {
         return Err(AadError::assertion_time_range(now, nbf, exp));
     }
     let jti = claims
@@ -137,6 +167,12 @@ pub fn verify(
         return Err(AadError::assertion_replayed());
     }
     Ok(())
+}
+
+/// A JSON number as whole Unix seconds, if it is a time at all (years 1970–9999). Out-of-range
+/// values are refused rather than saturated, so later arithmetic cannot overflow.
+fn unix_seconds(value: f64) -> Option<i64> {
+    (value.is_finite() && (0.0..253_402_300_800.0).contains(&value)).then_some(value as i64)
 }
 
 fn parse_header(assertion: &str) -> Result<RawHeader, AadError> {

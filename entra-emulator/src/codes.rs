@@ -30,28 +30,43 @@ enum Entry {
     Redeemed { until: i64 },
 }
 
-/// A plain mutex: issue and redeem are map operations with no await inside.
+/// At most this many codes (pending or remembered as redeemed) are held. `/authorize` needs no
+/// credential, so without a cap anyone could grow the map; past it, sign-ins get a 503 until
+/// codes expire (10 minutes at most).
+const MAX_CODES: usize = 10_000;
+
+/// Expired entries are swept only once the map is this large, so a quiet emulator never scans.
+const SWEEP_ABOVE: usize = 1_024;
+
+/// A plain mutex: no await inside, and every operation but the occasional sweep is O(1). The
+/// sweep is O(n) with n ≤ MAX_CODES, and runs only above SWEEP_ABOVE entries.
 #[derive(Default)]
 pub struct CodeStore(Mutex<HashMap<String, Entry>>);
 
 pub struct Redemption<'a> {
+    pub tenant_id: &'a str,
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
     pub code_verifier: &'a str,
 }
 
 impl CodeStore {
-    pub fn issue(&self, pending: PendingCode, now: i64) -> String {
+    pub fn issue(&self, pending: PendingCode, now: i64) -> Result<String, AadError> {
         let mut bytes = [0u8; 32];
         rand::rng().fill(&mut bytes);
         let code = URL_SAFE_NO_PAD.encode(bytes);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, e| match e {
-            Entry::Pending(p) => p.expires_at > now,
-            Entry::Redeemed { until } => *until > now,
-        });
+        if map.len() >= SWEEP_ABOVE {
+            map.retain(|_, e| match e {
+                Entry::Pending(p) => p.expires_at > now,
+                Entry::Redeemed { until } => *until > now,
+            });
+        }
+        if map.len() >= MAX_CODES {
+            return Err(AadError::temporarily_unavailable());
+        }
         map.insert(code.clone(), Entry::Pending(Box::new(pending)));
-        code
+        Ok(code)
     }
 
     /// Redeems `code` once. Any failure after the code is found still consumes it, as RFC 6749
@@ -78,7 +93,8 @@ impl CodeStore {
             },
         );
         drop(map);
-        if pending.expires_at <= now {
+        // A code is redeemable only at the tenant that issued it.
+        if pending.expires_at <= now || !pending.tenant_id.eq_ignore_ascii_case(r.tenant_id) {
             return Err(AadError::code_invalid());
         }
         if !pending.client_id.eq_ignore_ascii_case(r.client_id) {
@@ -131,15 +147,29 @@ mod tests {
     fn single_use_and_bound_to_verifier() {
         let store = CodeStore::default();
         let ok = Redemption {
+            tenant_id: "t",
             client_id: "c",
             redirect_uri: "http://localhost/cb",
             code_verifier: "verifier-verifier-verifier-verifier-verifier",
         };
-        let code = store.issue(pending(0), 0);
+        let code = store.issue(pending(0), 0).expect("issued");
+        let other_tenant = Redemption {
+            tenant_id: "other",
+            ..ok
+        };
+        assert_eq!(
+            store
+                .redeem(&code, &other_tenant, 1)
+                .expect_err("wrong tenant")
+                .code,
+            70008
+        );
+
+        let code = store.issue(pending(0), 0).expect("issued");
         assert!(store.redeem(&code, &ok, 1).is_ok());
         assert_eq!(store.redeem(&code, &ok, 2).expect_err("reused").code, 54005);
 
-        let code = store.issue(pending(0), 0);
+        let code = store.issue(pending(0), 0).expect("issued");
         let bad = Redemption {
             code_verifier: "wrong",
             ..ok
@@ -149,7 +179,7 @@ mod tests {
             501481
         );
 
-        let code = store.issue(pending(0), 0);
+        let code = store.issue(pending(0), 0).expect("issued");
         assert_eq!(
             store.redeem(&code, &ok, 601).expect_err("expired").code,
             70008
@@ -158,5 +188,34 @@ mod tests {
             store.redeem("nope", &ok, 1).expect_err("unknown").code,
             70008
         );
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_bounded() {
+        let store = CodeStore::default();
+        let pending = |expires_at| PendingCode {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            redirect_uri: "r".into(),
+            code_challenge: "x".into(),
+            resource_client_id: "r".into(),
+            resource_requested_as: "r".into(),
+            scopes: vec![],
+            username: "u".into(),
+            nonce: None,
+            want_id_token: false,
+            expires_at,
+        };
+        for _ in 0..MAX_CODES {
+            store.issue(pending(600), 0).expect("room");
+        }
+        assert_eq!(store.issue(pending(600), 0).expect_err("full").code, 90033);
+        // Once the codes have expired, the sweep makes room again.
+        assert!(store.issue(pending(1200), 601).is_ok());
     }
 }

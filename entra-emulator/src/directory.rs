@@ -270,12 +270,6 @@ impl Tenant {
     }
 }
 
-impl Application {
-    pub fn has_credentials(&self) -> bool {
-        !self.client_secrets.is_empty() || !self.certificates.is_empty()
-    }
-}
-
 fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
     check_guid("id", &entry.id)?;
     if entry.domain.trim().is_empty() || entry.domain.contains('/') {

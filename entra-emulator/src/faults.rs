@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,7 +68,7 @@ pub struct ActiveFault {
 #[derive(Default)]
 pub struct Faults {
     active: Mutex<Vec<ActiveFault>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
 }
 
 impl Faults {
@@ -77,11 +78,7 @@ impl Faults {
             (None, Some(n)) if n > 0 => (None, Some(n)),
             _ => return Err("give exactly one of `seconds` or `requests`, greater than 0".into()),
         };
-        let id = {
-            let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            *next
-        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let fault = ActiveFault {
             id,
             target: request.target,

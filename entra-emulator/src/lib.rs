@@ -7,6 +7,7 @@
 
 pub mod aadsts;
 pub mod assertion;
+pub mod cli;
 pub mod clock;
 pub mod codes;
 pub mod directory;
@@ -76,12 +77,7 @@ impl Application {
             None => None,
         };
         let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
-        let public_url = settings
-            .server
-            .public_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_else(|| format!("https://localhost:{}", https_addr.port()));
+        let public_url = settings.public_url(https_addr.port());
 
         let ca_cert_path = settings.ca_cert_out();
         let pki = tls::load_or_create(

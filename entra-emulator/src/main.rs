@@ -2,15 +2,11 @@
 
 use clap::{Parser, Subcommand};
 use entra_emulator::Application;
-use entra_emulator::clock::{Clock, SystemClock};
+use entra_emulator::cli;
 use entra_emulator::directory::Directory;
-use entra_emulator::keys::KeyStore;
-use entra_emulator::mint::TokenService;
 use entra_emulator::settings::EmulatorSettings;
-use shared::claims::ClientAuth;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -98,11 +94,22 @@ async fn run(command: Command, settings: EmulatorSettings) -> anyhow::Result<()>
             scope,
             tenant,
             raw,
-        } => token(&settings, &client, &scope, tenant.as_deref(), raw),
+        } => {
+            println!(
+                "{}",
+                cli::token(&settings, &client, &scope, tenant.as_deref(), raw)?
+            );
+            Ok(())
+        }
         Command::RotateKeys {
             retire_inactive,
             url,
-        } => rotate(&settings, url, retire_inactive).await,
+        } => {
+            for line in cli::rotate_keys(&settings, url, retire_inactive).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Check => {
             let directory = Directory::load(&settings.directory)?;
             for t in &directory.tenants {
@@ -132,120 +139,5 @@ async fn serve(settings: EmulatorSettings, ready_file: Option<PathBuf>) -> anyho
     }
     app.run_until_stopped().await?;
     tracing::info!("entra-emulator stopped");
-    Ok(())
-}
-
-/// Mints locally from the directory and the data directory's keys: no running emulator needed,
-/// and the same grant rules as the token endpoint (scope, role assignment).
-fn token(
-    settings: &EmulatorSettings,
-    client: &str,
-    scope: &str,
-    tenant: Option<&str>,
-    raw: bool,
-) -> anyhow::Result<()> {
-    let directory = Arc::new(Directory::load(&settings.directory)?);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
-    let tenant_ref = tenant
-        .unwrap_or_else(|| directory.tenants[0].id.as_str())
-        .to_owned();
-    let public_url = settings
-        .server
-        .public_url
-        .as_ref()
-        .map(|u| u.as_str().trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("https://localhost:{}", settings.server.https_port));
-    let service = TokenService {
-        directory: directory.clone(),
-        keys,
-        clock,
-        public_url,
-        settings: settings.tokens.clone(),
-    };
-    let tenant = directory.tenant(&tenant_ref).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--tenant: no tenant '{tenant_ref}' in {}",
-            directory.source.display()
-        )
-    })?;
-    let app = tenant.application(client).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--client: no application '{client}' in tenant {}",
-            tenant.domain
-        )
-    })?;
-    let auth = if app.certificates.is_empty() {
-        ClientAuth::Secret
-    } else {
-        ClientAuth::Certificate
-    };
-    let issued = service
-        .resolve_default_scope(tenant, &tenant_ref, scope)
-        .and_then(|resource| service.app_token(tenant, app, &resource, auth))
-        .map_err(|e| anyhow::anyhow!("AADSTS{}: {}", e.code, e.message))?;
-    if raw {
-        println!("{}", issued.access_token);
-    } else {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "accessToken": issued.access_token,
-                "expiresOn": issued.expires_on,
-                "tenant": tenant.id,
-                "tokenType": "Bearer",
-                "claims": issued.claims,
-            }))?
-        );
-    }
-    Ok(())
-}
-
-async fn rotate(
-    settings: &EmulatorSettings,
-    url: Option<url::Url>,
-    retire_inactive: bool,
-) -> anyhow::Result<()> {
-    let base = url
-        .or_else(|| settings.server.public_url.clone())
-        .map(|u| u.as_str().trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("https://localhost:{}", settings.server.https_port));
-    let client = shared::http::build_client(&shared::http::HttpClientSettings {
-        extra_ca_file: Some(settings.ca_cert_out()),
-        ..Default::default()
-    })?;
-    let with_auth = |rb: reqwest::RequestBuilder| match &settings.admin.secret {
-        Some(secret) => rb.bearer_auth(secret.expose()),
-        None => rb,
-    };
-    let response = with_auth(client.post(format!("{base}/admin/keys/rotate")))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the emulator's admin API at {base}: {e} (is it running with admin.enabled = true?)"))?;
-    if !response.status().is_success() {
-        anyhow::bail!(
-            "rotation refused: HTTP {} {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        );
-    }
-    let body: serde_json::Value = response.json().await?;
-    let active = body["active_kid"].as_str().unwrap_or_default().to_owned();
-    println!("new signing key: {active}");
-    if retire_inactive {
-        for key in body["keys"].as_array().into_iter().flatten() {
-            let kid = key["kid"].as_str().unwrap_or_default();
-            if kid == active {
-                continue;
-            }
-            let response = with_auth(client.post(format!("{base}/admin/keys/{kid}/retire")))
-                .send()
-                .await?;
-            if !response.status().is_success() {
-                anyhow::bail!("retiring {kid}: HTTP {}", response.status());
-            }
-            println!("retired: {kid}");
-        }
-    }
     Ok(())
 }

@@ -17,8 +17,12 @@ use shared::claims::{AccessTokenClaims, ClientAuth};
 use std::sync::Arc;
 
 /// Scopes that OIDC clients (and some SDKs) send next to the resource's `.default`; Entra
-/// tolerates them in client-credentials requests and ignores them.
+/// tolerates them in client-credentials requests and ignores them. Compared case-insensitively.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
+
+pub fn is_oidc_scope(scope: &str) -> bool {
+    OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(scope))
+}
 
 /// Entra back-dates `iat`/`nbf` by five minutes (real tokens: `exp - iat` = 3900 s while
 /// `expires_in` ≈ 3599 s), presumably to absorb client clock skew; this is an inference.
@@ -33,19 +37,19 @@ pub struct TokenService {
     pub settings: TokenSettings,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Deliberately neither `Debug` nor `Serialize`: it holds raw tokens, which must not reach a log.
+#[derive(Clone)]
 pub struct IssuedToken {
     pub access_token: String,
     pub expires_in: i64,
     pub expires_on: i64,
     /// The resource as the client named it (v1 responses echo it).
     pub resource: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
     /// Granted delegated scopes (user tokens), echoed in the response's `scope`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    #[serde(skip)]
+    /// base64url `{uid, utid}` for MSAL, when the client asked with `client_info=1`.
+    pub client_info: Option<String>,
     pub claims: AccessTokenClaims,
 }
 
@@ -85,7 +89,7 @@ impl TokenService {
     ) -> Result<ResourceRef<'t>, AadError> {
         let requested: Vec<&str> = scope
             .split_whitespace()
-            .filter(|s| !OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(s)))
+            .filter(|s| !is_oidc_scope(s))
             .collect();
         if requested.is_empty() {
             return Err(AadError::invalid_scope(scope));
@@ -172,6 +176,9 @@ impl TokenService {
         claims.name = Some(grant.user.display_name.clone());
         if resource.app.access_token_version == 2 {
             claims.preferred_username = Some(grant.user.username.clone());
+        } else {
+            claims.upn = Some(grant.user.username.clone());
+            claims.unique_name = Some(grant.user.username.clone());
         }
         if resource.app.idtyp_claim {
             claims.idtyp = Some("user".into());
@@ -247,6 +254,7 @@ impl TokenService {
             resource: resource.requested_as.clone(),
             id_token,
             scope,
+            client_info: None,
             claims,
         })
     }

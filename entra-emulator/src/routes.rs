@@ -7,9 +7,11 @@ pub mod discovery;
 pub mod token;
 
 use crate::aadsts::AadError;
+use crate::faults::{FaultKind, FaultTarget};
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -33,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
             "/{tenant}/discovery/keys",
             web::get().to(discovery::jwks_v1),
         )
+        .route("/discovery/keys", web::get().to(discovery::jwks_v1_common))
         .route(
             "/{tenant}/oauth2/v2.0/token",
             web::post().to(token::token_v2),
@@ -117,4 +120,25 @@ pub fn cacheable_json(ids: &RequestIds, body: &serde_json::Value) -> HttpRespons
         .json(body);
     ids.stamp(&mut response);
     response
+}
+
+/// Answers for an injected fault, if one is active for `target`.
+pub async fn injected_fault(
+    state: &AppState,
+    ids: &RequestIds,
+    target: FaultTarget,
+) -> Option<HttpResponse> {
+    let (kind, hang_secs) = state.faults.take(target, state.now())?;
+    tracing::info!(?target, ?kind, "injected fault");
+    Some(match kind {
+        FaultKind::Throttle { retry_after_secs } => HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+            .content_type("text/plain; charset=utf-8")
+            .body("Too many requests. Retry later."),
+        FaultKind::Unavailable => aad_error(state, ids, &AadError::temporarily_unavailable()),
+        FaultKind::Hang { .. } => {
+            tokio::time::sleep(Duration::from_secs(hang_secs)).await;
+            aad_error(state, ids, &AadError::temporarily_unavailable())
+        }
+    })
 }

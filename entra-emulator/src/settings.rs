@@ -157,6 +157,24 @@ impl EmulatorSettings {
                 "must be at least 1024",
             ));
         }
+        if self.server.workers == Some(0) {
+            return Err(ConfigError::key("server.workers", "must be at least 1"));
+        }
+        if let Some(url) = &self.server.public_url
+            && let Some(host) = url.host_str()
+            && !self
+                .server
+                .tls_names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']')))
+        {
+            return Err(ConfigError::key(
+                "server.public_url",
+                format!(
+                    "host '{host}' is not in server.tls_names, so clients would refuse the certificate"
+                ),
+            ));
+        }
         if let Some(url) = &self.server.public_url
             && (url.scheme() != "https" || url.host_str().is_none())
         {
@@ -174,6 +192,15 @@ impl EmulatorSettings {
             ));
         }
         Ok(())
+    }
+
+    /// The configured public URL, or `https://localhost:{https_port}` with the port actually bound.
+    pub fn public_url(&self, https_port: u16) -> String {
+        self.server
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("https://localhost:{https_port}"))
     }
 
     pub fn ca_cert_out(&self) -> PathBuf {

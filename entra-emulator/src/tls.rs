@@ -40,11 +40,20 @@ pub fn load_or_create(dir: &Path, names: &[String], ca_out: &Path) -> anyhow::Re
 
     let server_cert_path = dir.join("server.pem");
     let server_key_path = dir.join("server-key.pem");
+    // The leaf is reused only if it was issued by this CA for these names and has 30 days left;
+    // otherwise clients trusting the current CA would fail the handshake.
     let names_path = dir.join("server-names.txt");
-    let wanted_names = names.join("\n");
+    let wanted_names = format!(
+        "{}\nissuer-sha256={}",
+        names.join("\n"),
+        crate::keys::thumbprint_sha256(ca_pem.as_bytes())
+    );
     let reusable = server_cert_path.exists()
         && server_key_path.exists()
-        && std::fs::read_to_string(&names_path).ok().as_deref() == Some(wanted_names.as_str());
+        && std::fs::read_to_string(&names_path).ok().as_deref() == Some(wanted_names.as_str())
+        && read(&server_cert_path)
+            .ok()
+            .is_some_and(|pem| valid_for_days(&pem, 30));
     let (server_pem, server_key_pem) = if reusable {
         (read(&server_cert_path)?, read(&server_key_path)?)
     } else {
@@ -122,6 +131,17 @@ fn issue_server_certificate(
     params.not_after = OffsetDateTime::now_utc() + Duration::days(397);
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn valid_for_days(pem: &str, days: i64) -> bool {
+    let Ok((_, parsed)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
+        return false;
+    };
+    let Ok(cert) = parsed.parse_x509() else {
+        return false;
+    };
+    cert.validity().not_after.timestamp()
+        > (OffsetDateTime::now_utc() + Duration::days(days)).unix_timestamp()
 }
 
 fn read(path: &PathBuf) -> anyhow::Result<String> {

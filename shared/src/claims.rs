@@ -53,6 +53,11 @@ pub struct AccessTokenClaims {
     pub sub: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<String>,
+    /// v1 user tokens: the user's UPN (v2 has `preferred_username`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uti: Option<String>,
     pub ver: String,

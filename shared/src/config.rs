@@ -6,6 +6,8 @@
 //! Errors come back as one line naming the key, so a bad deployment fails with a message an
 //! operator can act on instead of a backtrace.
 
+use crate::secret::Secret;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,38 @@ impl ConfigError {
     pub fn key(key: &str, reason: impl std::fmt::Display) -> Self {
         Self(format!("`{key}` {reason}"))
     }
+}
+
+/// The Azure SDKs' standard variables, as aliases for the `identity` section of a service that
+/// acquires tokens. Values stay strings (no type guessing), so a secret such as `0012…` is kept
+/// exactly as written.
+pub const AZURE_SDK_ALIASES: &[(&str, &str)] = &[
+    ("AZURE_TENANT_ID", "identity.tenant_id"),
+    ("AZURE_CLIENT_ID", "identity.client_id"),
+    ("AZURE_CLIENT_SECRET", "identity.client_secret"),
+    (
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "identity.client_certificate_path",
+    ),
+    (
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "identity.federated_token_file",
+    ),
+    ("AZURE_AUTHORITY_HOST", "identity.authority_host"),
+];
+
+/// The `identity` section the Azure SDK variables fill: who a caller is and where it signs in.
+/// Which credential these make (secret, certificate, workload identity) is the caller's choice.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentitySettings {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub client_certificate_path: Option<PathBuf>,
+    pub federated_token_file: Option<PathBuf>,
+    /// e.g. `https://login.microsoftonline.com`, a sovereign cloud, or the emulator.
+    pub authority_host: Option<String>,
 }
 
 /// Where one service reads its settings from.
@@ -67,7 +101,6 @@ pub fn load_with_env<T: DeserializeOwned>(
         config::Environment::with_prefix(sources.env_prefix)
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true)
             .source(Some(env)),
     );
     let raw = builder.build().map_err(one_line)?;
@@ -186,6 +219,65 @@ mod tests {
         assert_eq!(settings.server.host, "0.0.0.0");
         assert_eq!(settings.identity.tenant_id, "file");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WithIdentity {
+        #[serde(default)]
+        identity: IdentitySettings,
+    }
+
+    #[test]
+    fn every_azure_sdk_variable_is_honoured() {
+        let sources = Sources {
+            env_prefix: "CALLER",
+            file: None,
+            aliases: AZURE_SDK_ALIASES,
+        };
+        let settings: WithIdentity = load_with_env(
+            &sources,
+            env(&[
+                ("AZURE_TENANT_ID", "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f"),
+                ("AZURE_CLIENT_ID", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"),
+                ("AZURE_CLIENT_SECRET", "0012345678901234"),
+                ("AZURE_CLIENT_CERTIFICATE_PATH", "/certs/job.pem"),
+                (
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                    "/var/run/secrets/azure/tokens/azure-identity-token",
+                ),
+                ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
+            ]),
+        )
+        .expect("loads");
+        let id = settings.identity;
+        assert_eq!(
+            id.tenant_id.as_deref(),
+            Some("72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f")
+        );
+        assert_eq!(
+            id.client_id.as_deref(),
+            Some("0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d")
+        );
+        assert_eq!(
+            id.client_secret.as_ref().map(Secret::expose),
+            Some("0012345678901234"),
+            "a numeric-looking secret is kept as written"
+        );
+        assert_eq!(
+            id.client_certificate_path,
+            Some(PathBuf::from("/certs/job.pem"))
+        );
+        assert_eq!(
+            id.federated_token_file,
+            Some(PathBuf::from(
+                "/var/run/secrets/azure/tokens/azure-identity-token"
+            ))
+        );
+        assert_eq!(
+            id.authority_host.as_deref(),
+            Some("https://login.microsoftonline.us")
+        );
+        assert!(!format!("{:?}", Some(&id)).contains("0012345678901234"));
     }
 
     #[test]

@@ -82,6 +82,5 @@ mod tests {
         assert_eq!(fingerprint("a"), fingerprint("a"));
         assert_ne!(fingerprint("a"), fingerprint("b"));
         assert_eq!(fingerprint("token").len(), 8);
-        assert!(!fingerprint("eyJhbGciOi").contains("eyJ"));
     }
 }

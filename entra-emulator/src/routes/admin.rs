@@ -7,24 +7,42 @@ use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
+use std::net::IpAddr;
 
-/// `Some(response)` when the call must be refused.
-fn denied(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
-    let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let secret_ok = match (&state.settings.admin.secret, presented) {
-        (Some(secret), Some(p)) => aws_lc_rs::constant_time::verify_slices_are_equal(
+/// Admin calls come from loopback, or carry the configured secret as a Bearer token (compared in
+/// constant time). With no secret configured, only loopback is accepted.
+pub fn admin_allowed(
+    peer: Option<IpAddr>,
+    authorization: Option<&str>,
+    secret: Option<&shared::Secret>,
+) -> bool {
+    if peer.is_some_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    match (
+        secret,
+        authorization.and_then(|v| v.strip_prefix("Bearer ")),
+    ) {
+        (Some(secret), Some(presented)) => aws_lc_rs::constant_time::verify_slices_are_equal(
             secret.expose().as_bytes(),
-            p.as_bytes(),
+            presented.as_bytes(),
         )
         .is_ok(),
         _ => false,
-    };
-    if loopback || secret_ok {
+    }
+}
+
+/// `Some(response)` when the call must be refused.
+fn denied(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if admin_allowed(
+        req.peer_addr().map(|a| a.ip()),
+        authorization,
+        state.settings.admin.secret.as_ref(),
+    ) {
         return None;
     }
     tracing::warn!(peer = ?req.peer_addr(), "admin call refused");
@@ -124,4 +142,40 @@ pub async fn clear_faults(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     let cleared = state.faults.clear();
     tracing::info!(cleared, "faults cleared");
     HttpResponse::Ok().json(json!({ "cleared": cleared }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::admin_allowed;
+    use std::net::IpAddr;
+
+    #[test]
+    fn loopback_or_the_secret_and_nothing_else() {
+        let loopback: Option<IpAddr> = Some([127, 0, 0, 1].into());
+        let remote: Option<IpAddr> = Some([10, 1, 2, 3].into());
+        let secret = shared::Secret::new("an-admin-secret-of-length");
+        assert!(admin_allowed(loopback, None, None));
+        assert!(admin_allowed(Some("::1".parse().expect("ip")), None, None));
+        assert!(
+            !admin_allowed(remote, None, None),
+            "no secret configured: loopback only"
+        );
+        assert!(!admin_allowed(
+            remote,
+            Some("Bearer an-admin-secret-of-length"),
+            None
+        ));
+        assert!(!admin_allowed(remote, None, Some(&secret)));
+        assert!(!admin_allowed(remote, Some("Bearer wrong"), Some(&secret)));
+        assert!(
+            !admin_allowed(remote, Some("an-admin-secret-of-length"), Some(&secret)),
+            "Bearer scheme required"
+        );
+        assert!(admin_allowed(
+            remote,
+            Some("Bearer an-admin-secret-of-length"),
+            Some(&secret)
+        ));
+        assert!(!admin_allowed(None, None, Some(&secret)));
+    }
 }

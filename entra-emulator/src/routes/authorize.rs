@@ -7,7 +7,7 @@
 use crate::aadsts::AadError;
 use crate::codes::PendingCode;
 use crate::directory::{Application, Tenant};
-use crate::mint::resource_of;
+use crate::mint::{is_oidc_scope, resource_of};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -27,8 +27,6 @@ pub struct AuthorizeQuery {
     response_mode: Option<String>,
     prompt: Option<String>,
 }
-
-const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
 
 pub async fn authorize(
     tenant_param: web::Path<String>,
@@ -97,7 +95,7 @@ pub async fn authorize(
         );
     }
     let now = state.now();
-    let code = state.codes.issue(
+    let issued = state.codes.issue(
         PendingCode {
             tenant_id: tenant.id.clone(),
             client_id: client.client_id.clone(),
@@ -108,11 +106,17 @@ pub async fn authorize(
             scopes: granted,
             username: user.username.clone(),
             nonce: q.nonce.clone(),
-            want_id_token: scope.split_whitespace().any(|s| s == "openid"),
+            want_id_token: scope
+                .split_whitespace()
+                .any(|s| s.eq_ignore_ascii_case("openid")),
             expires_at: now + state.settings.tokens.auth_code_lifetime_secs,
         },
         now,
     );
+    let code = match issued {
+        Ok(code) => code,
+        Err(err) => return redirect_aad(redirect_uri, &q.state, &err),
+    };
     tracing::info!(client = %client.name, user = %user.username, "issued authorization code");
     let mut params = vec![("code", code.as_str())];
     if let Some(s) = q.state.as_deref() {
@@ -129,7 +133,7 @@ fn delegated_scopes<'t>(
 ) -> Result<(&'t Application, String, Vec<String>), AadError> {
     let resource_scopes: Vec<&str> = scope
         .split_whitespace()
-        .filter(|s| !OIDC_SCOPES.contains(s))
+        .filter(|s| !is_oidc_scope(s))
         .collect();
     let Some(first) = resource_scopes.first() else {
         return Err(AadError::invalid_scope(scope));
@@ -143,7 +147,11 @@ fn delegated_scopes<'t>(
         .ok_or_else(|| AadError::resource_not_found(identifier, tenant_param))?;
     let mut names = Vec::with_capacity(resource_scopes.len());
     for s in resource_scopes {
-        let name = s[identifier.len()..].trim_start_matches('/');
+        // `resource_of` may name Graph for a bare permission, which is then no prefix of `s`.
+        let name = s
+            .strip_prefix(identifier)
+            .map(|rest| rest.trim_start_matches('/'))
+            .ok_or_else(|| AadError::invalid_scope(s))?;
         if name != ".default" && !resource.delegated_scopes.iter().any(|d| d == name) {
             return Err(AadError::invalid_scope(s));
         }
@@ -155,7 +163,7 @@ fn delegated_scopes<'t>(
 fn redirect(base: &str, params: &[(&str, &str)]) -> HttpResponse {
     let mut url = match url::Url::parse(base) {
         Ok(url) => url,
-        Err(_) => return error_page(&AadError::invalid_scope(base)),
+        Err(_) => return error_page(&AadError::redirect_mismatch(base, "")),
     };
     url.query_pairs_mut().extend_pairs(params);
     HttpResponse::Found()

@@ -27,20 +27,44 @@ fn resolve(state: &AppState, tenant: &str) -> Option<TenantRef> {
     })
 }
 
+/// How a discovery document names its tenant: by GUID in URLs and `issuer` for a real tenant; by
+/// alias in URLs and `{tenantid}` in `issuer` for the multi-tenant aliases.
+struct DocumentTenant {
+    path_tenant: String,
+    issuer_tenant: String,
+    region: String,
+}
+
+fn document_tenant(state: &AppState, tenant: &str) -> Option<DocumentTenant> {
+    Some(match resolve(state, tenant)? {
+        TenantRef::One { id, region } => DocumentTenant {
+            path_tenant: id.clone(),
+            issuer_tenant: id,
+            region,
+        },
+        TenantRef::Multi(alias) => DocumentTenant {
+            path_tenant: alias,
+            issuer_tenant: "{tenantid}".to_owned(),
+            region: "NA".to_owned(),
+        },
+    })
+}
+
 pub async fn openid_configuration_v2(
     req: HttpRequest,
     tenant: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let ids = RequestIds::of(&req);
-    let Some(resolved) = resolve(&state, &tenant) else {
+    let Some(DocumentTenant {
+        path_tenant,
+        issuer_tenant,
+        region,
+    }) = document_tenant(&state, &tenant)
+    else {
         return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
     };
     let base = state.public_url();
-    let (path_tenant, issuer_tenant, region) = match &resolved {
-        TenantRef::One { id, region } => (id.clone(), id.clone(), region.clone()),
-        TenantRef::Multi(alias) => (alias.clone(), "{tenantid}".to_owned(), "NA".to_owned()),
-    };
     cacheable_json(
         &ids,
         &json!({
@@ -71,14 +95,15 @@ pub async fn openid_configuration_v1(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let ids = RequestIds::of(&req);
-    let Some(resolved) = resolve(&state, &tenant) else {
+    let Some(DocumentTenant {
+        path_tenant,
+        issuer_tenant,
+        region,
+    }) = document_tenant(&state, &tenant)
+    else {
         return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
     };
     let base = state.public_url();
-    let (path_tenant, issuer_tenant, region) = match &resolved {
-        TenantRef::One { id, region } => (id.clone(), id.clone(), region.clone()),
-        TenantRef::Multi(alias) => (alias.clone(), "{tenantid}".to_owned(), "NA".to_owned()),
-    };
     cacheable_json(
         &ids,
         &json!({
@@ -92,7 +117,6 @@ pub async fn openid_configuration_v1(
             "scopes_supported": ["openid"],
             // v1 tokens are issued by `https://sts.windows.net/{tid}/`; the emulator's host stands in.
             "issuer": format!("{base}/{issuer_tenant}/"),
-            "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/authorize"),
             "tenant_region_scope": region,
             "cloud_instance_name": "microsoftonline.com",
             "cloud_graph_host_name": "graph.windows.net",
@@ -117,19 +141,20 @@ pub async fn jwks_v1(
     jwks(req, &tenant, &state, false).await
 }
 
+/// `/discovery/keys` with no tenant: what v1 validators configured with the bare authority fetch.
+pub async fn jwks_v1_common(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    jwks(req, "common", &state, false).await
+}
+
 /// Every published key, with the members Entra publishes (no `alg`). The v2 document names each
 /// key's issuer so that validators can check a key belongs to the token's tenant.
 async fn jwks(req: HttpRequest, tenant: &str, state: &AppState, v2: bool) -> HttpResponse {
     let ids = RequestIds::of(&req);
-    if let Some(response) = super::token::injected_fault(state, &ids, FaultTarget::Jwks).await {
+    if let Some(response) = super::injected_fault(state, &ids, FaultTarget::Jwks).await {
         return response;
     }
-    let Some(resolved) = resolve(state, tenant) else {
+    let Some(DocumentTenant { issuer_tenant, .. }) = document_tenant(state, tenant) else {
         return aad_error(state, &ids, &AadError::tenant_not_found(tenant));
-    };
-    let issuer_tenant = match &resolved {
-        TenantRef::One { id, .. } => id.clone(),
-        TenantRef::Multi(_) => "{tenantid}".to_owned(),
     };
     let issuer = format!("{}/{issuer_tenant}/v2.0", state.public_url());
     let keys = state.tokens.keys.snapshot();

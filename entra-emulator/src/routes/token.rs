@@ -6,7 +6,7 @@ use super::{RequestIds, aad_error};
 use crate::aadsts::AadError;
 use crate::codes::Redemption;
 use crate::directory::{Application, Tenant};
-use crate::faults::{FaultKind, FaultTarget};
+use crate::faults::FaultTarget;
 use crate::mint::{DelegatedGrant, IssuedToken, ResourceRef};
 use crate::state::AppState;
 use actix_web::http::header;
@@ -16,9 +16,35 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 use shared::claims::ClientAuth;
 use std::collections::HashMap;
-use std::time::Duration;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The request's parameters. Parsing is lossy: bad percent-encoding or invalid UTF-8 yields values
+/// that fail validation, never a 500. The first occurrence of a repeated parameter wins; an empty
+/// value counts as absent, as Entra treats it.
+struct Form(HashMap<String, String>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Self {
+        let mut map = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(body) {
+            map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        Self(map)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, AadError> {
+        self.get(name)
+            .ok_or_else(|| AadError::missing_parameter(name))
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -52,21 +78,16 @@ async fn handle(
     endpoint: Endpoint,
 ) -> HttpResponse {
     let ids = RequestIds::of(&req);
-    if let Some(response) = injected_fault(state, &ids, FaultTarget::Token).await {
+    if let Some(response) = super::injected_fault(state, &ids, FaultTarget::Token).await {
         return response;
     }
     let limit = state.settings.server.max_body_bytes;
     let body = match body.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => return aad_error(state, &ids, &AadError::missing_parameter("grant_type")),
+        Ok(Err(_)) => return aad_error(state, &ids, &AadError::body_unreadable()),
         Err(_) => return aad_error(state, &ids, &AadError::body_too_large(limit)),
     };
-    // Lossy: bad percent-encoding or invalid UTF-8 yields parameters that fail validation below,
-    // never a 500. The first occurrence of a repeated parameter wins.
-    let mut form: HashMap<String, String> = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        form.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
+    let form = Form::parse(&body);
     match process(&req, tenant_param, &form, state, endpoint) {
         Ok(issued) => success(&ids, &issued, endpoint),
         Err(err) => aad_error(state, &ids, &err),
@@ -76,17 +97,15 @@ async fn handle(
 fn process(
     req: &HttpRequest,
     tenant_param: &str,
-    form: &HashMap<String, String>,
+    form: &Form,
     state: &AppState,
     endpoint: Endpoint,
 ) -> Result<IssuedToken, AadError> {
-    let param = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
     let tenant = state
         .directory()
         .tenant(tenant_param)
         .ok_or_else(|| AadError::tenant_not_found(tenant_param))?;
-    let grant_type =
-        param("grant_type").ok_or_else(|| AadError::missing_parameter("grant_type"))?;
+    let grant_type = form.require("grant_type")?;
     let authorization_code = match (grant_type, endpoint) {
         ("client_credentials", _) => false,
         ("authorization_code", Endpoint::V2) => true,
@@ -99,14 +118,13 @@ fn process(
     }
     let resource = match endpoint {
         Endpoint::V2 => {
-            let scope = param("scope").ok_or_else(|| AadError::missing_parameter("scope"))?;
+            let scope = form.require("scope")?;
             state
                 .tokens
                 .resolve_default_scope(tenant, tenant_param, scope)?
         }
         Endpoint::V1 => {
-            let resource =
-                param("resource").ok_or_else(|| AadError::missing_parameter("resource"))?;
+            let resource = form.require("resource")?;
             state
                 .tokens
                 .resolve_v1_resource(tenant, tenant_param, resource)?
@@ -132,16 +150,15 @@ fn authenticate<'t>(
     req: &HttpRequest,
     tenant: &'t Tenant,
     tenant_param: &str,
-    form: &HashMap<String, String>,
+    form: &Form,
     state: &AppState,
     authorization_code: bool,
 ) -> Result<(&'t Application, ClientAuth), AadError> {
-    let param = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
     let basic = basic_credentials(req);
     let client_id = basic
         .as_ref()
         .map(|(id, _)| id.as_str())
-        .or(param("client_id"))
+        .or(form.get("client_id"))
         .ok_or_else(|| AadError::missing_parameter("client_id"))?;
     let client = tenant
         .application_by_client_id(client_id)
@@ -149,8 +166,8 @@ fn authenticate<'t>(
     let secret = basic
         .as_ref()
         .map(|(_, s)| s.as_str())
-        .or(param("client_secret"));
-    let assertion = param("client_assertion");
+        .or(form.get("client_secret"));
+    let assertion = form.get("client_assertion");
 
     if client.public_client {
         if secret.is_some() || assertion.is_some() {
@@ -166,11 +183,11 @@ fn authenticate<'t>(
         return Ok((client, ClientAuth::Secret));
     }
     if let Some(assertion) = assertion {
-        let kind = param("client_assertion_type").unwrap_or_default();
+        let kind = form.get("client_assertion_type").unwrap_or_default();
         if kind != ASSERTION_TYPE {
             return Err(AadError::assertion_type(kind));
         }
-        let audiences = assertion_audiences(req, state, tenant, tenant_param);
+        let audiences = assertion_audiences(state, tenant, tenant_param);
         crate::assertion::verify(assertion, client, &audiences, state.now(), &state.replay)?;
         return Ok((client, ClientAuth::Certificate));
     }
@@ -218,19 +235,25 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 }
 
 /// The token endpoint URLs an assertion may name as `aud`: v2 and v1, by tenant GUID and by
-/// domain, at the public URL and at the host the request actually used; Entra also accepts its
-/// issuer.
-fn assertion_audiences(
-    req: &HttpRequest,
-    state: &AppState,
-    tenant: &Tenant,
-    tenant_param: &str,
-) -> Vec<String> {
-    let conn = req.connection_info();
-    let bases = [
-        state.public_url().to_owned(),
-        format!("https://{}", conn.host()),
-    ];
+/// domain, at the public URL and at every name on the emulator's certificate (same port); Entra
+/// also accepts its issuer. Never the request's `Host`/`Forwarded` headers: the client would
+/// choose the audience it is checked against.
+fn assertion_audiences(state: &AppState, tenant: &Tenant, tenant_param: &str) -> Vec<String> {
+    let public = url::Url::parse(state.public_url()).ok();
+    let port = public
+        .as_ref()
+        .and_then(url::Url::port)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let mut bases = vec![state.public_url().to_owned()];
+    for name in &state.settings.server.tls_names {
+        let host = if name.contains(':') {
+            format!("[{name}]")
+        } else {
+            name.clone()
+        };
+        bases.push(format!("https://{host}{port}"));
+    }
     let mut audiences = Vec::with_capacity(16);
     for base in &bases {
         for t in [tenant.id.as_str(), tenant.domain.as_str(), tenant_param] {
@@ -246,18 +269,16 @@ fn redeem_code(
     tenant: &Tenant,
     client: &Application,
     auth: ClientAuth,
-    form: &HashMap<String, String>,
+    form: &Form,
     state: &AppState,
 ) -> Result<IssuedToken, AadError> {
-    let param = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
-    let code = param("code").ok_or_else(|| AadError::missing_parameter("code"))?;
-    let redirect_uri =
-        param("redirect_uri").ok_or_else(|| AadError::missing_parameter("redirect_uri"))?;
-    let code_verifier =
-        param("code_verifier").ok_or_else(|| AadError::missing_parameter("code_verifier"))?;
+    let code = form.require("code")?;
+    let redirect_uri = form.require("redirect_uri")?;
+    let code_verifier = form.require("code_verifier")?;
     let pending = state.codes.redeem(
         code,
         &Redemption {
+            tenant_id: &tenant.id,
             client_id: &client.client_id,
             redirect_uri,
             code_verifier,
@@ -281,7 +302,13 @@ fn redeem_code(
         nonce: pending.nonce.clone(),
         want_id_token: pending.want_id_token,
     };
-    let issued = state.tokens.user_token(tenant, client, &grant, auth)?;
+    let mut issued = state.tokens.user_token(tenant, client, &grant, auth)?;
+    // MSAL sends `client_info=1` and keys its account cache on the answer: {uid, utid}.
+    if form.get("client_info") == Some("1") {
+        let info = json!({ "uid": user.object_id, "utid": tenant.id });
+        issued.client_info =
+            Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(info.to_string()));
+    }
     tracing::info!(
         client = %client.name,
         user = %user.username,
@@ -309,6 +336,9 @@ fn success(ids: &RequestIds, issued: &IssuedToken, endpoint: Endpoint) -> HttpRe
                 if let Some(id_token) = &issued.id_token {
                     map.insert("id_token".into(), id_token.clone().into());
                 }
+                if let Some(client_info) = &issued.client_info {
+                    map.insert("client_info".into(), client_info.clone().into());
+                }
             }
             body
         }
@@ -329,25 +359,4 @@ fn success(ids: &RequestIds, issued: &IssuedToken, endpoint: Endpoint) -> HttpRe
         .json(body);
     ids.stamp(&mut response);
     response
-}
-
-/// Answers for an injected fault, if one is active for `target`.
-pub async fn injected_fault(
-    state: &AppState,
-    ids: &RequestIds,
-    target: FaultTarget,
-) -> Option<HttpResponse> {
-    let (kind, hang_secs) = state.faults.take(target, state.now())?;
-    tracing::info!(?target, ?kind, "injected fault");
-    Some(match kind {
-        FaultKind::Throttle { retry_after_secs } => HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
-            .content_type("text/plain; charset=utf-8")
-            .body("Too many requests. Retry later."),
-        FaultKind::Unavailable => aad_error(state, ids, &AadError::temporarily_unavailable()),
-        FaultKind::Hang { .. } => {
-            tokio::time::sleep(Duration::from_secs(hang_secs)).await;
-            aad_error(state, ids, &AadError::temporarily_unavailable())
-        }
-    })
 }

@@ -84,8 +84,18 @@ async fn rotation_publishes_then_signs_then_retires() {
 async fn keys_and_ca_survive_a_restart() {
     let data_dir = Arc::new(TempDir::new());
     let first = spawn_in(data_dir.clone(), |_| {}).await;
-    admin_post(&first, "/admin/keys/rotate", None).await;
+    assert_eq!(
+        admin_post(&first, "/admin/keys/rotate", None)
+            .await
+            .status(),
+        200
+    );
     let kids_before = kids(&first).await;
+    assert_eq!(
+        kids_before.len(),
+        3,
+        "two initial keys and the rotated-in one"
+    );
     let token_kid_before = token_kid(&first).await;
     let ca_before = std::fs::read(&first.ca_path).expect("ca");
     first.handle.stop(true).await;

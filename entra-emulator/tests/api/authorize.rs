@@ -20,6 +20,9 @@ async fn authorize(emu: &TestEmulator, extra: &[(&str, &str)]) -> reqwest::Respo
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
+    // A parameter in `extra` replaces the default of the same name: a repeated parameter would
+    // make the request malformed.
+    query.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
     query.extend_from_slice(extra);
     emu.client
         .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
@@ -190,4 +193,94 @@ async fn pkce_is_required() {
     assert_eq!(params["error"], "invalid_request");
     assert!(params["error_description"].starts_with("AADSTS9002325"));
     assert_eq!(params["state"], "s");
+}
+
+#[tokio::test]
+async fn a_code_is_bound_to_its_client_and_redirect_uri() {
+    let emu = spawn_emulator().await;
+    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let response = emu
+        .post_token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", READER_ID),
+            ("client_secret", READER_SECRET),
+            ("code", &params["code"]),
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_aadsts(response, 400, "invalid_grant", 70000).await;
+
+    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let response = emu
+        .post_token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI_ID),
+            ("code", &params["code"]),
+            ("redirect_uri", "http://localhost:8400/other"),
+            ("code_verifier", VERIFIER),
+        ])
+        .await;
+    assert_aadsts(response, 400, "invalid_grant", 70000).await;
+}
+
+#[tokio::test]
+async fn client_info_is_answered_when_msal_asks_for_it() {
+    let emu = spawn_emulator().await;
+    let params = redirect_params(
+        &authorize(
+            &emu,
+            &[
+                ("login_hint", USER),
+                ("scope", "api://tasks-api/Tasks.Read OpenID"),
+            ],
+        )
+        .await,
+    );
+    let response = emu
+        .post_token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI_ID),
+            ("code", &params["code"]),
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_info", "1"),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    use base64::Engine;
+    let info = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body["client_info"].as_str().expect("client_info"))
+        .expect("base64url");
+    let info: Value = serde_json::from_slice(&info).expect("json");
+    assert_eq!(info["uid"], USER_OID);
+    assert_eq!(info["utid"], TENANT);
+    assert!(
+        body.get("id_token").is_some(),
+        "OIDC scopes compare case-insensitively"
+    );
+}
+
+#[tokio::test]
+async fn a_bare_permission_for_a_registered_graph_is_refused_not_a_crash() {
+    let dir = TempDir::new();
+    let directory = write_directory(
+        &dir,
+        &format!(
+            "[[tenants]]\nid = \"{TENANT}\"\ndomain = \"{TENANT_DOMAIN}\"\n\
+             [[tenants.applications]]\nname = \"graph\"\nclient_id = \"00000003-0000-0000-c000-000000000000\"\nservice_principal_id = \"a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d\"\nidentifier_uris = [\"https://graph.microsoft.com\"]\ndelegated_scopes = [\"User.Read\"]\n\
+             [[tenants.applications]]\nname = \"cli\"\nclient_id = \"{CLI_ID}\"\nservice_principal_id = \"a7b8c9d0-e1f2-4a3b-8c4d-6e7f8a9b0c1d\"\npublic_client = true\nredirect_uris = [\"{CLI_REDIRECT}\"]\n"
+        ),
+        &[],
+    );
+    let emu = spawn_with(|s| s.directory = directory).await;
+    let params =
+        redirect_params(&authorize(&emu, &[("scope", "User.Read"), ("login_hint", USER)]).await);
+    assert_eq!(params["error"], "invalid_scope");
+    // The worker survived: the emulator still answers.
+    let (status, _) = emu
+        .get_json(&format!("/{TENANT}/v2.0/.well-known/openid-configuration"))
+        .await;
+    assert_eq!(status, 200);
 }

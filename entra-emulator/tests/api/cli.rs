@@ -83,3 +83,115 @@ fn check_reports_the_directory() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("contoso.onmicrosoft.com"));
 }
+
+#[tokio::test]
+async fn rotate_keys_goes_through_the_running_emulators_admin_api() {
+    let emu = spawn_emulator().await;
+    let (ca, url) = (emu.ca_path.clone(), emu.https_url.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        let scratch = TempDir::new();
+        emulator(&scratch)
+            .env("EMULATOR__SERVER__CA_CERT_OUT", &ca)
+            .args(["rotate-keys", "--url", &url, "--retire-inactive"])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("cli task");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let new_kid = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("new signing key: "))
+        .expect("reports the new key")
+        .to_owned();
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("retired: "))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let (_, jwks) = emu
+        .get_json(&format!("/{TENANT}/discovery/v2.0/keys"))
+        .await;
+    let published: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str())
+        .collect();
+    assert_eq!(published, vec![new_kid.as_str()]);
+}
+
+#[test]
+fn rotate_keys_without_a_reachable_emulator_says_so() {
+    let data_dir = TempDir::new();
+    let output = emulator(&data_dir)
+        .env(
+            "EMULATOR__SERVER__CA_CERT_OUT",
+            demo_dir().join("certs/cert-job.crt"),
+        )
+        .args(["rotate-keys", "--url", "https://127.0.0.1:1"])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the emulator's admin API"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_are_json_lines_when_asked_and_rust_log_filters_them() {
+    let data_dir = TempDir::new();
+    let output = emulator(&data_dir)
+        .env("EMULATOR__LOG__FORMAT", "json")
+        .args([
+            "token",
+            "--client",
+            "reader-job",
+            "--scope",
+            API_SCOPE,
+            "--raw",
+        ])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line: serde_json::Value =
+        serde_json::from_str(stderr.lines().next().expect("a log line")).expect("JSON line");
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["message"], "created signing keys");
+    let token = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stderr.contains(token.trim()),
+        "the token never reaches the log"
+    );
+
+    let quiet_dir = TempDir::new();
+    let output = emulator(&quiet_dir)
+        .env("RUST_LOG", "warn")
+        .args([
+            "token",
+            "--client",
+            "reader-job",
+            "--scope",
+            API_SCOPE,
+            "--raw",
+        ])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

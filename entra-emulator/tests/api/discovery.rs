@@ -123,6 +123,9 @@ async fn jwks_publishes_two_keys_with_entras_members() {
         v1["keys"][0].get("issuer").is_none(),
         "v1 keys carry no issuer"
     );
+    let (status, bare) = emu.get_json("/discovery/keys").await;
+    assert_eq!(status, 200);
+    assert_eq!(bare["keys"].as_array().map(Vec::len), Some(2));
 }
 
 #[tokio::test]

@@ -227,3 +227,31 @@ pub async fn assert_aadsts(
     );
     body
 }
+
+/// A directory file written for one test (with any certificate files it names), for cases the
+/// demo directory must not contain (an expired certificate, a Graph-like resource).
+pub fn write_directory(dir: &TempDir, toml: &str, certificates: &[(&str, &str)]) -> PathBuf {
+    for (name, pem) in certificates {
+        std::fs::write(dir.0.join(name), pem).expect("certificate");
+    }
+    let path = dir.0.join("directory.toml");
+    std::fs::write(&path, toml).expect("directory");
+    path
+}
+
+/// Signs arbitrary assertion claims with the demo certificate's key, naming it by `x5t#S256`.
+pub fn demo_signed(claims: &Value) -> String {
+    let key = std::fs::read(demo_dir().join("certs/cert-job.key")).expect("demo key");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
+    header.x5t_s256 = Some(
+        demo_cert(AssertionAlgorithm::Ps256)
+            .thumbprint_sha256()
+            .to_owned(),
+    );
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).expect("key"),
+    )
+    .expect("signs")
+}

@@ -173,26 +173,18 @@ async fn unknown_tenant_is_90002() {
     assert_aadsts(response, 400, "invalid_tenant", 90002).await;
 }
 
-async fn assertion_error(
-    assertion: &str,
-    status: u16,
-    error: &str,
-    code: u32,
-) -> serde_json::Value {
-    let emu = spawn_emulator().await;
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", CERT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion),
-            ("scope", API_SCOPE),
-        ])
-        .await;
-    assert_aadsts(response, status, error, code).await
+async fn post_assertion(emu: &TestEmulator, assertion: &str) -> reqwest::Response {
+    emu.post_token(&[
+        CC,
+        ("client_id", CERT_ID),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", assertion),
+        ("scope", API_SCOPE),
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -201,18 +193,7 @@ async fn expired_assertion_is_700024() {
     let stale = demo_cert(AssertionAlgorithm::Ps256)
         .sign(&emu.assertion_audience(), emu.now() - 3600)
         .expect("signs");
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", CERT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", stale.expose()),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = post_assertion(&emu, stale.expose()).await;
     assert_aadsts(response, 401, "invalid_client", 700024).await;
 }
 
@@ -231,18 +212,7 @@ async fn assertion_signed_with_another_key_is_700027() {
     .expect("credential")
     .sign(&emu.assertion_audience(), emu.now())
     .expect("signs");
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", CERT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", forged.expose()),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = post_assertion(&emu, forged.expose()).await;
     let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
     assert!(
         body["error_description"]
@@ -269,18 +239,7 @@ async fn assertion_naming_an_unregistered_certificate_is_700027() {
     .expect("credential")
     .sign(&emu.assertion_audience(), emu.now())
     .expect("signs");
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", CERT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion.expose()),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = post_assertion(&emu, assertion.expose()).await;
     let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
     assert!(
         body["error_description"]
@@ -301,7 +260,14 @@ async fn assertion_with_hs256_is_5002738() {
         &EncodingKey::from_secret(b"public-key-as-hmac-secret"),
     )
     .expect("encode");
-    assertion_error(&token, 400, "invalid_request", 5002738).await;
+    let emu = spawn_emulator().await;
+    assert_aadsts(
+        post_assertion(&emu, &token).await,
+        400,
+        "invalid_request",
+        5002738,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -313,18 +279,7 @@ async fn assertion_for_another_audience_is_700023() {
             emu.now(),
         )
         .expect("signs");
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", CERT_ID),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion.expose()),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = post_assertion(&emu, assertion.expose()).await;
     assert_aadsts(response, 401, "invalid_client", 700023).await;
 }
 
@@ -334,18 +289,14 @@ async fn assertion_replayed_while_valid_is_refused() {
     let assertion = demo_cert(AssertionAlgorithm::Ps256)
         .sign(&emu.assertion_audience(), emu.now())
         .expect("signs");
-    let form = [
-        CC,
-        ("client_id", CERT_ID),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion.expose()),
-        ("scope", API_SCOPE),
-    ];
-    assert_eq!(emu.post_token(&form).await.status(), 200);
-    let body = assert_aadsts(emu.post_token(&form).await, 401, "invalid_client", 700027).await;
+    assert_eq!(post_assertion(&emu, assertion.expose()).await.status(), 200);
+    let body = assert_aadsts(
+        post_assertion(&emu, assertion.expose()).await,
+        401,
+        "invalid_client",
+        700027,
+    )
+    .await;
     assert!(
         body["error_description"]
             .as_str()
@@ -419,7 +370,7 @@ async fn malformed_bodies_get_entra_errors_never_500() {
 }
 
 #[tokio::test]
-async fn a_huge_body_is_refused_before_parsing() {
+async fn a_body_over_the_size_cap_is_refused() {
     let emu = spawn_emulator().await;
     let huge = format!(
         "grant_type=client_credentials&client_secret={}",
@@ -456,4 +407,112 @@ async fn correlation_id_echoes_client_request_id() {
     assert_eq!(response.headers()["client-request-id"], correlation);
     let body = assert_aadsts(response, 401, "invalid_client", 7000215).await;
     assert_eq!(body["correlation_id"], correlation);
+}
+
+fn assertion_claims(emu: &TestEmulator) -> serde_json::Value {
+    serde_json::json!({
+        "aud": emu.assertion_audience(), "iss": CERT_ID, "sub": CERT_ID,
+        "jti": uuid::Uuid::new_v4().to_string(), "iat": emu.now(), "exp": emu.now() + 600,
+    })
+}
+
+#[tokio::test]
+async fn assertion_issued_by_another_client_is_700021() {
+    let emu = spawn_emulator().await;
+    let mut claims = assertion_claims(&emu);
+    claims["iss"] = READER_ID.into();
+    claims["sub"] = READER_ID.into();
+    assert_aadsts(
+        post_assertion(&emu, &demo_signed(&claims)).await,
+        401,
+        "invalid_client",
+        700021,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn assertion_not_yet_valid_or_valid_too_long_is_700024() {
+    let emu = spawn_emulator().await;
+    let mut future = assertion_claims(&emu);
+    future["nbf"] = (emu.now() + 3600).into();
+    assert_aadsts(
+        post_assertion(&emu, &demo_signed(&future)).await,
+        401,
+        "invalid_client",
+        700024,
+    )
+    .await;
+
+    let mut too_long = assertion_claims(&emu);
+    too_long["exp"] = (emu.now() + 7 * 24 * 3600).into();
+    assert_aadsts(
+        post_assertion(&emu, &demo_signed(&too_long)).await,
+        401,
+        "invalid_client",
+        700024,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn assertion_with_absurd_times_is_refused_not_a_crash() {
+    let emu = spawn_emulator().await;
+    for (field, value) in [("exp", 1e19), ("nbf", -1e19), ("exp", f64::MAX)] {
+        let mut claims = assertion_claims(&emu);
+        claims[field] = value.into();
+        let response = post_assertion(&emu, &demo_signed(&claims)).await;
+        assert_aadsts(response, 400, "invalid_request", 50027).await;
+    }
+    // Floats as MSAL for Python writes them are fine.
+    let mut claims = assertion_claims(&emu);
+    claims["exp"] = (emu.now() as f64 + 600.877).into();
+    assert_eq!(
+        post_assertion(&emu, &demo_signed(&claims)).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_expired_certificate_credential_is_700027() {
+    let dir = TempDir::new();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["expired-job".to_string()]).expect("params");
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(60);
+    params.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let cert = params.self_signed(&key).expect("cert");
+    let directory = write_directory(
+        &dir,
+        &format!(
+            "[[tenants]]\nid = \"{TENANT}\"\ndomain = \"{TENANT_DOMAIN}\"\n\
+             [[tenants.applications]]\nname = \"api\"\nclient_id = \"{API_CLIENT_ID}\"\nservice_principal_id = \"a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d\"\nidentifier_uris = [\"api://tasks-api\"]\n\
+             [[tenants.applications]]\nname = \"expired-job\"\nclient_id = \"{CERT_ID}\"\nservice_principal_id = \"e5f6a7b8-c9d0-4e1f-8a2b-4c5d6e7f8a9b\"\n\
+             [[tenants.applications.certificates]]\npath = \"expired.crt\"\n"
+        ),
+        &[("expired.crt", &cert.pem())],
+    );
+    let emu = spawn_with(|s| s.directory = directory).await;
+    let assertion = CertificateAssertion::from_pem(
+        CERT_ID,
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+        AssertionAlgorithm::Ps256,
+    )
+    .expect("credential")
+    .sign(&emu.assertion_audience(), emu.now())
+    .expect("signs");
+    let body = assert_aadsts(
+        post_assertion(&emu, assertion.expose()).await,
+        401,
+        "invalid_client",
+        700027,
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired")
+    );
 }

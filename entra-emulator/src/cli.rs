@@ -1,0 +1,123 @@
+//! The CLI's `token` and `rotate-keys` commands, here rather than in `main.rs` so they are tested
+//! like the rest of the library.
+
+use crate::clock::{Clock, SystemClock};
+use crate::directory::Directory;
+use crate::keys::KeyStore;
+use crate::mint::TokenService;
+use crate::settings::EmulatorSettings;
+use shared::claims::ClientAuth;
+use std::sync::Arc;
+
+/// Mints locally from the directory and the data directory's keys: no running emulator needed,
+/// and the same grant rules as the token endpoint (scope, role assignment).
+pub fn token(
+    settings: &EmulatorSettings,
+    client: &str,
+    scope: &str,
+    tenant: Option<&str>,
+    raw: bool,
+) -> anyhow::Result<String> {
+    let directory = Arc::new(Directory::load(&settings.directory)?);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
+    let tenant_ref = tenant
+        .unwrap_or_else(|| directory.tenants[0].id.as_str())
+        .to_owned();
+    let public_url = settings.public_url(settings.server.https_port);
+    let service = TokenService {
+        directory: directory.clone(),
+        keys,
+        clock,
+        public_url,
+        settings: settings.tokens.clone(),
+    };
+    let tenant = directory.tenant(&tenant_ref).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--tenant: no tenant '{tenant_ref}' in {}",
+            directory.source.display()
+        )
+    })?;
+    let app = tenant.application(client).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--client: no application '{client}' in tenant {}",
+            tenant.domain
+        )
+    })?;
+    let auth = if app.certificates.is_empty() {
+        ClientAuth::Secret
+    } else {
+        ClientAuth::Certificate
+    };
+    let issued = service
+        .resolve_default_scope(tenant, &tenant_ref, scope)
+        .and_then(|resource| service.app_token(tenant, app, &resource, auth))
+        .map_err(|e| anyhow::anyhow!("AADSTS{}: {}", e.code, e.message))?;
+    if raw {
+        return Ok(issued.access_token);
+    }
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "accessToken": issued.access_token,
+        "expiresOn": issued.expires_on,
+        "tenant": tenant.id,
+        "tokenType": "Bearer",
+        "claims": issued.claims,
+    }))?)
+}
+
+/// Rotates through the running emulator's admin API (it holds the keys in memory); returns the
+/// lines to print.
+pub async fn rotate_keys(
+    settings: &EmulatorSettings,
+    url: Option<url::Url>,
+    retire_inactive: bool,
+) -> anyhow::Result<Vec<String>> {
+    let base = match url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None if settings.server.public_url.is_none() && settings.server.https_port == 0 => {
+            anyhow::bail!(
+                "--url: the emulator's port is chosen at start (server.https_port = 0); give its URL"
+            )
+        }
+        None => settings.public_url(settings.server.https_port),
+    };
+    let mut lines = Vec::new();
+    let client = shared::http::build_client(&shared::http::HttpClientSettings {
+        extra_ca_file: Some(settings.ca_cert_out()),
+        ..Default::default()
+    })?;
+    let with_auth = |rb: reqwest::RequestBuilder| match &settings.admin.secret {
+        Some(secret) => rb.bearer_auth(secret.expose()),
+        None => rb,
+    };
+    let response = with_auth(client.post(format!("{base}/admin/keys/rotate")))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the emulator's admin API at {base}: {e} (is it running with admin.enabled = true?)"))?;
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "rotation refused: HTTP {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let body: serde_json::Value = response.json().await?;
+    let active = body["active_kid"].as_str().unwrap_or_default().to_owned();
+    lines.push(format!("new signing key: {active}"));
+    if retire_inactive {
+        for key in body["keys"].as_array().into_iter().flatten() {
+            let kid = key["kid"].as_str().unwrap_or_default();
+            if kid == active {
+                continue;
+            }
+            let response = with_auth(client.post(format!("{base}/admin/keys/{kid}/retire")))
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                anyhow::bail!("retiring {kid}: HTTP {}", response.status());
+            }
+            lines.push(format!("retired: {kid}"));
+        }
+    }
+    Ok(lines)
+}
