@@ -1,0 +1,14 @@
+//! Validation of Entra ID access tokens for an API that accepts only app-only (client-credentials)
+//! tokens. The steps run cheapest first, so that garbage is refused before any JSON is parsed or
+//! any RSA check is spent on it:
+//! 1. `token`: the `Authorization` header, the size cap, the JWS shape and the JOSE header.
+//! 2. (keys and signature, then claims and the app-only policy, in the modules that follow.)
+//!
+//! Every refusal is an [`AuthError`] with a stable reason code, answered in one place as RFC 6750
+//! `WWW-Authenticate` plus an RFC 9457 `application/problem+json` body.
+
+pub mod error;
+pub mod token;
+
+pub use error::{AuthError, Reason};
+pub use token::{PreParsed, preparse};

@@ -1,0 +1,241 @@
+//! Step 1 of validation: the `Authorization` header and the token's shape, before any key lookup
+//! or signature check. Entra signs access tokens with RS256 and names the key with `kid`; anything
+//! else is refused here, so no later step can be talked into another algorithm (`none`, HS256
+//! keyed with the public key) or into fetching a key the token itself points at.
+
+use super::error::{AuthError, Reason};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+/// Entra's `kid` is a base64url SHA-1 thumbprint (27 characters). 128 leaves room for other
+/// issuers' formats while keeping a hostile header from becoming a large map key or log field.
+pub const MAX_KID_LEN: usize = 128;
+
+/// Header members that embed or point at a key. Keys come only from the tenant's published JWKS.
+const KEY_REFERENCES: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
+
+/// A token that passed the cheap checks: three base64url parts, an RS256 header with a usable
+/// `kid`, nothing that names a key elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreParsed<'a> {
+    pub token: &'a str,
+    pub kid: String,
+}
+
+/// Checks the `Authorization` header value (if any) and the token it carries.
+pub fn preparse(
+    authorization: Option<&str>,
+    max_token_bytes: usize,
+) -> Result<PreParsed<'_>, AuthError> {
+    let value = authorization.ok_or_else(|| AuthError::new(Reason::MissingToken))?;
+    let token = bearer_token(value)?;
+    if token.len() > max_token_bytes {
+        return Err(AuthError::new(Reason::TokenTooLarge));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        // Two dots or bust: a JWE has four, a bare JSON blob none.
+        return Err(AuthError::new(Reason::NotAJws));
+    };
+    let header = decode_header(header)?;
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == "RS256" => {}
+        _ => return Err(AuthError::new(Reason::UnsupportedAlgorithm)),
+    }
+    if header.contains_key("crit") {
+        return Err(AuthError::new(Reason::CriticalHeader));
+    }
+    if KEY_REFERENCES.iter().any(|k| header.contains_key(*k)) {
+        return Err(AuthError::new(Reason::HeaderKeyReference));
+    }
+    let kid = match header.get("kid") {
+        None => return Err(AuthError::new(Reason::MissingKeyId)),
+        Some(Value::String(kid)) if valid_kid(kid) => kid.clone(),
+        Some(_) => return Err(AuthError::new(Reason::InvalidKeyId)),
+    };
+    if payload.is_empty() || !is_base64url(payload) {
+        return Err(AuthError::new(Reason::MalformedToken));
+    }
+    if signature.is_empty() || !is_base64url(signature) {
+        return Err(AuthError::new(Reason::InvalidSignature));
+    }
+    Ok(PreParsed { token, kid })
+}
+
+/// `Bearer <token>`: the scheme is case-insensitive (RFC 7235 §2.1), one space, a non-empty token.
+fn bearer_token(value: &str) -> Result<&str, AuthError> {
+    let malformed = || AuthError::new(Reason::MalformedAuthorizationHeader);
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || token.is_empty()
+        || token.contains(char::is_whitespace)
+    {
+        return Err(malformed());
+    }
+    Ok(token)
+}
+
+fn decode_header(part: &str) -> Result<Map<String, Value>, AuthError> {
+    let malformed = || AuthError::new(Reason::MalformedToken);
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed())?;
+    // serde_json refuses nesting deeper than 128, so a "JSON bomb" header fails here, cheaply.
+    match serde_json::from_slice::<Value>(&bytes).map_err(|_| malformed())? {
+        Value::Object(map) => Ok(map),
+        _ => Err(malformed()),
+    }
+}
+
+fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= MAX_KID_LEN
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
+}
+
+fn is_base64url(part: &str) -> bool {
+    part.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: usize = 16 * 1024;
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn token_with_header(header: &str) -> String {
+        format!("Bearer {}.{}.c2ln", b64(header), b64(r#"{"aud":"x"}"#))
+    }
+
+    fn reason(authorization: Option<&str>) -> Reason {
+        preparse(authorization, CAP).expect_err("refused").reason
+    }
+
+    #[test]
+    fn a_well_formed_rs256_token_passes_with_its_kid() {
+        let value =
+            token_with_header(r#"{"typ":"JWT","alg":"RS256","kid":"grsaHj2eK2CamxsxXDlDN3OKKqA"}"#);
+        let parsed = preparse(Some(&value), CAP).expect("accepted");
+        assert_eq!(parsed.kid, "grsaHj2eK2CamxsxXDlDN3OKKqA");
+        assert_eq!(parsed.token, value.trim_start_matches("Bearer "));
+    }
+
+    #[test]
+    fn the_authorization_header_must_be_bearer() {
+        assert_eq!(reason(None), Reason::MissingToken);
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearertoken",
+            "Bearer a b",
+        ] {
+            assert_eq!(
+                reason(Some(bad)),
+                Reason::MalformedAuthorizationHeader,
+                "{bad}"
+            );
+        }
+        let lower =
+            token_with_header(r#"{"alg":"RS256","kid":"k"}"#).replacen("Bearer", "bearer", 1);
+        assert!(
+            preparse(Some(&lower), CAP).is_ok(),
+            "the scheme is case-insensitive"
+        );
+    }
+
+    #[test]
+    fn size_and_shape() {
+        let huge = format!("Bearer {}", "a".repeat(CAP + 1));
+        assert_eq!(reason(Some(&huge)), Reason::TokenTooLarge);
+        assert_eq!(reason(Some("Bearer abc.def")), Reason::NotAJws);
+        assert_eq!(reason(Some("Bearer a.b.c.d.e")), Reason::NotAJws, "JWE");
+        assert_eq!(reason(Some("Bearer !!!.b.c")), Reason::MalformedToken);
+        assert_eq!(
+            reason(Some(&format!("Bearer {}.b.c", b64("[1,2]")))),
+            Reason::MalformedToken
+        );
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(
+            reason(Some(&format!("Bearer {}.b.c", b64(&deep)))),
+            Reason::MalformedToken
+        );
+    }
+
+    #[test]
+    fn only_rs256_in_any_spelling() {
+        for alg in [
+            r#""none""#,
+            r#""None""#,
+            r#""NONE""#,
+            r#""nOnE""#,
+            r#""HS256""#,
+            r#""RS384""#,
+            r#""PS256""#,
+            r#""ES256""#,
+            r#""rs256""#,
+            "null",
+            "256",
+            r#"["RS256"]"#,
+        ] {
+            let value = token_with_header(&format!(r#"{{"alg":{alg},"kid":"k"}}"#));
+            assert_eq!(reason(Some(&value)), Reason::UnsupportedAlgorithm, "{alg}");
+        }
+        assert_eq!(
+            reason(Some(&token_with_header(r#"{"kid":"k"}"#))),
+            Reason::UnsupportedAlgorithm
+        );
+    }
+
+    #[test]
+    fn kid_is_required_and_bounded() {
+        assert_eq!(
+            reason(Some(&token_with_header(r#"{"alg":"RS256"}"#))),
+            Reason::MissingKeyId
+        );
+        let long = "k".repeat(MAX_KID_LEN + 1);
+        for kid in [
+            r#""""#.to_owned(),
+            format!(r#""{long}""#),
+            r#""../../etc/passwd""#.to_owned(),
+            "42".to_owned(),
+            r#""a b""#.to_owned(),
+        ] {
+            let value = token_with_header(&format!(r#"{{"alg":"RS256","kid":{kid}}}"#));
+            assert_eq!(reason(Some(&value)), Reason::InvalidKeyId, "{kid}");
+        }
+    }
+
+    #[test]
+    fn crit_and_key_references_are_refused() {
+        let crit = token_with_header(r#"{"alg":"RS256","kid":"k","crit":["exp"]}"#);
+        assert_eq!(reason(Some(&crit)), Reason::CriticalHeader);
+        for member in ["jku", "x5u", "jwk", "x5c"] {
+            let value = token_with_header(&format!(
+                r#"{{"alg":"RS256","kid":"k","{member}":"https://attacker.example/keys"}}"#
+            ));
+            assert_eq!(reason(Some(&value)), Reason::HeaderKeyReference, "{member}");
+        }
+    }
+
+    #[test]
+    fn empty_payload_or_signature() {
+        let header = b64(r#"{"alg":"RS256","kid":"k"}"#);
+        assert_eq!(
+            reason(Some(&format!("Bearer {header}..c2ln"))),
+            Reason::MalformedToken
+        );
+        assert_eq!(
+            reason(Some(&format!("Bearer {header}.{}.", b64("{}")))),
+            Reason::InvalidSignature
+        );
+    }
+}
