@@ -2,12 +2,16 @@
 //! tokens. The steps run cheapest first, so that garbage is refused before any JSON is parsed or
 //! any RSA check is spent on it:
 //! 1. `token`: the `Authorization` header, the size cap, the JWS shape and the JOSE header.
-//! 2. (keys and signature, then claims and the app-only policy, in the modules that follow.)
+//! 2. keys and signature (next increment);
+//! 3. `claims`: times, issuer (v1 and v2 forms per tenant), audience, tenant, signing-key issuer;
+//! 4. `policy`: app-only, allowed confidential client, the route's roles.
 //!
 //! Every refusal is an [`AuthError`] with a stable reason code, answered in one place as RFC 6750
 //! `WWW-Authenticate` plus an RFC 9457 `application/problem+json` body.
 
+pub mod claims;
 pub mod error;
+pub mod policy;
 pub mod token;
 
 pub use error::{AuthError, Reason};

@@ -1,0 +1,209 @@
+//! Step 3 of validation, after the signature: the registered claims, checked against what the
+//! tenants' discovery documents say, never skipped when absent.
+
+use super::error::{AuthError, Reason};
+use shared::claims::AccessTokenClaims;
+use std::collections::HashMap;
+
+/// What one accepted tenant's discovery documents say about its tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantIssuers {
+    /// `issuer` of `/{tenant}/v2.0/.well-known/openid-configuration`.
+    pub v2: String,
+    /// `issuer` of `/{tenant}/.well-known/openid-configuration` (`https://sts.windows.net/{tid}/`).
+    pub v1: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRules {
+    /// Tenant ID (lower-case GUID) → its issuers. Only these tenants are accepted.
+    pub tenants: HashMap<String, TenantIssuers>,
+    /// The API's client ID and application ID URI(s): v2 tokens carry the former, v1 tokens
+    /// whichever the client asked for.
+    pub audiences: Vec<String>,
+    /// Tolerance on `exp`/`nbf`. Default 60 s: NTP keeps hosts far closer; Microsoft.Identity.Web's
+    /// 300 s lets a stolen token live five more minutes.
+    pub clock_skew_secs: i64,
+}
+
+/// Checks times, issuer, audience and tenant. `key_issuer` is the JWKS `issuer` member of the key
+/// that verified the signature, when the JWKS publishes one.
+pub fn check(
+    claims: &AccessTokenClaims,
+    key_issuer: Option<&str>,
+    rules: &ClaimRules,
+    now: i64,
+) -> Result<(), AuthError> {
+    let refuse = |reason| Err(AuthError::new(reason));
+    if claims.exp.saturating_add(rules.clock_skew_secs) < now {
+        return refuse(Reason::Expired);
+    }
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf.saturating_sub(rules.clock_skew_secs) > now)
+    {
+        return refuse(Reason::NotYetValid);
+    }
+    if claims.iat.is_none() {
+        return refuse(Reason::MissingIssuedAt);
+    }
+    // The tenant first: the issuer is judged against the token's own tenant, so a token whose
+    // `iss` names one accepted tenant and `tid` another is refused.
+    let Some(tid) = claims.tid.as_deref() else {
+        return refuse(Reason::InvalidTenant);
+    };
+    let Some(issuers) = rules.tenants.get(&tid.to_ascii_lowercase()) else {
+        return refuse(Reason::InvalidTenant);
+    };
+    let expected_issuer = match claims.ver.as_str() {
+        "2.0" => &issuers.v2,
+        "1.0" => &issuers.v1,
+        _ => return refuse(Reason::InvalidIssuer),
+    };
+    if claims.iss != *expected_issuer {
+        return refuse(Reason::InvalidIssuer);
+    }
+    if !rules.audiences.iter().any(|a| a == &claims.aud) {
+        return refuse(Reason::InvalidAudience);
+    }
+    // Entra publishes each key's issuer in the v2 form, with `{tenantid}` on the common endpoint.
+    // A key may sign only for its own tenant, whatever the token's version.
+    if let Some(key_issuer) = key_issuer
+        && key_issuer.replace("{tenantid}", tid) != issuers.v2
+    {
+        return refuse(Reason::SigningKeyIssuerMismatch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TID: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+    const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    const NOW: i64 = 1_800_000_000;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            tenants: HashMap::from([(
+                TID.to_owned(),
+                TenantIssuers {
+                    v2: format!("https://login.microsoftonline.com/{TID}/v2.0"),
+                    v1: format!("https://sts.windows.net/{TID}/"),
+                },
+            )]),
+            audiences: vec![API.to_owned(), "api://tasks-api".to_owned()],
+            clock_skew_secs: 60,
+        }
+    }
+
+    fn v2() -> AccessTokenClaims {
+        AccessTokenClaims {
+            aud: API.into(),
+            iss: format!("https://login.microsoftonline.com/{TID}/v2.0"),
+            iat: Some(NOW - 300),
+            nbf: Some(NOW - 300),
+            exp: NOW + 3600,
+            tid: Some(TID.into()),
+            ver: "2.0".into(),
+            ..Default::default()
+        }
+    }
+
+    fn reason(claims: &AccessTokenClaims, key_issuer: Option<&str>) -> Option<Reason> {
+        check(claims, key_issuer, &rules(), NOW)
+            .err()
+            .map(|e| e.reason)
+    }
+
+    #[test]
+    fn a_good_v2_token_passes_with_or_without_a_key_issuer() {
+        assert_eq!(reason(&v2(), None), None);
+        assert_eq!(
+            reason(
+                &v2(),
+                Some("https://login.microsoftonline.com/{tenantid}/v2.0")
+            ),
+            None
+        );
+        assert_eq!(
+            reason(
+                &v2(),
+                Some(&format!("https://login.microsoftonline.com/{TID}/v2.0"))
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn v1_uses_its_own_issuer_and_may_carry_the_app_id_uri() {
+        let mut claims = v2();
+        claims.ver = "1.0".into();
+        claims.iss = format!("https://sts.windows.net/{TID}/");
+        claims.aud = "api://tasks-api".into();
+        assert_eq!(
+            reason(
+                &claims,
+                Some("https://login.microsoftonline.com/{tenantid}/v2.0")
+            ),
+            None
+        );
+        claims.iss = format!("https://login.microsoftonline.com/{TID}/v2.0");
+        assert_eq!(
+            reason(&claims, None),
+            Some(Reason::InvalidIssuer),
+            "v1/v2 issuers swapped"
+        );
+    }
+
+    #[test]
+    fn times_with_skew() {
+        let mut claims = v2();
+        claims.exp = NOW - 61;
+        assert_eq!(reason(&claims, None), Some(Reason::Expired));
+        claims.exp = NOW - 59;
+        assert_eq!(reason(&claims, None), None, "within the skew");
+        let mut claims = v2();
+        claims.nbf = Some(NOW + 61);
+        assert_eq!(reason(&claims, None), Some(Reason::NotYetValid));
+        let mut claims = v2();
+        claims.iat = None;
+        assert_eq!(reason(&claims, None), Some(Reason::MissingIssuedAt));
+        let mut claims = v2();
+        claims.exp = i64::MIN;
+        assert_eq!(reason(&claims, None), Some(Reason::Expired), "no overflow");
+    }
+
+    #[test]
+    fn issuer_audience_and_tenant() {
+        let mut claims = v2();
+        claims.iss = "https://evil.example/v2.0".into();
+        assert_eq!(reason(&claims, None), Some(Reason::InvalidIssuer));
+        let mut claims = v2();
+        claims.aud = "00000003-0000-0000-c000-000000000000".into();
+        assert_eq!(
+            reason(&claims, None),
+            Some(Reason::InvalidAudience),
+            "a Graph token"
+        );
+        let mut claims = v2();
+        claims.tid = Some("99999999-9999-4999-8999-999999999999".into());
+        assert_eq!(reason(&claims, None), Some(Reason::InvalidTenant));
+        let mut claims = v2();
+        claims.tid = None;
+        assert_eq!(reason(&claims, None), Some(Reason::InvalidTenant));
+        let mut claims = v2();
+        claims.ver = "3.0".into();
+        assert_eq!(reason(&claims, None), Some(Reason::InvalidIssuer));
+    }
+
+    #[test]
+    fn a_key_of_another_tenant_cannot_sign_for_this_one() {
+        let other = "https://login.microsoftonline.com/99999999-9999-4999-8999-999999999999/v2.0";
+        assert_eq!(
+            reason(&v2(), Some(other)),
+            Some(Reason::SigningKeyIssuerMismatch)
+        );
+    }
+}
