@@ -2,7 +2,7 @@
 //! tokens. The steps run cheapest first, so that garbage is refused before any JSON is parsed or
 //! any RSA check is spent on it:
 //! 1. `token`: the `Authorization` header, the size cap, the JWS shape and the JOSE header.
-//! 2. keys and signature (next increment);
+//! 2. `keys`: the signing key named by `kid`, from the tenants' discovery documents and JWKS;
 //! 3. `claims`: times, issuer (v1 and v2 forms per tenant), audience, tenant, signing-key issuer;
 //! 4. `policy`: app-only, allowed confidential client, the route's roles.
 //!
@@ -11,6 +11,7 @@
 
 pub mod claims;
 pub mod error;
+pub mod keys;
 pub mod policy;
 pub mod token;
 

@@ -1,0 +1,161 @@
+//! Keys: loaded before readiness, re-fetched for unknown `kid`s at most once per 5 minutes,
+//! kept through an outage for a bounded time.
+
+use crate::helpers::*;
+use api_service::auth::keys::{Lookup, Readiness};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn found(lookup: &Lookup) -> bool {
+    matches!(lookup, Lookup::Found(_))
+}
+
+#[tokio::test]
+async fn keys_and_issuers_load_before_readiness() {
+    let idp = TestIdp::start().await;
+    let key = TestKey::generate("k1");
+    idp.serve_discovery().await;
+    idp.serve_jwks(&[&key], 1).await;
+    let clock = TestClock::new();
+    let store = idp.key_store(clock.clock());
+    assert_eq!(store.readiness(), Readiness::NotLoaded);
+    store.refresh().await.expect("loads");
+    assert_eq!(store.readiness(), Readiness::Ready { age_secs: 0 });
+    let published = store.snapshot().expect("loaded");
+    let issuers = &published.issuers[TENANT];
+    assert_eq!(
+        issuers.v2,
+        format!("https://login.microsoftonline.com/{TENANT}/v2.0")
+    );
+    assert_eq!(issuers.v1, format!("https://sts.windows.net/{TENANT}/"));
+    assert!(found(&store.lookup("k1").await));
+}
+
+#[tokio::test]
+async fn an_unknown_kid_flood_causes_one_fetch_per_five_minutes() {
+    let idp = TestIdp::start().await;
+    let key = TestKey::generate("k1");
+    idp.serve_discovery().await;
+    // The initial load, one fetch for the flood, one more after five minutes: 3 in all.
+    idp.serve_jwks(&[&key], 3).await;
+    let clock = TestClock::new();
+    let store = idp.key_store(clock.clock());
+    store.refresh().await.expect("loads");
+
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let store = store.clone();
+        flood.spawn(async move { store.lookup(&format!("attacker-{i}")).await });
+    }
+    while let Some(result) = flood.join_next().await {
+        assert!(matches!(result.expect("task"), Lookup::Unknown));
+    }
+    clock.advance(299);
+    assert!(matches!(
+        store.lookup("attacker-late").await,
+        Lookup::Unknown
+    ));
+    assert!(
+        found(&store.lookup("k1").await),
+        "known keys are served meanwhile"
+    );
+    clock.advance(2);
+    assert!(matches!(
+        store.lookup("attacker-after-5-min").await,
+        Lookup::Unknown
+    ));
+    assert_eq!(
+        store
+            .metrics
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_in_key_is_found_without_a_restart() {
+    let idp = TestIdp::start().await;
+    let old = TestKey::generate("old");
+    let new = TestKey::generate("new");
+    idp.serve_discovery().await;
+    let clock = TestClock::new();
+    let store = idp.key_store(clock.clock());
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [old.jwk] })),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&idp.server)
+        .await;
+    store.refresh().await.expect("loads");
+    idp.serve_jwks(&[&old, &new], 1).await;
+    assert!(
+        found(&store.lookup("new").await),
+        "fetched on first sight of the new kid"
+    );
+    assert!(
+        found(&store.lookup("old").await),
+        "the old key stays while published"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
+    let idp = TestIdp::start().await;
+    let key = TestKey::generate("k1");
+    idp.serve_discovery().await;
+    let clock = TestClock::new();
+    let store = idp.key_store(clock.clock());
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [key.jwk] })),
+        )
+        .up_to_n_times(1)
+        .mount(&idp.server)
+        .await;
+    store.refresh().await.expect("loads");
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&idp.server)
+        .await;
+
+    clock.advance(12 * 3600);
+    assert!(
+        store.refresh().await.is_err(),
+        "the identity provider is down"
+    );
+    assert!(
+        found(&store.lookup("k1").await),
+        "last good keys still work"
+    );
+    assert_eq!(
+        store.readiness(),
+        Readiness::Ready {
+            age_secs: 12 * 3600
+        }
+    );
+
+    clock.advance(12 * 3600 + 1);
+    assert!(
+        matches!(store.lookup("k1").await, Lookup::Unavailable),
+        "fails closed after the bound"
+    );
+    assert_eq!(
+        store.readiness(),
+        Readiness::Stale {
+            age_secs: 24 * 3600 + 1
+        }
+    );
+    assert_eq!(
+        store
+            .metrics
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
