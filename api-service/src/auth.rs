@@ -14,6 +14,8 @@ pub mod error;
 pub mod keys;
 pub mod policy;
 pub mod token;
+pub mod validator;
 
 pub use error::{AuthError, Reason};
 pub use token::{PreParsed, preparse};
+pub use validator::{Validator, ValidatorSettings};

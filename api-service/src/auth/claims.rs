@@ -14,13 +14,13 @@ pub struct TenantIssuers {
     pub v1: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct ClaimRules {
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules<'a> {
     /// Tenant ID (lower-case GUID) → its issuers. Only these tenants are accepted.
-    pub tenants: HashMap<String, TenantIssuers>,
+    pub tenants: &'a HashMap<String, TenantIssuers>,
     /// The API's client ID and application ID URI(s): v2 tokens carry the former, v1 tokens
     /// whichever the client asked for.
-    pub audiences: Vec<String>,
+    pub audiences: &'a [String],
     /// Tolerance on `exp`/`nbf`. Default 60 s: NTP keeps hosts far closer; Microsoft.Identity.Web's
     /// 300 s lets a stolen token live five more minutes.
     pub clock_skew_secs: i64,
@@ -84,18 +84,14 @@ mod tests {
     const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
     const NOW: i64 = 1_800_000_000;
 
-    fn rules() -> ClaimRules {
-        ClaimRules {
-            tenants: HashMap::from([(
-                TID.to_owned(),
-                TenantIssuers {
-                    v2: format!("https://login.microsoftonline.com/{TID}/v2.0"),
-                    v1: format!("https://sts.windows.net/{TID}/"),
-                },
-            )]),
-            audiences: vec![API.to_owned(), "api://tasks-api".to_owned()],
-            clock_skew_secs: 60,
-        }
+    fn tenants() -> HashMap<String, TenantIssuers> {
+        HashMap::from([(
+            TID.to_owned(),
+            TenantIssuers {
+                v2: format!("https://login.microsoftonline.com/{TID}/v2.0"),
+                v1: format!("https://sts.windows.net/{TID}/"),
+            },
+        )])
     }
 
     fn v2() -> AccessTokenClaims {
@@ -112,7 +108,13 @@ mod tests {
     }
 
     fn reason(claims: &AccessTokenClaims, key_issuer: Option<&str>) -> Option<Reason> {
-        check(claims, key_issuer, &rules(), NOW)
+        let (tenants, audiences) = (tenants(), [API.to_owned(), "api://tasks-api".to_owned()]);
+        let rules = ClaimRules {
+            tenants: &tenants,
+            audiences: &audiences,
+            clock_skew_secs: 60,
+        };
+        check(claims, key_issuer, &rules, NOW)
             .err()
             .map(|e| e.reason)
     }

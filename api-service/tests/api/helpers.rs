@@ -11,9 +11,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
 
-/// A signing key the test controls: its JWK (minting with it comes with the validator tests).
+/// A signing key the test controls: its JWK, and the key to mint tokens with.
 pub struct TestKey {
+    pub kid: String,
     pub jwk: Value,
+    pub encoding: jsonwebtoken::EncodingKey,
 }
 
 impl TestKey {
@@ -22,11 +24,14 @@ impl TestKey {
         let pair = KeyPair::from_pkcs8(&rc.serialize_der()).expect("pkcs8");
         let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
         Self {
+            kid: kid.to_owned(),
             jwk: json!({
                 "kty": "RSA", "use": "sig", "kid": kid, "x5t": kid,
                 "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e),
                 "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
             }),
+            encoding: jsonwebtoken::EncodingKey::from_rsa_pem(rc.serialize_pem().as_bytes())
+                .expect("pem"),
         }
     }
 }
@@ -110,4 +115,40 @@ impl TestIdp {
             clock,
         ))
     }
+}
+
+impl TestKey {
+    /// An Entra-shaped v2 app-only token for the test API, signed with this key; `edit` changes
+    /// claims before signing.
+    pub fn mint(&self, now: i64, edit: impl FnOnce(&mut Value)) -> String {
+        let mut claims = json!({
+            "aud": API_CLIENT_ID,
+            "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+            "iat": now - 300, "nbf": now - 300, "exp": now + 3600,
+            "azp": READER_ID, "azpacr": "1", "idtyp": "app",
+            "oid": READER_SP, "sub": READER_SP, "tid": TENANT,
+            "roles": ["Tasks.Read.All"], "uti": "u", "ver": "2.0",
+        });
+        edit(&mut claims);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("signs")
+    }
+}
+
+pub const API_CLIENT_ID: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+pub const READER_ID: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+pub const READER_SP: &str = "c3d4e5f6-a7b8-4c9d-8e0f-2a3b4c5d6e7f";
+
+pub fn validator(store: Arc<KeyStore>, clock: Clock) -> api_service::auth::Validator {
+    api_service::auth::Validator::new(
+        store,
+        api_service::auth::ValidatorSettings {
+            audiences: vec![API_CLIENT_ID.to_owned(), "api://tasks-api".to_owned()],
+            allowed_clients: vec![READER_ID.to_owned()],
+            ..Default::default()
+        },
+        clock,
+    )
 }

@@ -1,0 +1,198 @@
+//! The whole validation, in order: pre-parse, key, signature (once per token, cached), claims and
+//! policy (every request). The cache spares the RSA check, never the policy: a token's claims are
+//! re-judged against the current time, issuers and allow-list on each use.
+
+use super::claims::{self, ClaimRules};
+use super::error::{AuthError, Reason};
+use super::keys::{Clock, KeyStore, Lookup};
+use super::policy::{self, AppCaller};
+use super::token::preparse;
+use aws_lc_rs::digest;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use shared::claims::AccessTokenClaims;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidatorSettings {
+    /// The API's client ID and application ID URI(s).
+    pub audiences: Vec<String>,
+    /// Client application IDs allowed to call at all (then each route checks roles).
+    pub allowed_clients: Vec<String>,
+    /// Default 60 s.
+    pub clock_skew_secs: i64,
+    /// Default 16 KiB: Entra access tokens are 1–3 KiB; Microsoft.Identity.Web allows 250 KB,
+    /// which only helps an attacker make each request expensive.
+    pub max_token_bytes: usize,
+    /// Verified tokens remembered. Default 10,000 (~2 MB): far more distinct live tokens than a
+    /// mesh of callers holds, and a bound on what a flood of valid tokens can pin.
+    pub cache_capacity: u64,
+    /// A cached verification lives until the token's `exp`, at most this long. Default 1 h.
+    pub cache_max_ttl_secs: u64,
+}
+
+impl Default for ValidatorSettings {
+    fn default() -> Self {
+        Self {
+            audiences: Vec::new(),
+            allowed_clients: Vec::new(),
+            clock_skew_secs: 60,
+            max_token_bytes: 16 * 1024,
+            cache_capacity: 10_000,
+            cache_max_ttl_secs: 3600,
+        }
+    }
+}
+
+/// A token whose signature verified: its claims, and the key that signed it.
+struct Verified {
+    claims: AccessTokenClaims,
+    kid: String,
+    key_issuer: Option<String>,
+    ttl: Duration,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Arc<Verified>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        value: &Arc<Verified>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+#[derive(Default)]
+pub struct ValidatorMetrics {
+    pub cache_hits: AtomicU64,
+    pub signature_checks: AtomicU64,
+}
+
+pub struct Validator {
+    keys: Arc<KeyStore>,
+    settings: ValidatorSettings,
+    allowed_clients: HashSet<String>,
+    clock: Clock,
+    cache: moka::future::Cache<[u8; 32], Arc<Verified>>,
+    pub metrics: ValidatorMetrics,
+}
+
+impl Validator {
+    pub fn new(keys: Arc<KeyStore>, settings: ValidatorSettings, clock: Clock) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(settings.cache_capacity)
+            .expire_after(UntilExpiry)
+            .build();
+        Self {
+            allowed_clients: settings
+                .allowed_clients
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+            keys,
+            settings,
+            clock,
+            cache,
+            metrics: ValidatorMetrics::default(),
+        }
+    }
+
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Validates the `Authorization` header value and returns the app-only caller.
+    pub async fn validate(&self, authorization: Option<&str>) -> Result<AppCaller, AuthError> {
+        let pre = preparse(authorization, self.settings.max_token_bytes)?;
+        let fingerprint: [u8; 32] = digest::digest(&digest::SHA256, pre.token.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        let now = (self.clock)();
+        let verified = match self.cache.get(&fingerprint).await {
+            Some(hit) => {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                hit
+            }
+            None => {
+                let verified = Arc::new(self.verify_signature(pre.token, &pre.kid, now).await?);
+                self.cache.insert(fingerprint, verified.clone()).await;
+                verified
+            }
+        };
+        let published = self
+            .keys
+            .snapshot()
+            .ok_or_else(|| AuthError::new(Reason::KeysUnavailable))?;
+        // A cached verification counts only while its key is still published: a retired key's
+        // tokens stop working at once, not at their expiry.
+        if !published.keys.contains_key(&verified.kid) {
+            self.cache.invalidate(&fingerprint).await;
+            return Err(AuthError::new(Reason::UnknownSigningKey));
+        }
+        let rules = ClaimRules {
+            tenants: &published.issuers,
+            audiences: &self.settings.audiences,
+            clock_skew_secs: self.settings.clock_skew_secs,
+        };
+        claims::check(
+            &verified.claims,
+            verified.key_issuer.as_deref(),
+            &rules,
+            now,
+        )?;
+        policy::app_caller(&verified.claims, &self.allowed_clients)
+    }
+
+    async fn verify_signature(
+        &self,
+        token: &str,
+        kid: &str,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
+        let keys = match self.keys.lookup(kid).await {
+            Lookup::Found(keys) => keys,
+            Lookup::Unknown => return Err(AuthError::new(Reason::UnknownSigningKey)),
+            Lookup::Unavailable => return Err(AuthError::new(Reason::KeysUnavailable)),
+        };
+        let mut validation = Validation::new(Algorithm::RS256);
+        // Claims are judged by `claims::check` on every request, each failure with its own reason.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        self.metrics
+            .signature_checks
+            .fetch_add(1, Ordering::Relaxed);
+        let mut last = Reason::InvalidSignature;
+        for key in keys {
+            match jsonwebtoken::decode::<AccessTokenClaims>(token, &key.decoding, &validation) {
+                Ok(data) => {
+                    let remaining = (data.claims.exp - now).max(0) as u64;
+                    return Ok(Verified {
+                        ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
+                        claims: data.claims,
+                        kid: kid.to_owned(),
+                        key_issuer: key.issuer.clone(),
+                    });
+                }
+                Err(e) => {
+                    last = match e.kind() {
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                            Reason::InvalidSignature
+                        }
+                        _ => Reason::MalformedToken,
+                    };
+                }
+            }
+        }
+        Err(AuthError::new(last))
+    }
+}
