@@ -55,38 +55,7 @@ pub async fn openid_configuration_v2(
     tenant: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let ids = RequestIds::of(&req);
-    let Some(DocumentTenant {
-        path_tenant,
-        issuer_tenant,
-        region,
-    }) = document_tenant(&state, &tenant)
-    else {
-        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
-    };
-    let base = state.public_url();
-    cacheable_json(
-        &ids,
-        &json!({
-            "token_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/token"),
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-            "jwks_uri": format!("{base}/{path_tenant}/discovery/v2.0/keys"),
-            "response_modes_supported": ["query"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": format!("{base}/{issuer_tenant}/v2.0"),
-            "request_uri_parameter_supported": false,
-            "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/authorize"),
-            "code_challenge_methods_supported": ["S256"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "preferred_username", "name", "tid", "ver", "oid"],
-            "tenant_region_scope": region,
-            "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
-        }),
-    )
+    openid_configuration(&req, &tenant, &state, true)
 }
 
 pub async fn openid_configuration_v1(
@@ -94,35 +63,61 @@ pub async fn openid_configuration_v1(
     tenant: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let ids = RequestIds::of(&req);
+    openid_configuration(&req, &tenant, &state, false)
+}
+
+/// The fields both versions share, then each version's endpoints and issuer.
+fn openid_configuration(
+    req: &HttpRequest,
+    tenant: &str,
+    state: &AppState,
+    v2: bool,
+) -> HttpResponse {
+    let ids = RequestIds::of(req);
     let Some(DocumentTenant {
         path_tenant,
         issuer_tenant,
         region,
-    }) = document_tenant(&state, &tenant)
+    }) = document_tenant(state, tenant)
     else {
-        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
+        return aad_error(state, &ids, &AadError::tenant_not_found(tenant));
     };
     let base = state.public_url();
-    cacheable_json(
-        &ids,
-        &json!({
+    let mut doc = json!({
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "response_modes_supported": ["query"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code"],
+        "tenant_region_scope": region,
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+    });
+    let specific = if v2 {
+        json!({
+            "token_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/token"),
+            "jwks_uri": format!("{base}/{path_tenant}/discovery/v2.0/keys"),
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": format!("{base}/{issuer_tenant}/v2.0"),
+            "request_uri_parameter_supported": false,
+            "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/authorize"),
+            "code_challenge_methods_supported": ["S256"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "preferred_username", "name", "tid", "ver", "oid"],
+        })
+    } else {
+        json!({
             "token_endpoint": format!("{base}/{path_tenant}/oauth2/token"),
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
             "jwks_uri": format!("{base}/{path_tenant}/discovery/keys"),
-            "response_modes_supported": ["query"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code"],
             "scopes_supported": ["openid"],
             // v1 tokens are issued by `https://sts.windows.net/{tid}/`; the emulator's host stands in.
             "issuer": format!("{base}/{issuer_tenant}/"),
-            "tenant_region_scope": region,
-            "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
-        }),
-    )
+        })
+    };
+    if let (Some(doc), serde_json::Value::Object(specific)) = (doc.as_object_mut(), specific) {
+        doc.extend(specific);
+    }
+    cacheable_json(&ids, &doc)
 }
 
 pub async fn jwks_v2(
