@@ -149,14 +149,7 @@ async fn unavailable_for_n_seconds_then_recovery() {
             .status(),
         201
     );
-    let response = emu
-        .post_token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", READER_ID),
-            ("client_secret", READER_SECRET),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = emu.post_secret(READER_ID, READER_SECRET, API_SCOPE).await;
     assert_aadsts(response, 503, "temporarily_unavailable", 90033).await;
     emu.clock.advance(31);
     emu.secret_token(READER_ID, READER_SECRET, API_SCOPE).await;

@@ -148,15 +148,24 @@ impl TestEmulator {
             .expect("token endpoint answers")
     }
 
+    /// Client credentials with a secret in the body: the request most tests make.
+    pub async fn post_secret(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> reqwest::Response {
+        self.post_token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", scope),
+        ])
+        .await
+    }
+
     pub async fn secret_token(&self, client_id: &str, secret: &str, scope: &str) -> Value {
-        let response = self
-            .post_token(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("scope", scope),
-            ])
-            .await;
+        let response = self.post_secret(client_id, secret, scope).await;
         assert_eq!(response.status(), 200, "token request should succeed");
         response.json().await.expect("json")
     }

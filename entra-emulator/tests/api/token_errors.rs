@@ -10,12 +10,7 @@ const CC: (&str, &str) = ("grant_type", "client_credentials");
 async fn wrong_client_secret_is_7000215() {
     let emu = spawn_emulator().await;
     let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", READER_ID),
-            ("client_secret", "not-the-secret"),
-            ("scope", API_SCOPE),
-        ])
+        .post_secret(READER_ID, "not-the-secret", API_SCOPE)
         .await;
     assert_aadsts(response, 401, "invalid_client", 7000215).await;
 }
@@ -33,12 +28,7 @@ async fn no_credential_is_7000218() {
 async fn expired_client_secret_is_7000222() {
     let emu = spawn_emulator().await;
     let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", WRITER_ID),
-            ("client_secret", WRITER_EXPIRED_SECRET),
-            ("scope", API_SCOPE),
-        ])
+        .post_secret(WRITER_ID, WRITER_EXPIRED_SECRET, API_SCOPE)
         .await;
     assert_aadsts(response, 401, "invalid_client", 7000222).await;
 }
@@ -47,14 +37,7 @@ async fn expired_client_secret_is_7000222() {
 async fn unknown_application_is_700016() {
     let emu = spawn_emulator().await;
     let unknown = "99999999-9999-4999-8999-999999999999";
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", unknown),
-            ("client_secret", READER_SECRET),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = emu.post_secret(unknown, READER_SECRET, API_SCOPE).await;
     let body = assert_aadsts(response, 400, "unauthorized_client", 700016).await;
     assert!(
         body["error_description"]
@@ -66,14 +49,7 @@ async fn unknown_application_is_700016() {
 
 async fn scope_error(scope: &str, status: u16, error: &str, code: u32) {
     let emu = spawn_emulator().await;
-    let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", READER_ID),
-            ("client_secret", READER_SECRET),
-            ("scope", scope),
-        ])
-        .await;
+    let response = emu.post_secret(READER_ID, READER_SECRET, scope).await;
     assert_aadsts(response, status, error, code).await;
 }
 
@@ -132,12 +108,7 @@ async fn missing_scope_is_900144() {
 async fn resource_requiring_assignment_without_one_is_501051() {
     let emu = spawn_emulator().await;
     let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", STRANGER_ID),
-            ("client_secret", STRANGER_SECRET),
-            ("scope", AUDIT_SCOPE),
-        ])
+        .post_secret(STRANGER_ID, STRANGER_SECRET, AUDIT_SCOPE)
         .await;
     assert_aadsts(response, 400, "invalid_grant", 501051).await;
 }
@@ -309,12 +280,7 @@ async fn assertion_replayed_while_valid_is_refused() {
 async fn public_client_presenting_a_secret_is_700025() {
     let emu = spawn_emulator().await;
     let response = emu
-        .post_token(&[
-            CC,
-            ("client_id", CLI_ID),
-            ("client_secret", "whatever-whatever"),
-            ("scope", API_SCOPE),
-        ])
+        .post_secret(CLI_ID, "whatever-whatever", API_SCOPE)
         .await;
     assert_aadsts(response, 401, "invalid_client", 700025).await;
 }

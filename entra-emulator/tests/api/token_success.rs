@@ -33,14 +33,7 @@ async fn verify_with_jwks(emu: &TestEmulator, token: &str, audience: &str, issue
 #[tokio::test]
 async fn v2_app_token_has_entras_shape_and_verifies() {
     let emu = spawn_emulator().await;
-    let response = emu
-        .post_token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", READER_ID),
-            ("client_secret", READER_SECRET),
-            ("scope", API_SCOPE),
-        ])
-        .await;
+    let response = emu.post_secret(READER_ID, READER_SECRET, API_SCOPE).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store, no-cache");
     assert_eq!(response.headers()["pragma"], "no-cache");
