@@ -1,9 +1,7 @@
 //! The CLI's `token` and `rotate-keys` commands, here rather than in `main.rs` so they are tested
 //! like the rest of the library.
 
-use crate::clock::{Clock, SystemClock};
-use crate::directory::Directory;
-use crate::keys::KeyStore;
+use crate::clock::SystemClock;
 use crate::mint::TokenService;
 use crate::settings::EmulatorSettings;
 use shared::claims::ClientAuth;
@@ -18,20 +16,15 @@ pub fn token(
     tenant: Option<&str>,
     raw: bool,
 ) -> anyhow::Result<String> {
-    let directory = Arc::new(Directory::load(&settings.directory)?);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
+    let service = TokenService::open(
+        settings,
+        Arc::new(SystemClock),
+        settings.public_url(settings.server.https_port),
+    )?;
+    let directory = service.directory.clone();
     let tenant_ref = tenant
         .unwrap_or_else(|| directory.tenants[0].id.as_str())
         .to_owned();
-    let public_url = settings.public_url(settings.server.https_port);
-    let service = TokenService {
-        directory: directory.clone(),
-        keys,
-        clock,
-        public_url,
-        settings: settings.tokens.clone(),
-    };
     let tenant = directory.tenant(&tenant_ref).ok_or_else(|| {
         anyhow::anyhow!(
             "--tenant: no tenant '{tenant_ref}' in {}",

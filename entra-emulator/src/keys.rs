@@ -51,6 +51,7 @@ struct StoredKeys {
 }
 
 /// A key ready to sign and to publish.
+#[derive(Clone)]
 pub struct SigningKey {
     pub kid: String,
     pub state: KeyState,
@@ -162,12 +163,7 @@ impl KeyStore {
                 .await
                 .context("key generation task")??;
         let kid = fresh.kid.clone();
-        let mut keys: Vec<SigningKey> = self
-            .snapshot()
-            .keys
-            .iter()
-            .map(|k| k.demoted())
-            .collect::<anyhow::Result<_>>()?;
+        let mut keys: Vec<SigningKey> = self.snapshot().keys.iter().map(|k| k.demoted()).collect();
         keys.insert(0, fresh);
         self.install(keys)?;
         Ok(kid)
@@ -188,8 +184,8 @@ impl KeyStore {
             .keys
             .iter()
             .filter(|k| k.kid != kid)
-            .map(|k| k.reloaded())
-            .collect::<anyhow::Result<_>>()?;
+            .map(|k| SigningKey::clone(k))
+            .collect();
         self.install(keys)?;
         Ok(RetireOutcome::Retired)
     }
@@ -250,14 +246,11 @@ impl SigningKey {
         })
     }
 
-    fn demoted(&self) -> anyhow::Result<Self> {
-        let mut stored = self.stored.clone();
-        stored.state = KeyState::Published;
-        Self::from_stored(stored)
-    }
-
-    fn reloaded(&self) -> anyhow::Result<Self> {
-        Self::from_stored(self.stored.clone())
+    fn demoted(&self) -> Self {
+        let mut key = self.clone();
+        key.state = KeyState::Published;
+        key.stored.state = KeyState::Published;
+        key
     }
 }
 

@@ -24,8 +24,6 @@ use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clock::{Clock, SystemClock};
-use directory::Directory;
-use keys::KeyStore;
 use mint::TokenService;
 use settings::EmulatorSettings;
 use state::AppState;
@@ -55,11 +53,6 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         settings.validate()?;
-        let directory = Arc::new(Directory::load(&settings.directory)?);
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-            format!("`data_dir` {}: cannot create", settings.data_dir.display())
-        })?;
-        let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
 
         let host = settings.server.host;
         let https = TcpListener::bind((host, settings.server.https_port)).with_context(|| {
@@ -78,6 +71,7 @@ impl Application {
         };
         let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let public_url = settings.public_url(https_addr.port());
+        let tokens = TokenService::open(&settings, clock, public_url.clone())?;
 
         let ca_cert_path = settings.ca_cert_out();
         let pki = tls::load_or_create(
@@ -87,13 +81,7 @@ impl Application {
         )?;
 
         let state = web::Data::new(AppState {
-            tokens: TokenService {
-                directory,
-                keys,
-                clock,
-                public_url: public_url.clone(),
-                settings: settings.tokens.clone(),
-            },
+            tokens,
             faults: Default::default(),
             codes: Default::default(),
             replay: Default::default(),

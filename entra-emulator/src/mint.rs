@@ -6,7 +6,8 @@ use crate::aadsts::AadError;
 use crate::clock::Clock;
 use crate::directory::{Application, Directory, Tenant, User};
 use crate::keys::KeyStore;
-use crate::settings::TokenSettings;
+use crate::settings::{EmulatorSettings, TokenSettings};
+use anyhow::Context;
 use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -69,6 +70,27 @@ pub struct DelegatedGrant<'a> {
 }
 
 impl TokenService {
+    /// Loads the directory and the data directory's signing keys (creating them on first use):
+    /// what the server and the `token` command both mint from.
+    pub fn open(
+        settings: &EmulatorSettings,
+        clock: Arc<dyn Clock>,
+        public_url: String,
+    ) -> anyhow::Result<Self> {
+        let directory = Arc::new(Directory::load(&settings.directory)?);
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!("`data_dir` {}: cannot create", settings.data_dir.display())
+        })?;
+        let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
+        Ok(Self {
+            directory,
+            keys,
+            clock,
+            public_url,
+            settings: settings.tokens.clone(),
+        })
+    }
+
     pub fn issuer_v2(&self, tenant_id: &str) -> String {
         format!("{}/{tenant_id}/v2.0", self.public_url)
     }
