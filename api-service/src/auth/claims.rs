@@ -52,7 +52,13 @@ pub fn check(
     let Some(tid) = claims.tid.as_deref() else {
         return refuse(Reason::InvalidTenant);
     };
-    let Some(issuers) = rules.tenants.get(&tid.to_ascii_lowercase()) else {
+    // Entra writes `tid` in lower case, as the map's keys are: the exact lookup needs no
+    // allocation, and only an unusual spelling pays for lower-casing.
+    let issuers = rules
+        .tenants
+        .get(tid)
+        .or_else(|| rules.tenants.get(&tid.to_ascii_lowercase()));
+    let Some(issuers) = issuers else {
         return refuse(Reason::InvalidTenant);
     };
     let expected_issuer = match claims.ver.as_str() {
@@ -69,11 +75,23 @@ pub fn check(
     // Entra publishes each key's issuer in the v2 form, with `{tenantid}` on the common endpoint.
     // A key may sign only for its own tenant, whatever the token's version.
     if let Some(key_issuer) = key_issuer
-        && key_issuer.replace("{tenantid}", tid) != issuers.v2
+        && !issuer_matches(key_issuer, tid, &issuers.v2)
     {
         return refuse(Reason::SigningKeyIssuerMismatch);
     }
     Ok(())
+}
+
+/// `template` with `{tenantid}` replaced by `tid` equals `expected`, compared piecewise so the
+/// per-request path builds no string.
+fn issuer_matches(template: &str, tid: &str, expected: &str) -> bool {
+    match template.split_once("{tenantid}") {
+        None => template == expected,
+        Some((before, after)) => expected
+            .strip_prefix(before)
+            .and_then(|rest| rest.strip_suffix(after))
+            .is_some_and(|middle| middle == tid),
+    }
 }
 
 #[cfg(test)]

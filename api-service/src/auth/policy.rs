@@ -52,7 +52,10 @@ pub fn app_caller(
         Some(ClientAuth::Secret | ClientAuth::Certificate) => {}
         Some(ClientAuth::Public) | None => return Err(AuthError::new(Reason::PublicClient)),
     }
-    if !allowed_clients.contains(&client.to_ascii_lowercase()) {
+    // The allow-list is stored lower-case and Entra writes GUIDs in lower case: look up as is,
+    // and lower-case only an unusual spelling.
+    if !allowed_clients.contains(client) && !allowed_clients.contains(&client.to_ascii_lowercase())
+    {
         return Err(AuthError::new(Reason::ClientNotAllowed));
     }
     Ok(AppCaller {
