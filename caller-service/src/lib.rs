@@ -1,0 +1,17 @@
+//! The caller service: a client-credentials token manager (usable on its own by any Rust
+//! service, see [`token_manager`]) and a daemon that runs scheduled HTTP jobs against
+//! Entra-protected APIs with those tokens.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod idp;
+pub mod jobs;
+pub mod metrics;
+pub mod routes;
+pub mod schedule;
+pub mod scheduler;
+pub mod settings;
+pub mod startup;
+pub mod token_manager;
+
+pub use startup::{Application, Core};

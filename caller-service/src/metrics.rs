@@ -1,0 +1,109 @@
+//! Prometheus metrics, in a registry of our own (not the process-global default) so that every
+//! `Application` in a test binary counts only its own work.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Acquisitions by scope, result (`ok`/`error`) and reason (`ok`, `throttled`, `aadsts_7000215`…).
+    pub acquisitions: IntCounterVec,
+    /// HTTP requests the identity provider received from us, by status (`error` when no answer).
+    pub idp_requests: IntCounterVec,
+    pub seconds_until_expiry: GaugeVec,
+    /// 1 while a scope's refresh is failing and its previous token is being served.
+    pub serving_stale: IntGaugeVec,
+    pub job_runs: IntCounterVec,
+    pub job_duration: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registration only fails on a duplicate or malformed metric name, which these constants are
+    /// not: a failure here is a programming error caught by every test, hence the `expect`s.
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let acquisitions = IntCounterVec::new(
+            Opts::new(
+                "caller_token_acquisitions_total",
+                "Token acquisitions from the identity provider, by result and reason.",
+            ),
+            &["scope", "result", "reason"],
+        )
+        .expect("valid metric");
+        let idp_requests = IntCounterVec::new(
+            Opts::new(
+                "caller_idp_requests_total",
+                "HTTP requests sent to the identity provider, by response status.",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let seconds_until_expiry = GaugeVec::new(
+            Opts::new(
+                "caller_token_seconds_until_expiry",
+                "Seconds until the token served for a scope expires (negative: expired).",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric");
+        let serving_stale = IntGaugeVec::new(
+            Opts::new(
+                "caller_token_serving_stale",
+                "1 while the token for a scope is past its refresh time and refreshing fails.",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric");
+        let job_runs = IntCounterVec::new(
+            Opts::new("caller_job_runs_total", "Job runs by job and outcome."),
+            &["job", "outcome"],
+        )
+        .expect("valid metric");
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new("caller_job_duration_seconds", "Job run duration.").buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["job"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(acquisitions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(idp_requests.clone()),
+            Box::new(seconds_until_expiry.clone()),
+            Box::new(serving_stale.clone()),
+            Box::new(job_runs.clone()),
+            Box::new(job_duration.clone()),
+        ] {
+            registry.register(collector).expect("unique metric");
+        }
+        Self {
+            registry,
+            acquisitions,
+            idp_requests,
+            seconds_until_expiry,
+            serving_stale,
+            job_runs,
+            job_duration,
+        }
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec only fails on a malformed family, which registration prevents.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "encoding metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

@@ -1,0 +1,103 @@
+//! When a job runs: a cron expression with seconds (the `cron` crate: `sec min hour dom month dow
+//! [year]`, UTC) or a fixed interval with optional random delay per run.
+
+use rand::Rng;
+use std::str::FromStr;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Cron(Box<cron::Schedule>),
+    Interval { every: Duration, jitter: Duration },
+}
+
+impl Schedule {
+    pub fn cron(expression: &str) -> Result<Self, String> {
+        let fields = expression.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
+            return Err(format!(
+                "`{expression}` has {fields} fields; cron here has seconds: \
+                 `sec min hour day-of-month month day-of-week [year]`, e.g. `0 */5 * * * *`"
+            ));
+        }
+        cron::Schedule::from_str(expression)
+            .map(|s| Self::Cron(Box::new(s)))
+            .map_err(|e| format!("`{expression}` is not a valid cron expression: {e}"))
+    }
+
+    pub fn interval(every: Duration, jitter: Duration) -> Self {
+        Self::Interval { every, jitter }
+    }
+
+    /// The first planned time strictly after `after`; `None` when a cron schedule has no more
+    /// (a year field in the past).
+    ///
+    /// For intervals the plan is `after + every`; the jitter is applied separately by
+    /// [`Schedule::jitter`] so that it never accumulates into drift.
+    pub fn next_after(&self, after: OffsetDateTime) -> Option<OffsetDateTime> {
+        match self {
+            Self::Cron(schedule) => {
+                let after =
+                    chrono::DateTime::from_timestamp(after.unix_timestamp(), after.nanosecond())?;
+                let next = schedule.after(&after).next()?;
+                OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(next.timestamp()) * 1_000_000_000
+                        + i128::from(next.timestamp_subsec_nanos()),
+                )
+                .ok()
+            }
+            Self::Interval { every, .. } => Some(after + *every),
+        }
+    }
+
+    /// A random delay for one run, in `[0, jitter]`.
+    pub fn jitter(&self) -> Duration {
+        match self {
+            Self::Interval { jitter, .. } if !jitter.is_zero() => {
+                rand::rng().random_range(Duration::ZERO..=*jitter)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn cron_with_seconds_finds_the_next_time() {
+        let schedule = Schedule::cron("*/15 * * * * *").expect("valid");
+        let next = schedule.next_after(datetime!(2026-11-21 08:00:07 UTC));
+        assert_eq!(next, Some(datetime!(2026-11-21 08:00:15 UTC)));
+        let daily = Schedule::cron("0 30 2 * * *").expect("valid");
+        assert_eq!(
+            daily.next_after(datetime!(2026-11-21 08:00:00 UTC)),
+            Some(datetime!(2026-11-22 02:30:00 UTC))
+        );
+    }
+
+    #[test]
+    fn five_field_cron_is_refused_with_a_hint() {
+        let err = Schedule::cron("*/5 * * * *").expect_err("no seconds");
+        assert!(err.contains("has 5 fields"), "{err}");
+        assert!(Schedule::cron("61 * * * * *").is_err());
+    }
+
+    #[test]
+    fn interval_plans_from_the_previous_time_and_jitter_stays_bounded() {
+        let schedule = Schedule::interval(Duration::from_secs(60), Duration::from_secs(5));
+        let start = datetime!(2026-11-21 08:00:00 UTC);
+        assert_eq!(
+            schedule.next_after(start),
+            Some(start + Duration::from_secs(60))
+        );
+        for _ in 0..100 {
+            assert!(schedule.jitter() <= Duration::from_secs(5));
+        }
+        let none = Schedule::interval(Duration::from_secs(60), Duration::ZERO);
+        assert_eq!(none.jitter(), Duration::ZERO);
+    }
+}

@@ -1,0 +1,731 @@
+//! The daemon's configuration: built-in defaults, then an optional TOML file, then `CALLER__…`
+//! variables, with the Azure SDKs' `AZURE_*` variables as aliases for the `identity` section.
+//! [`Settings::validate`] turns the raw form into what the rest of the crate uses and refuses a bad
+//! deployment with one line naming the key (for jobs: the job and the field).
+
+use crate::schedule::Schedule;
+use serde::Deserialize;
+use shared::Secret;
+use shared::assertion::AssertionAlgorithm;
+use shared::config::ConfigError;
+use shared::http::HttpClientSettings;
+use shared::telemetry::LogSettings;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const ENV_PREFIX: &str = "CALLER";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub identity: IdentityConfig,
+    pub token_manager: TokenManagerSettings,
+    /// The outbound client for the identity provider *and* the target APIs: one extra CA bundle
+    /// (`http.extra_ca_file`) is trusted for both.
+    pub http: HttpClientSettings,
+    pub jobs: Vec<JobSettings>,
+    pub server: ServerSettings,
+    pub log: LogSettings,
+}
+
+/// Which `azure_identity` credential acquires tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Secret,
+    Certificate,
+    WorkloadIdentity,
+    ManagedIdentity,
+}
+
+/// The `identity` section. The first six keys are the ones the `AZURE_*` variables fill.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// PEM certificate (may also hold the key, as `AZURE_CLIENT_CERTIFICATE_PATH` files do).
+    pub client_certificate_path: Option<PathBuf>,
+    pub federated_token_file: Option<PathBuf>,
+    /// Default `https://login.microsoftonline.com`. Must be HTTPS: `azure_identity` refuses others.
+    pub authority_host: Option<String>,
+    /// Chosen explicitly, or inferred in the Azure SDKs' order: a secret, then a certificate, then
+    /// a federated token file; managed identity only when asked for, since it cannot be inferred
+    /// from anything set.
+    pub credential: Option<CredentialKind>,
+    /// The certificate's private key, when not in `client_certificate_path`.
+    pub client_certificate_key_path: Option<PathBuf>,
+    /// PS256 + `x5t#S256` (default, current MSAL) or RS256 + `x5t` (older clients).
+    pub assertion_algorithm: AssertionAlgorithm,
+}
+
+/// How the token manager refreshes and retries. Defaults are the production values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenManagerSettings {
+    /// Refresh at this fraction of a token's lifetime. Default 0.5: an identity-provider outage
+    /// shorter than half a token's life (30–45 min for Entra's 60–90 min app tokens) is invisible
+    /// to jobs.
+    pub refresh_fraction: f64,
+    /// Up to this fraction of the lifetime is taken off the refresh time at random, so a fleet
+    /// started together does not refresh together. Default 0.05 (3–4.5 min on Entra tokens).
+    pub refresh_jitter_fraction: f64,
+    /// Refresh no later than this before expiry, whatever the fraction says. Default 300 s, the
+    /// Azure SDKs' own refresh point, which is our latest, not our usual.
+    pub refresh_before_expiry_secs: u64,
+    /// A token stops being served this long before it expires: a request sent with it must still
+    /// arrive while it is valid. Default 60 s (above the 30 s request timeout).
+    pub safety_margin_secs: u64,
+    /// One acquisition (all its HTTP) may take this long. Default 10 s.
+    pub acquire_timeout_secs: u64,
+    /// First transient-failure backoff ceiling; doubles per failure, full jitter. Default 1 s.
+    pub backoff_initial_ms: u64,
+    /// Backoff ceiling. Default 60 s.
+    pub backoff_max_secs: u64,
+    /// After a permanent error (bad secret, unknown app…) retry this slowly. Default 300 s: a
+    /// fixed secret is picked up within 5 minutes, and the identity provider is not hammered.
+    pub permanent_retry_secs: u64,
+    /// A token is dropped on a target API's 401 at most this often per scope. Default 30 s: a
+    /// misconfigured API answering 401 to every token must not turn into a token storm.
+    pub invalidate_min_interval_secs: u64,
+    /// Scopes to acquire at start besides the jobs' own (for `/readyz`).
+    pub scopes: Vec<String>,
+}
+
+impl Default for TokenManagerSettings {
+    fn default() -> Self {
+        Self {
+            refresh_fraction: 0.5,
+            refresh_jitter_fraction: 0.05,
+            refresh_before_expiry_secs: 300,
+            safety_margin_secs: 60,
+            acquire_timeout_secs: 10,
+            backoff_initial_ms: 1000,
+            backoff_max_secs: 60,
+            permanent_retry_secs: 300,
+            invalidate_min_interval_secs: 30,
+            scopes: Vec::new(),
+        }
+    }
+}
+
+impl TokenManagerSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("token_manager.{k}");
+        if !(self.refresh_fraction > 0.0 && self.refresh_fraction < 1.0) {
+            return Err(ConfigError::key(
+                &key("refresh_fraction"),
+                "must be between 0 and 1 (exclusive)",
+            ));
+        }
+        if !(0.0..0.5).contains(&self.refresh_jitter_fraction) {
+            return Err(ConfigError::key(
+                &key("refresh_jitter_fraction"),
+                "must be at least 0 and below 0.5",
+            ));
+        }
+        for (name, value) in [
+            ("acquire_timeout_secs", self.acquire_timeout_secs),
+            ("backoff_initial_ms", self.backoff_initial_ms),
+            ("backoff_max_secs", self.backoff_max_secs),
+            ("permanent_retry_secs", self.permanent_retry_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::key(&key(name), "must be greater than 0"));
+            }
+        }
+        for scope in &self.scopes {
+            check_scope(scope).map_err(|reason| ConfigError::key(&key("scopes"), reason))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Default 127.0.0.1: the operator endpoint shows token state; expose it deliberately.
+    pub host: String,
+    /// Default 9090. 0 picks a free port (tests).
+    pub port: u16,
+    /// On SIGTERM/SIGINT running jobs get this long to finish. Default 30 s, inside Kubernetes'
+    /// default 30 s termination grace period only if jobs are short; raise both together.
+    pub shutdown_deadline_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 9090,
+            shutdown_deadline_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// A run due while the previous one is still going is skipped (and counted). Default.
+    #[default]
+    Skip,
+    /// Runs may overlap.
+    Allow,
+}
+
+/// One `[[jobs]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    pub name: String,
+    /// Cron with seconds: `sec min hour day-of-month month day-of-week [year]`, UTC.
+    pub schedule: Option<String>,
+    /// Or every this many seconds…
+    pub interval_secs: Option<u64>,
+    /// …each run delayed by up to this many seconds at random. Default 0.
+    #[serde(default)]
+    pub jitter_secs: u64,
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    pub body: Option<serde_json::Value>,
+    /// `api://…/.default` or `{app id}/.default`.
+    pub scope: String,
+    /// Whole request, including the retry after a 401. Default 30 s.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// The statuses that count as success. Default: any 2xx.
+    #[serde(default)]
+    pub success_status: Vec<u16>,
+    #[serde(default)]
+    pub overlap: OverlapPolicy,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// A validated job, ready to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub schedule: Schedule,
+    pub method: reqwest::Method,
+    pub url: url::Url,
+    pub body: Option<serde_json::Value>,
+    pub scope: String,
+    pub timeout: Duration,
+    pub success_status: Vec<u16>,
+    pub overlap: OverlapPolicy,
+}
+
+impl Job {
+    pub fn is_success(&self, status: u16) -> bool {
+        if self.success_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.success_status.contains(&status)
+        }
+    }
+}
+
+impl JobSettings {
+    pub fn validate(&self) -> Result<Job, ConfigError> {
+        let field = |f: &str, reason: &dyn std::fmt::Display| {
+            ConfigError(format!("job `{}`: `{f}` {reason}", self.name))
+        };
+        let schedule = match (&self.schedule, self.interval_secs) {
+            (Some(_), Some(_)) => {
+                return Err(field(
+                    "schedule",
+                    &"and `interval_secs` are both set; choose one",
+                ));
+            }
+            (None, None) => {
+                return Err(field(
+                    "schedule",
+                    &"is missing: set a cron `schedule` (with seconds) or `interval_secs`",
+                ));
+            }
+            (Some(cron), None) => Schedule::cron(cron).map_err(|e| field("schedule", &e))?,
+            (None, Some(0)) => return Err(field("interval_secs", &"must be greater than 0")),
+            (None, Some(secs)) => Schedule::interval(
+                Duration::from_secs(secs),
+                Duration::from_secs(self.jitter_secs),
+            ),
+        };
+        if self.schedule.is_some() && self.jitter_secs > 0 {
+            return Err(field(
+                "jitter_secs",
+                &"applies to `interval_secs` jobs only",
+            ));
+        }
+        let method = reqwest::Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| {
+                field(
+                    "method",
+                    &format!("`{}` is not an HTTP method", self.method),
+                )
+            })?;
+        let url = url::Url::parse(&self.url).map_err(|e| field("url", &e))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(field("url", &"must be an http:// or https:// URL"));
+        }
+        check_scope(&self.scope).map_err(|e| field("scope", &e))?;
+        if self.timeout_secs == 0 {
+            return Err(field("timeout_secs", &"must be greater than 0"));
+        }
+        if let Some(bad) = self
+            .success_status
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(field(
+                "success_status",
+                &format!("{bad} is not an HTTP status"),
+            ));
+        }
+        Ok(Job {
+            name: self.name.clone(),
+            schedule,
+            method,
+            url,
+            body: self.body.clone(),
+            scope: self.scope.clone(),
+            timeout: Duration::from_secs(self.timeout_secs),
+            success_status: self.success_status.clone(),
+            overlap: self.overlap,
+        })
+    }
+}
+
+/// Client credentials take exactly one resource's `/.default` (AADSTS1002012 otherwise): refuse
+/// anything else at start instead of failing at the first acquisition.
+fn check_scope(scope: &str) -> Result<(), String> {
+    if scope.contains(char::is_whitespace) {
+        return Err(format!("`{scope}` must be one scope (no spaces)"));
+    }
+    match scope.strip_suffix("/.default") {
+        Some(resource) if !resource.is_empty() => Ok(()),
+        _ => Err(format!(
+            "`{scope}` must be a resource's `/.default` scope, e.g. `api://tasks-api/.default`"
+        )),
+    }
+}
+
+/// The credential resolved from the `identity` section.
+#[derive(Debug, Clone)]
+pub enum CredentialSpec {
+    Secret(Secret),
+    Certificate {
+        certificate: PathBuf,
+        key: PathBuf,
+        algorithm: AssertionAlgorithm,
+    },
+    WorkloadIdentity {
+        token_file: PathBuf,
+    },
+    ManagedIdentity,
+}
+
+impl CredentialSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Secret(_) => "secret",
+            Self::Certificate { .. } => "certificate",
+            Self::WorkloadIdentity { .. } => "workload_identity",
+            Self::ManagedIdentity => "managed_identity",
+        }
+    }
+}
+
+/// Who acquires tokens, and where.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// For a system-assigned managed identity: `managed`.
+    pub tenant_id: String,
+    /// For a system-assigned managed identity: `system`.
+    pub client_id: String,
+    pub authority_host: String,
+    pub credential: CredentialSpec,
+}
+
+pub const PUBLIC_CLOUD: &str = "https://login.microsoftonline.com";
+
+impl IdentityConfig {
+    pub fn resolve(&self) -> Result<Identity, ConfigError> {
+        let kind = match self.credential {
+            Some(kind) => kind,
+            None if self.client_secret.is_some() => CredentialKind::Secret,
+            None if self.client_certificate_path.is_some() => CredentialKind::Certificate,
+            None if self.federated_token_file.is_some() => CredentialKind::WorkloadIdentity,
+            None => {
+                return Err(ConfigError::key(
+                    "identity.credential",
+                    "cannot be inferred: set identity.client_secret (AZURE_CLIENT_SECRET), \
+                     identity.client_certificate_path (AZURE_CLIENT_CERTIFICATE_PATH), \
+                     identity.federated_token_file (AZURE_FEDERATED_TOKEN_FILE), \
+                     or identity.credential = \"managed_identity\"",
+                ));
+            }
+        };
+        let authority_host = self
+            .authority_host
+            .clone()
+            .unwrap_or_else(|| PUBLIC_CLOUD.to_owned());
+        let parsed = url::Url::parse(&authority_host)
+            .map_err(|e| ConfigError::key("identity.authority_host", e))?;
+        if parsed.scheme() != "https" {
+            return Err(ConfigError::key(
+                "identity.authority_host",
+                "must be an https:// URL (azure_identity refuses others)",
+            ));
+        }
+        let authority_host = authority_host.trim_end_matches('/').to_owned();
+        let required = |value: &Option<String>, key: &str, var: &str| {
+            value
+                .clone()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| ConfigError::key(key, format!("is required (or set {var})")))
+        };
+        if kind == CredentialKind::ManagedIdentity {
+            return Ok(Identity {
+                tenant_id: self.tenant_id.clone().unwrap_or_else(|| "managed".into()),
+                client_id: self.client_id.clone().unwrap_or_else(|| "system".into()),
+                authority_host,
+                credential: CredentialSpec::ManagedIdentity,
+            });
+        }
+        let tenant_id = required(&self.tenant_id, "identity.tenant_id", "AZURE_TENANT_ID")?;
+        let client_id = required(&self.client_id, "identity.client_id", "AZURE_CLIENT_ID")?;
+        let credential = match kind {
+            CredentialKind::Secret => match &self.client_secret {
+                Some(secret) if !secret.is_empty() => CredentialSpec::Secret(secret.clone()),
+                _ => {
+                    return Err(ConfigError::key(
+                        "identity.client_secret",
+                        "is required for credential \"secret\" (or set AZURE_CLIENT_SECRET)",
+                    ));
+                }
+            },
+            CredentialKind::Certificate => {
+                let certificate = self.client_certificate_path.clone().ok_or_else(|| {
+                    ConfigError::key(
+                        "identity.client_certificate_path",
+                        "is required for credential \"certificate\" (or set AZURE_CLIENT_CERTIFICATE_PATH)",
+                    )
+                })?;
+                CredentialSpec::Certificate {
+                    key: self
+                        .client_certificate_key_path
+                        .clone()
+                        .unwrap_or_else(|| certificate.clone()),
+                    certificate,
+                    algorithm: self.assertion_algorithm,
+                }
+            }
+            CredentialKind::WorkloadIdentity => CredentialSpec::WorkloadIdentity {
+                token_file: self.federated_token_file.clone().ok_or_else(|| {
+                    ConfigError::key(
+                        "identity.federated_token_file",
+                        "is required for credential \"workload_identity\" (or set AZURE_FEDERATED_TOKEN_FILE)",
+                    )
+                })?,
+            },
+            CredentialKind::ManagedIdentity => CredentialSpec::ManagedIdentity,
+        };
+        Ok(Identity {
+            tenant_id,
+            client_id,
+            authority_host,
+            credential,
+        })
+    }
+}
+
+impl Settings {
+    /// From the real environment and an optional file.
+    pub fn load(file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        shared::config::load(&Self::sources(file))
+    }
+
+    pub fn sources(file: Option<PathBuf>) -> shared::config::Sources<'static> {
+        shared::config::Sources {
+            env_prefix: ENV_PREFIX,
+            file,
+            aliases: shared::config::AZURE_SDK_ALIASES,
+        }
+    }
+
+    /// Checks everything and returns the jobs, so that nothing invalid ever starts.
+    pub fn validate(&self) -> Result<(Identity, Vec<Job>), ConfigError> {
+        let identity = self.identity.resolve()?;
+        self.token_manager.validate()?;
+        let mut names = HashSet::new();
+        let mut jobs = Vec::with_capacity(self.jobs.len());
+        for (index, job) in self.jobs.iter().enumerate() {
+            if job.name.trim().is_empty() {
+                return Err(ConfigError::key(
+                    &format!("jobs[{index}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(job.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "job `{}`: `name` is used by another job",
+                    job.name
+                )));
+            }
+            jobs.push(job.validate()?);
+        }
+        Ok((identity, jobs))
+    }
+
+    /// Every scope the daemon must hold a token for: the jobs' and the extra ones.
+    pub fn scopes(jobs: &[Job], extra: &[String]) -> Vec<String> {
+        let mut scopes: Vec<String> = jobs.iter().map(|j| j.scope.clone()).collect();
+        scopes.extend(extra.iter().cloned());
+        scopes.sort();
+        scopes.dedup();
+        scopes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        shared::config::load_with_env(&Settings::sources(None), env)
+    }
+
+    fn job(name: &str) -> JobSettings {
+        JobSettings {
+            name: name.into(),
+            schedule: Some("*/10 * * * * *".into()),
+            interval_secs: None,
+            jitter_secs: 0,
+            method: "get".into(),
+            url: "https://api.example/tasks".into(),
+            body: None,
+            scope: "api://tasks-api/.default".into(),
+            timeout_secs: 30,
+            success_status: vec![],
+            overlap: OverlapPolicy::Skip,
+        }
+    }
+
+    #[test]
+    fn azure_variables_infer_a_secret_credential() {
+        let settings = load(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s3cret"),
+        ])
+        .expect("loads");
+        let identity = settings.identity.resolve().expect("valid");
+        assert!(
+            matches!(identity.credential, CredentialSpec::Secret(ref s) if s.expose() == "s3cret")
+        );
+        assert_eq!(identity.authority_host, PUBLIC_CLOUD);
+        assert!(!format!("{identity:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_federated_token_file_infers_workload_identity() {
+        let settings = load(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+        ])
+        .expect("loads");
+        let identity = settings.identity.resolve().expect("valid");
+        assert_eq!(identity.credential.kind(), "workload_identity");
+    }
+
+    #[test]
+    fn an_explicit_kind_without_its_input_names_the_key() {
+        let settings = load(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("CALLER__IDENTITY__CREDENTIAL", "certificate"),
+        ])
+        .expect("loads");
+        let err = settings.identity.resolve().expect_err("no certificate");
+        assert!(
+            err.to_string().contains("identity.client_certificate_path"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nothing_set_says_what_to_set() {
+        let err = load(&[])
+            .expect("loads")
+            .identity
+            .resolve()
+            .expect_err("nothing");
+        assert!(err.to_string().contains("identity.credential"), "{err}");
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn plain_http_authority_is_refused() {
+        let settings = load(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+            ("AZURE_AUTHORITY_HOST", "http://localhost:8443"),
+        ])
+        .expect("loads");
+        let err = settings.identity.resolve().expect_err("http");
+        assert!(err.to_string().contains("identity.authority_host"), "{err}");
+    }
+
+    #[test]
+    fn invalid_jobs_are_refused_naming_the_job_and_the_field() {
+        let cases: Vec<(JobSettings, &str)> = vec![
+            (
+                JobSettings {
+                    schedule: Some("every minute".into()),
+                    ..job("a")
+                },
+                "`schedule`",
+            ),
+            (
+                JobSettings {
+                    schedule: None,
+                    ..job("b")
+                },
+                "`schedule` is missing",
+            ),
+            (
+                JobSettings {
+                    interval_secs: Some(5),
+                    ..job("c")
+                },
+                "both set",
+            ),
+            (
+                JobSettings {
+                    schedule: None,
+                    interval_secs: Some(0),
+                    ..job("d")
+                },
+                "`interval_secs`",
+            ),
+            (
+                JobSettings {
+                    method: "FETCH ME".into(),
+                    ..job("e")
+                },
+                "`method`",
+            ),
+            (
+                JobSettings {
+                    url: "ftp://x/y".into(),
+                    ..job("f")
+                },
+                "`url`",
+            ),
+            (
+                JobSettings {
+                    scope: "api://tasks-api/Tasks.Read".into(),
+                    ..job("g")
+                },
+                "`scope`",
+            ),
+            (
+                JobSettings {
+                    timeout_secs: 0,
+                    ..job("h")
+                },
+                "`timeout_secs`",
+            ),
+            (
+                JobSettings {
+                    success_status: vec![200, 999],
+                    ..job("i")
+                },
+                "`success_status`",
+            ),
+            (
+                JobSettings {
+                    jitter_secs: 3,
+                    ..job("j")
+                },
+                "`jitter_secs`",
+            ),
+        ];
+        for (settings, field) in cases {
+            let err = settings.validate().expect_err("invalid");
+            let text = err.to_string();
+            assert!(text.contains(&format!("job `{}`", settings.name)), "{text}");
+            assert!(text.contains(field), "{text} should name {field}");
+        }
+    }
+
+    #[test]
+    fn duplicate_job_names_are_refused() {
+        let settings = Settings {
+            identity: IdentityConfig {
+                credential: Some(CredentialKind::ManagedIdentity),
+                ..Default::default()
+            },
+            jobs: vec![job("same"), job("same")],
+            ..Default::default()
+        };
+        let err = settings.validate().expect_err("duplicate");
+        assert!(err.to_string().contains("job `same`: `name`"), "{err}");
+    }
+
+    #[test]
+    fn jobs_from_toml_get_their_defaults() {
+        let dir = std::env::temp_dir().join(format!("caller-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("caller.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [identity]
+            credential = "managed_identity"
+            [[jobs]]
+            name = "import"
+            interval_secs = 60
+            jitter_secs = 5
+            method = "post"
+            url = "https://api.example/tasks"
+            scope = "api://tasks-api/.default"
+            body = { title = "nightly", done = false }
+            success_status = [201]
+            "#,
+        )
+        .expect("write");
+        let settings: Settings =
+            shared::config::load_with_env(&Settings::sources(Some(path)), HashMap::new())
+                .expect("loads");
+        let (_, jobs) = settings.validate().expect("valid");
+        std::fs::remove_dir_all(dir).ok();
+        let job = &jobs[0];
+        assert_eq!(job.method, reqwest::Method::POST);
+        assert_eq!(job.timeout, Duration::from_secs(30));
+        assert_eq!(job.overlap, OverlapPolicy::Skip);
+        assert_eq!(
+            job.body,
+            Some(serde_json::json!({"title": "nightly", "done": false}))
+        );
+        assert!(job.is_success(201));
+        assert!(!job.is_success(200));
+    }
+}

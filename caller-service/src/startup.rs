@@ -1,0 +1,194 @@
+//! Building the daemon from settings, and running it until a signal.
+
+use crate::clock::{Clock, SystemClock};
+use crate::idp::AzureTokenSource;
+use crate::jobs::JobRunner;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::scheduler::Scheduler;
+use crate::settings::{Identity, Settings};
+use crate::token_manager::TokenManager;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The parts every mode needs: `run`, `once` and `token`.
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub tokens: TokenManager,
+    pub runner: JobRunner,
+    pub metrics: Metrics,
+}
+
+impl Core {
+    pub fn build(
+        settings: &Settings,
+        identity: Identity,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        // One client for the identity provider and the target APIs, trusting the extra CA.
+        let http = shared::http::build_client(&settings.http)?;
+        let source = AzureTokenSource::new(identity, http.clone(), metrics.clone())?;
+        let tokens = TokenManager::new(
+            Arc::new(source),
+            &settings.token_manager,
+            clock,
+            metrics.clone(),
+        );
+        let runner = JobRunner::new(http, tokens.clone(), metrics.clone());
+        Ok(Self {
+            tokens,
+            runner,
+            metrics,
+        })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    core: Core,
+    scheduler: Scheduler,
+    scopes: Vec<String>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Stops a running [`Application`] as SIGTERM would.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// Validates everything and binds the operator endpoint (port 0 picks a free one); nothing
+    /// runs until [`Application::run_until_stopped`].
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let (identity, jobs) = settings.validate()?;
+        let scopes = Settings::scopes(&jobs, &settings.token_manager.scopes);
+        let core = Core::build(&settings, identity, clock.clone())?;
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address).with_context(|| {
+            format!(
+                "binding the operator endpoint to {}:{}",
+                address.0, address.1
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(routes::OpsState {
+            tokens: core.tokens.clone(),
+            metrics: core.metrics.clone(),
+            scopes: scopes.clone(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/healthz", web::get().to(routes::healthz))
+                .route("/readyz", web::get().to(routes::readyz))
+                .route("/metrics", web::get().to(routes::metrics))
+        })
+        .workers(1)
+        // We handle SIGTERM/SIGINT ourselves: jobs must drain before the server stops.
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let scheduler = Scheduler::new(
+            jobs,
+            core.runner.clone(),
+            clock,
+            core.metrics.clone(),
+            Duration::from_secs(settings.server.shutdown_deadline_secs),
+        );
+        Ok(Self {
+            port,
+            server,
+            core,
+            scheduler,
+            scopes,
+            shutdown: watch::Sender::new(false),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn tokens(&self) -> &TokenManager {
+        &self.core.tokens
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Acquires tokens for every configured scope, runs the jobs on schedule and serves the
+    /// operator endpoint until SIGTERM/SIGINT (or [`ShutdownHandle::shutdown`]); then stops
+    /// scheduling, lets running jobs finish up to the deadline, and returns.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            server,
+            core,
+            scheduler,
+            scopes,
+            shutdown,
+            ..
+        } = self;
+        tracing::info!(scopes = ?scopes, "starting");
+        core.tokens.warm_up(&scopes);
+        let server_handle = server.handle();
+        let server_task = tokio::spawn(server);
+        let mut stop = shutdown.subscribe();
+        let jobs = tokio::spawn(scheduler.run(shutdown.subscribe()));
+        tokio::select! {
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "stopping: no new job runs; waiting for running ones");
+                shutdown.send_replace(true);
+            }
+            _ = stop.wait_for(|stopped| *stopped) => {
+                tracing::info!("stopping on request");
+            }
+        }
+        jobs.await.context("job scheduler")?;
+        core.tokens.shutdown();
+        server_handle.stop(true).await;
+        server_task.await.context("operator endpoint")??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
