@@ -12,10 +12,13 @@
 pub mod claims;
 pub mod error;
 pub mod keys;
+pub mod middleware;
 pub mod policy;
 pub mod token;
 pub mod validator;
 
 pub use error::{AuthError, Reason};
+pub use middleware::{Access, AppOnly, AuthOutcomes, RoutePolicies};
+pub use policy::AppCaller;
 pub use token::{PreParsed, preparse};
 pub use validator::{Validator, ValidatorSettings};

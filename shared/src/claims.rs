@@ -11,7 +11,12 @@ use serde::{Deserialize, Serialize};
 /// token carries exactly what Entra would put in it (e.g. no `roles` when the client holds none).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessTokenClaims {
+    /// Absent decodes as empty, which no audience list holds: refused as the wrong audience
+    /// rather than as an undecodable token, so the caller is told what is missing.
+    #[serde(default)]
     pub aud: String,
+    /// As `aud`: absent is empty, an issuer nobody trusts.
+    #[serde(default)]
     pub iss: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,

@@ -55,6 +55,26 @@ pub struct IdentitySettings {
     pub authority_host: Option<String>,
 }
 
+/// A list of strings from a file's array, or from an environment variable holding them separated
+/// by commas or spaces (`API__AUTH__AUDIENCES="guid,api://tasks-api"`): environment values arrive
+/// as plain strings. Use as `#[serde(deserialize_with = "shared::config::list")]`.
+pub fn list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(items) => items,
+        OneOrMany::One(joined) => joined
+            .split([',', ' '])
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// Where one service reads its settings from.
 #[derive(Debug, Clone)]
 pub struct Sources<'a> {
@@ -218,6 +238,30 @@ mod tests {
         assert_eq!(settings.server.port, 7001);
         assert_eq!(settings.server.host, "0.0.0.0");
         assert_eq!(settings.identity.tenant_id, "file");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WithList {
+        #[serde(default, deserialize_with = "list")]
+        audiences: Vec<String>,
+    }
+
+    #[test]
+    fn lists_come_from_file_arrays_or_separated_variables() {
+        let from_env: WithList = load_with_env(
+            &sources(None),
+            env(&[("APP__AUDIENCES", "6e1f4a8b, api://tasks-api")]),
+        )
+        .expect("loads");
+        assert_eq!(from_env.audiences, ["6e1f4a8b", "api://tasks-api"]);
+        let dir = std::env::temp_dir().join(format!("shared-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("settings.toml");
+        std::fs::write(&path, "audiences = [\"a\", \"b c\"]\n").expect("write");
+        let from_file: WithList =
+            load_with_env(&sources(Some(path)), HashMap::new()).expect("loads");
+        assert_eq!(from_file.audiences, ["a", "b c"]);
         std::fs::remove_dir_all(dir).ok();
     }
 

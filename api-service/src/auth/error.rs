@@ -45,6 +45,41 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in a fixed order (metrics keep one counter per reason).
+    pub const ALL: [Reason; 26] = [
+        Self::MissingToken,
+        Self::MalformedAuthorizationHeader,
+        Self::TokenTooLarge,
+        Self::NotAJws,
+        Self::MalformedToken,
+        Self::UnsupportedAlgorithm,
+        Self::MissingKeyId,
+        Self::InvalidKeyId,
+        Self::CriticalHeader,
+        Self::HeaderKeyReference,
+        Self::UnknownSigningKey,
+        Self::InvalidSignature,
+        Self::KeysUnavailable,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::MissingIssuedAt,
+        Self::InvalidIssuer,
+        Self::InvalidAudience,
+        Self::InvalidTenant,
+        Self::SigningKeyIssuerMismatch,
+        Self::UserDelegatedToken,
+        Self::NotAnAppToken,
+        Self::ClientNotAllowed,
+        Self::PublicClient,
+        Self::MissingRole,
+        Self::RouteHasNoPolicy,
+    ];
+
+    /// Position in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             Self::UserDelegatedToken
@@ -154,6 +189,8 @@ pub struct AuthError {
     pub reason: Reason,
     pub required_roles: Vec<String>,
     pub request_id: String,
+    /// The calling application, when the token got far enough to say (for logs, not the body).
+    pub client_app_id: Option<String>,
 }
 
 impl AuthError {
@@ -162,7 +199,13 @@ impl AuthError {
             reason,
             required_roles: Vec::new(),
             request_id: String::new(),
+            client_app_id: None,
         }
+    }
+
+    pub fn for_client(mut self, client_app_id: Option<&str>) -> Self {
+        self.client_app_id = client_app_id.map(str::to_owned);
+        self
     }
 
     pub fn missing_role(required: &[&str]) -> Self {
@@ -233,6 +276,11 @@ impl ResponseError for AuthError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        let request_id = if self.request_id.is_empty() {
+            crate::observe::current_request_id().unwrap_or_default()
+        } else {
+            self.request_id.clone()
+        };
         let problem = Problem {
             kind: format!("urn:m2m-entra:problem:{}", self.reason.as_str()),
             title: status.canonical_reason().unwrap_or("Error"),
@@ -240,13 +288,19 @@ impl ResponseError for AuthError {
             detail: self.reason.detail(),
             reason: self.reason,
             required_roles: &self.required_roles,
-            request_id: &self.request_id,
+            request_id: &request_id,
         };
         let mut response = HttpResponse::build(status)
             .content_type("application/problem+json")
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(problem);
-        if let Ok(value) = HeaderValue::from_str(&self.www_authenticate()) {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Not the token's fault: no challenge (RFC 6750 challenges are for 401/403); the
+            // key store retries at least every 5 minutes, so suggest a short wait.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        } else if let Ok(value) = HeaderValue::from_str(&self.www_authenticate()) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, value);
@@ -259,6 +313,13 @@ impl ResponseError for AuthError {
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+
+    #[test]
+    fn all_lists_each_reason_at_its_index() {
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+        }
+    }
 
     async fn render(err: AuthError) -> (u16, String, serde_json::Value) {
         let response = err.error_response();

@@ -20,13 +20,14 @@ pub struct AppCaller {
 impl AppCaller {
     /// Any one of `any_of` suffices. An empty list is a route without a policy: denied.
     pub fn require_any_role(&self, any_of: &[&str]) -> Result<(), AuthError> {
+        let client = Some(self.client_app_id.as_str());
         if any_of.is_empty() {
-            return Err(AuthError::new(Reason::RouteHasNoPolicy));
+            return Err(AuthError::new(Reason::RouteHasNoPolicy).for_client(client));
         }
         if self.roles.iter().any(|r| any_of.contains(&r.as_str())) {
             Ok(())
         } else {
-            Err(AuthError::missing_role(any_of))
+            Err(AuthError::missing_role(any_of).for_client(client))
         }
     }
 }
@@ -36,27 +37,28 @@ pub fn app_caller(
     claims: &AccessTokenClaims,
     allowed_clients: &HashSet<String>,
 ) -> Result<AppCaller, AuthError> {
+    let refuse = |reason| AuthError::new(reason).for_client(claims.client_app_id());
     match claims.kind() {
         TokenKind::App => {}
-        TokenKind::User => return Err(AuthError::new(Reason::UserDelegatedToken)),
-        TokenKind::Unknown => return Err(AuthError::new(Reason::NotAnAppToken)),
+        TokenKind::User => return Err(refuse(Reason::UserDelegatedToken)),
+        TokenKind::Unknown => return Err(refuse(Reason::NotAnAppToken)),
     }
     let (Some(version), Some(client), Some(tenant)) = (
         claims.version(),
         claims.client_app_id(),
         claims.tid.as_deref(),
     ) else {
-        return Err(AuthError::new(Reason::NotAnAppToken));
+        return Err(refuse(Reason::NotAnAppToken));
     };
     match claims.client_auth() {
         Some(ClientAuth::Secret | ClientAuth::Certificate) => {}
-        Some(ClientAuth::Public) | None => return Err(AuthError::new(Reason::PublicClient)),
+        Some(ClientAuth::Public) | None => return Err(refuse(Reason::PublicClient)),
     }
     // The allow-list is stored lower-case and Entra writes GUIDs in lower case: look up as is,
     // and lower-case only an unusual spelling.
     if !allowed_clients.contains(client) && !allowed_clients.contains(&client.to_ascii_lowercase())
     {
-        return Err(AuthError::new(Reason::ClientNotAllowed));
+        return Err(refuse(Reason::ClientNotAllowed));
     }
     Ok(AppCaller {
         client_app_id: client.to_owned(),

@@ -19,9 +19,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidatorSettings {
-    /// The API's client ID and application ID URI(s).
+    /// The API's client ID and application ID URI(s). Required: a token for anything else is
+    /// refused.
+    #[serde(deserialize_with = "shared::config::list")]
     pub audiences: Vec<String>,
-    /// Client application IDs allowed to call at all (then each route checks roles).
+    /// Client application IDs allowed to call at all (then each route checks roles). Required.
+    #[serde(deserialize_with = "shared::config::list")]
     pub allowed_clients: Vec<String>,
     /// Default 60 s.
     pub clock_skew_secs: i64,

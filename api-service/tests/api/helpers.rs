@@ -41,7 +41,21 @@ pub struct TestClock(pub Arc<AtomicI64>);
 
 impl TestClock {
     pub fn new() -> Self {
-        Self(Arc::new(AtomicI64::new(1_800_000_000)))
+        Self::at(1_800_000_000)
+    }
+
+    pub fn at(now: i64) -> Self {
+        Self(Arc::new(AtomicI64::new(now)))
+    }
+
+    /// Starts at the real time, for tokens from the emulator (which stamps them with it).
+    pub fn system() -> Self {
+        Self::at(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs() as i64,
+        )
     }
 
     pub fn clock(&self) -> Clock {
@@ -151,4 +165,178 @@ pub fn validator(store: Arc<KeyStore>, clock: Clock) -> api_service::auth::Valid
         },
         clock,
     )
+}
+
+pub const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+pub const WRITER_SP: &str = "d4e5f6a7-b8c9-4d0e-9f1a-3b4c5d6e7f8a";
+pub const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "api-service-{name}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// The API's settings for tests: port 0, one worker, the test tenant and callers.
+pub fn api_settings(authority_host: &str, db: &std::path::Path) -> api_service::ApiSettings {
+    let mut settings = api_service::ApiSettings::default();
+    settings.server.port = 0;
+    settings.server.workers = Some(1);
+    settings.entra.authority_host = authority_host.to_owned();
+    settings.entra.tenants = vec![TENANT.to_owned()];
+    settings.auth.audiences = vec![API_CLIENT_ID.to_owned(), "api://tasks-api".to_owned()];
+    settings.auth.allowed_clients = vec![READER_ID.to_owned(), WRITER_ID.to_owned()];
+    settings.database.path = db.join("tasks.db");
+    settings
+}
+
+/// The real API on port 0, with its own database.
+pub struct TestApi {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub handle: actix_web::dev::ServerHandle,
+    pub validator: Arc<api_service::auth::Validator>,
+    pub db: Arc<TempDir>,
+}
+
+pub async fn spawn_api(idp: &TestIdp, clock: &TestClock) -> TestApi {
+    spawn_api_with(
+        &idp.server.uri(),
+        clock,
+        Arc::new(TempDir::new("db")),
+        |_| {},
+    )
+    .await
+}
+
+pub async fn spawn_api_with(
+    authority_host: &str,
+    clock: &TestClock,
+    db: Arc<TempDir>,
+    customise: impl FnOnce(&mut api_service::ApiSettings),
+) -> TestApi {
+    shared::telemetry::init_for_tests();
+    let mut settings = api_settings(authority_host, &db.0);
+    customise(&mut settings);
+    let app = api_service::Application::build_with_clock(settings, clock.clock())
+        .await
+        .expect("api starts");
+    let url = format!("http://{}", app.address());
+    let handle = app.handle();
+    let validator = app.validator();
+    tokio::spawn(app.run_until_stopped());
+    TestApi {
+        url,
+        client: reqwest::Client::new(),
+        handle,
+        validator,
+        db,
+    }
+}
+
+impl TestApi {
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.url));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, token)
+            .send()
+            .await
+            .expect("answers")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.request(method, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .expect("answers")
+    }
+}
+
+/// A refusal as the caller sees it: status, the `error` of `WWW-Authenticate`, the body's reason.
+pub async fn refusal(response: reqwest::Response) -> (u16, Option<String>, String) {
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let error = challenge.as_deref().and_then(|c| {
+        c.split("error=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+    });
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "refusals are problem+json"
+    );
+    let body: Value = response.json().await.expect("json body");
+    assert!(
+        body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{body}"
+    );
+    (
+        status,
+        error,
+        body["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Signs `header` and `claims` exactly as given (RS256 over the two parts), for headers the
+/// `jsonwebtoken` types cannot express (`crit`, odd `alg` spellings, `jku`).
+pub fn forge(header: &Value, claims: &Value, key: &TestKey) -> String {
+    let head = URL_SAFE_NO_PAD.encode(header.to_string());
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{head}.{body}");
+    let signature = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &key.encoding,
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .expect("signs");
+    format!("{input}.{signature}")
+}
+
+/// The claims [`TestKey::mint`] would sign, for [`forge`].
+pub fn claims(now: i64) -> Value {
+    json!({
+        "aud": API_CLIENT_ID,
+        "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
+        "iat": now - 300, "nbf": now - 300, "exp": now + 3600,
+        "azp": READER_ID, "azpacr": "1", "idtyp": "app",
+        "oid": READER_SP, "sub": READER_SP, "tid": TENANT,
+        "roles": ["Tasks.Read.All"], "uti": "u", "ver": "2.0",
+    })
 }

@@ -1,6 +1,10 @@
-//! The API's validation against a wiremock identity provider serving discovery and JWKS, with
-//! tokens minted by the tests with their own keys.
+//! The API against a wiremock identity provider serving discovery and JWKS (tokens minted by the
+//! tests with their own keys), and against the real emulator.
 
+mod emulator;
 mod helpers;
 mod keys;
+mod operations;
+mod refusals;
+mod tasks;
 mod validator;

@@ -1,0 +1,218 @@
+//! Everything the API refuses besides authentication, as RFC 9457 problem+json with a stable
+//! `reason`: malformed bodies (400), unknown tasks (404), conflicts (409), bodies too large (413),
+//! the wrong media type (415), invalid fields (422). Our own failures are logged whole and
+//! answered opaquely (500/503): the client learns that it was us, not how.
+
+use crate::store::StoreError;
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or query is not what the route reads (not JSON, bad query string).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed, but a field is missing, unknown, of the wrong type, or out of bounds.
+    #[error("{field}: {detail}")]
+    InvalidField { field: String, detail: String },
+    #[error("no such task")]
+    NotFound,
+    #[error("external_id already used")]
+    DuplicateExternalId { existing_id: String },
+    #[error("version mismatch")]
+    VersionMismatch { current_version: i64 },
+    #[error("body too large")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// Ours: logged with its cause chain where it is turned into a response.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "malformed_request",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::NotFound => "not_found",
+            Self::DuplicateExternalId { .. } => "duplicate_external_id",
+            Self::VersionMismatch { .. } => "version_mismatch",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Duplicate { existing_id } => Self::DuplicateExternalId { existing_id },
+            StoreError::VersionMismatch { current } => Self::VersionMismatch {
+                current_version: current,
+            },
+            other => Self::Internal(anyhow::Error::new(other).context("task store")),
+        }
+    }
+}
+
+/// The RFC 9457 body every error of this API has.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `urn:m2m-entra:problem:{reason}`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable.
+    pub reason: String,
+    /// The offending field, for `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For `duplicate_external_id`: the task that already has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<String>,
+    /// For `version_mismatch`: the task's version now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
+    /// Also in the `X-Request-Id` response header; quote it when reporting a problem.
+    pub request_id: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::DuplicateExternalId { .. } | Self::VersionMismatch { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let detail = match self {
+            Self::BadRequest(detail) => detail.clone(),
+            Self::InvalidField { detail, .. } => detail.clone(),
+            Self::NotFound => "No task has this id.".into(),
+            Self::DuplicateExternalId { .. } => {
+                "A task with this external_id exists already; see existing_id.".into()
+            }
+            Self::VersionMismatch { .. } => {
+                "The task changed since you read it; read it again and retry with current_version."
+                    .into()
+            }
+            Self::PayloadTooLarge { limit } => format!("The body is larger than {limit} bytes."),
+            Self::UnsupportedMediaType => "Send the body as application/json.".into(),
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                "The API failed to handle this request; retry later.".into()
+            }
+        };
+        let problem = Problem {
+            kind: format!("urn:m2m-entra:problem:{}", self.reason()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            reason: self.reason().to_owned(),
+            field: match self {
+                Self::InvalidField { field, .. } => Some(field.clone()),
+                _ => None,
+            },
+            existing_id: match self {
+                Self::DuplicateExternalId { existing_id } => Some(existing_id.clone()),
+                _ => None,
+            },
+            current_version: match self {
+                Self::VersionMismatch { current_version } => Some(*current_version),
+                _ => None,
+            },
+            request_id: crate::observe::current_request_id().unwrap_or_default(),
+        };
+        HttpResponse::build(status)
+            .content_type("application/problem+json")
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .json(problem)
+    }
+}
+
+/// Maps actix's JSON body errors: syntax → 400, shape (unknown field, wrong type, missing field)
+/// → 422 naming the field where serde does, size → 413, media type → 415.
+pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => {
+            ApiError::PayloadTooLarge { limit }
+        }
+        E::ContentType => ApiError::UnsupportedMediaType,
+        E::Deserialize(e) if e.is_data() => {
+            let message = e.to_string();
+            let field = field_of(&message).unwrap_or("body").to_owned();
+            ApiError::invalid(field, message)
+        }
+        E::Deserialize(e) => ApiError::BadRequest(format!("The body is not valid JSON: {e}")),
+        other => ApiError::BadRequest(format!("The body could not be read: {other}")),
+    }
+}
+
+/// Query strings: any problem is the caller's, 400.
+pub fn query_error(err: actix_web::error::QueryPayloadError) -> ApiError {
+    ApiError::BadRequest(format!("Invalid query string: {err}"))
+}
+
+/// serde names the field in backquotes for unknown and missing fields (`unknown field `x``,
+/// `missing field `title``); wrong-type messages do not name it.
+fn field_of(message: &str) -> Option<&str> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?;
+    rest.split('`').next()
+}
+
+/// A JSON body of type `T`. Read as JSON first (size, media type and syntax as configured by
+/// `JsonConfig`: 413, 415, 400), then shaped into `T`, so a wrong type or unknown field is a 422
+/// that names the field by its path (`status`, `items[2].title`), which serde alone does not.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            serde_path_to_error::deserialize(value)
+                .map(JsonBody)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let message = e.into_inner().to_string();
+                    let field = match path.as_str() {
+                        "." => field_of(&message).unwrap_or("body").to_owned(),
+                        _ => path,
+                    };
+                    ApiError::invalid(field, message).into()
+                })
+        })
+    }
+}

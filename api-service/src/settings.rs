@@ -1,0 +1,272 @@
+//! The API's settings: built-in defaults, then a TOML file, then `API__SECTION__KEY` variables.
+//! Where to find the tenant's keys (`entra`), whom to accept (`auth`), where tasks live
+//! (`database`). Checked once at start, each problem reported as one line naming the key.
+
+use crate::auth::ValidatorSettings;
+use crate::auth::keys::KeySettings;
+use serde::Deserialize;
+use shared::config::{ConfigError, Sources};
+use shared::http::HttpClientSettings;
+use shared::telemetry::LogSettings;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    pub server: ServerSettings,
+    pub entra: EntraSettings,
+    pub auth: ValidatorSettings,
+    pub keys: KeySettings,
+    pub database: DatabaseSettings,
+    /// The client that fetches discovery documents and JWKS: timeouts, and an extra CA (the
+    /// emulator's development CA, or a corporate TLS-inspecting proxy's).
+    pub http: HttpClientSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Default 127.0.0.1: listening on every interface is a deployment decision (containers set
+    /// `0.0.0.0`).
+    pub host: String,
+    /// Default 8080; 0 picks a free port (tests).
+    pub port: u16,
+    /// Worker threads. Default: one per core.
+    pub workers: Option<usize>,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish. Default 30 s, inside
+    /// Kubernetes' default 30 s termination grace period together with the preStop delay.
+    pub shutdown_timeout_secs: u64,
+    /// Largest accepted JSON body. Default 64 KiB: a task is at most ~4.5 KiB of text.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: None,
+            shutdown_timeout_secs: 30,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EntraSettings {
+    /// Default `https://login.microsoftonline.com`; a sovereign cloud's host, or the emulator's
+    /// URL.
+    pub authority_host: String,
+    /// Tenant IDs (GUIDs) whose tokens are accepted. Required. Their discovery documents give the
+    /// v1 and v2 issuers and the JWKS; `common`/`organizations` are refused because an issuer
+    /// must name one tenant.
+    #[serde(deserialize_with = "shared::config::list")]
+    pub tenants: Vec<String>,
+}
+
+impl Default for EntraSettings {
+    fn default() -> Self {
+        Self {
+            authority_host: "https://login.microsoftonline.com".into(),
+            tenants: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// The SQLite file. Default `.data/api/tasks.db`; its directory is created if missing.
+    pub path: PathBuf,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(".data/api/tasks.db"),
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Loads and checks the settings: `file` (if given), then `API__…` variables.
+    pub fn load(file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars().collect())
+    }
+
+    /// As [`ApiSettings::load`], with an explicit environment (tests).
+    pub fn load_with_env(
+        file: Option<PathBuf>,
+        env: std::collections::HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let settings: Self = shared::config::load_with_env(
+            &Sources {
+                env_prefix: "API",
+                file,
+                aliases: &[],
+            },
+            env,
+        )?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// What serde cannot say: required lists, GUID tenants, sane numbers.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.entra.authority_host)
+            .map_err(|e| ConfigError::key("entra.authority_host", format!("is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(ConfigError::key(
+                "entra.authority_host",
+                "must be an http(s) URL",
+            ));
+        }
+        if self.entra.tenants.is_empty() {
+            return Err(ConfigError::key(
+                "entra.tenants",
+                "must list at least one tenant ID (GUID)",
+            ));
+        }
+        for tenant in &self.entra.tenants {
+            if uuid::Uuid::parse_str(tenant).is_err() {
+                return Err(ConfigError::key(
+                    "entra.tenants",
+                    format!("must hold tenant IDs (GUIDs), not `{tenant}`"),
+                ));
+            }
+        }
+        if self.auth.audiences.is_empty() {
+            return Err(ConfigError::key(
+                "auth.audiences",
+                "must list the API's client ID and/or application ID URI",
+            ));
+        }
+        if self.auth.allowed_clients.is_empty() {
+            return Err(ConfigError::key(
+                "auth.allowed_clients",
+                "must list the client application IDs allowed to call this API",
+            ));
+        }
+        for client in &self.auth.allowed_clients {
+            if uuid::Uuid::parse_str(client).is_err() {
+                return Err(ConfigError::key(
+                    "auth.allowed_clients",
+                    format!("must hold application (client) IDs, not `{client}`"),
+                ));
+            }
+        }
+        if !(0..=600).contains(&self.auth.clock_skew_secs) {
+            return Err(ConfigError::key(
+                "auth.clock_skew_secs",
+                "must be between 0 and 600",
+            ));
+        }
+        if self.auth.max_token_bytes < 1024 {
+            return Err(ConfigError::key(
+                "auth.max_token_bytes",
+                "must be at least 1024 (Entra tokens are 1-3 KiB)",
+            ));
+        }
+        if self.keys.refresh_interval_secs < 60 {
+            return Err(ConfigError::key(
+                "keys.refresh_interval_secs",
+                "must be at least 60",
+            ));
+        }
+        if self.keys.max_stale_secs <= 0 {
+            return Err(ConfigError::key("keys.max_stale_secs", "must be positive"));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::key(
+                "server.max_body_bytes",
+                "must be positive",
+            ));
+        }
+        if self.server.workers == Some(0) {
+            return Err(ConfigError::key("server.workers", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("API__ENTRA__TENANTS", TENANT),
+            (
+                "API__AUTH__AUDIENCES",
+                "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b,api://tasks-api",
+            ),
+            (
+                "API__AUTH__ALLOWED_CLIENTS",
+                "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+            ),
+        ]
+    }
+
+    #[test]
+    fn environment_alone_configures_the_api() {
+        let settings = ApiSettings::load_with_env(None, env(&minimal())).expect("loads");
+        assert_eq!(settings.entra.tenants, [TENANT]);
+        assert_eq!(settings.auth.audiences.len(), 2);
+        assert_eq!(settings.auth.clock_skew_secs, 60);
+        assert_eq!(
+            settings.entra.authority_host,
+            "https://login.microsoftonline.com"
+        );
+    }
+
+    #[test]
+    fn each_missing_requirement_is_named() {
+        for (drop, key) in [
+            ("API__ENTRA__TENANTS", "entra.tenants"),
+            ("API__AUTH__AUDIENCES", "auth.audiences"),
+            ("API__AUTH__ALLOWED_CLIENTS", "auth.allowed_clients"),
+        ] {
+            let vars: Vec<_> = minimal().into_iter().filter(|(k, _)| *k != drop).collect();
+            let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
+            assert!(err.to_string().contains(key), "{err}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn multi_tenant_aliases_and_bad_numbers_are_refused() {
+        let mut vars = minimal();
+        vars[0] = ("API__ENTRA__TENANTS", "common");
+        let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
+        assert!(err.to_string().contains("entra.tenants"), "{err}");
+
+        let mut vars = minimal();
+        vars.push(("API__SERVER__PORT", "eighty"));
+        let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
+        assert!(err.to_string().contains("port"), "{err}");
+
+        let mut vars = minimal();
+        vars.push(("API__AUTH__CLOCK_SKEW_SECS", "3600"));
+        let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
+        assert!(err.to_string().contains("auth.clock_skew_secs"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_file_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/api.toml");
+        let settings = ApiSettings::load_with_env(Some(path), HashMap::new()).expect("loads");
+        assert_eq!(settings.entra.tenants, [TENANT]);
+    }
+}

@@ -1,0 +1,152 @@
+//! Builds the API from its settings: key store (loaded before the listener answers ready), task
+//! store, validator, routes; binds the listener first so tests can use port 0.
+
+use crate::auth::keys::{Clock, KeyStore, system_clock};
+use crate::auth::{AppOnly, Validator};
+use crate::metrics::Metrics;
+use crate::problem::{self, ApiError};
+use crate::routes::{self, AppState, health, openapi, tasks, whoami};
+use crate::settings::ApiSettings;
+use crate::store::TaskStore;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    state: web::Data<AppState>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, system_clock()).await
+    }
+
+    /// As [`Application::build`] with a clock the caller controls (tests).
+    pub async fn build_with_clock(settings: ApiSettings, clock: Clock) -> anyhow::Result<Self> {
+        settings.check()?;
+        let http = shared::http::build_client(&settings.http).context("`http` settings")?;
+        let keys = Arc::new(KeyStore::new(
+            http,
+            &settings.entra.authority_host,
+            settings.entra.tenants.clone(),
+            settings.keys.clone(),
+            clock.clone(),
+        ));
+        // Readiness stays false until this succeeds; the refresher keeps trying meanwhile, so an
+        // API started before its identity provider becomes ready on its own.
+        if let Err(e) = keys.refresh().await {
+            tracing::warn!(error = %e, "signing keys not loaded yet; not ready, retrying in the background");
+        }
+        let refresher = keys.spawn_refresher();
+        let store = Arc::new(TaskStore::open(&settings.database.path).context("`database.path`")?);
+        let validator = Arc::new(Validator::new(keys, settings.auth.clone(), clock.clone()));
+        let policies = routes::policies();
+        let tenant = &settings.entra.tenants[0];
+        let token_url = format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            settings.entra.authority_host.trim_end_matches('/')
+        );
+        let scope_base = settings
+            .auth
+            .audiences
+            .iter()
+            .find(|a| a.contains("://"))
+            .unwrap_or(&settings.auth.audiences[0]);
+        let document = openapi::document(&policies, &token_url, &format!("{scope_base}/.default"));
+        let auth = AppOnly::new(validator.clone(), policies);
+        let state = web::Data::new(AppState {
+            store,
+            validator,
+            outcomes: auth.outcomes().clone(),
+            clock,
+            openapi: serde_json::to_string(&document).context("rendering the OpenAPI document")?,
+        });
+        let metrics = web::Data::new(Metrics::new());
+
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (`server.host`, `server.port`)",
+                    settings.server.host, settings.server.port
+                )
+            })?;
+        let address = listener.local_addr()?;
+        let max_body = settings.server.max_body_bytes;
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(crate::observe::middleware))
+                .app_data(app_state.clone())
+                .app_data(metrics.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(max_body)
+                        .error_handler(|e, _| problem::json_error(e).into()),
+                )
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| problem::query_error(e).into()),
+                )
+                .route("/healthz", web::get().to(health::healthz))
+                .route("/readyz", web::get().to(health::readyz))
+                .route("/metrics", web::get().to(health::metrics))
+                .route("/openapi.json", web::get().to(openapi::serve))
+                .service(
+                    web::scope("/api")
+                        .wrap(auth.clone())
+                        .route("/whoami", web::get().to(whoami::whoami))
+                        .route("/tasks", web::get().to(tasks::list))
+                        .route("/tasks", web::post().to(tasks::create))
+                        .route("/tasks/{id}", web::get().to(tasks::get))
+                        .route("/tasks/{id}", web::patch().to(tasks::update))
+                        .route("/tasks/{id}", web::delete().to(tasks::delete)),
+                )
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+                }))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .listen(listener)?;
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers);
+        }
+        tracing::info!(%address, tenants = ?settings.entra.tenants, authority = %settings.entra.authority_host, "api-service listening");
+        Ok(Self {
+            server: server.run(),
+            address,
+            state,
+            refresher,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn validator(&self) -> Arc<Validator> {
+        self.state.validator.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM (or the handle stops it): stops accepting, lets in-flight
+    /// requests finish within `server.shutdown_timeout_secs`, then returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.refresher.abort();
+        tracing::info!("api-service stopped");
+        result
+    }
+}

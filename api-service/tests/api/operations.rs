@@ -1,0 +1,203 @@
+//! Health, readiness, metrics, the OpenAPI document and request ids.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+#[tokio::test]
+async fn not_ready_until_keys_load_then_ready_without_a_restart() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    // The identity provider is down when the API starts.
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&idp.server)
+        .await;
+    let clock = TestClock::new();
+    let api = spawn_api(&idp, &clock).await;
+    assert_eq!(
+        api.get("/healthz", None).await.status(),
+        200,
+        "alive regardless"
+    );
+    let ready = api.get("/readyz", None).await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["keys"]["state"], "not_loaded");
+    assert_eq!(body["store"], "ok");
+
+    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let refused = api.get("/api/whoami", Some(&token)).await;
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert!(
+        refused.headers().get("www-authenticate").is_none(),
+        "not the token's fault"
+    );
+    let (status, _, reason) = refusal(refused).await;
+    assert_eq!((status, reason.as_str()), (503, "keys_unavailable"));
+
+    // The provider recovers; five minutes later a request may fetch again.
+    idp.serve_jwks(&[&key], 1).await;
+    clock.advance(301);
+    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
+    assert_eq!(api.get("/readyz", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "keys": [key.jwk] })))
+        .up_to_n_times(1)
+        .mount(&idp.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&idp.server)
+        .await;
+    let clock = TestClock::new();
+    let api = spawn_api(&idp, &clock).await;
+    api.validator
+        .keys()
+        .refresh()
+        .await
+        .expect_err("the outage begins");
+
+    clock.advance(23 * 3600);
+    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    assert_eq!(
+        api.get("/api/whoami", Some(&token)).await.status(),
+        200,
+        "last good keys"
+    );
+    let ready: Value = api.get("/readyz", None).await.json().await.expect("json");
+    assert_eq!(ready["keys"]["state"], "ready");
+    assert_eq!(ready["keys"]["age_secs"], 23 * 3600);
+
+    clock.advance(3600 + 1);
+    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let (status, _, reason) = refusal(api.get("/api/whoami", Some(&token)).await).await;
+    assert_eq!(
+        (status, reason.as_str()),
+        (503, "keys_unavailable"),
+        "fails closed"
+    );
+    let ready = api.get("/readyz", None).await;
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.expect("json");
+    assert_eq!(ready["keys"]["state"], "stale");
+    let metrics = api.get("/metrics", None).await.text().await.expect("text");
+    assert!(metrics.contains("api_jwks_usable 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    idp.serve_jwks(&[&key], 1).await;
+    let clock = TestClock::new();
+    let api = spawn_api(&idp, &clock).await;
+    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    for _ in 0..3 {
+        assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
+    }
+    assert_eq!(api.get("/api/whoami", None).await.status(), 401);
+    let response = api.get("/metrics", None).await;
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.expect("text");
+    for line in [
+        "api_http_requests_total{method=\"GET\",route=\"/api/whoami\",status=\"200\"} 3",
+        "api_http_requests_total{method=\"GET\",route=\"/api/whoami\",status=\"401\"} 1",
+        "api_auth_outcomes_total{outcome=\"accepted\"} 3",
+        "api_auth_outcomes_total{outcome=\"missing_token\"} 1",
+        "api_jwks_fetches_total 1",
+        "api_jwks_fetch_failures_total 0",
+        "api_jwks_age_seconds 0",
+        "api_jwks_usable 1",
+        "api_token_cache_hits_total 2",
+        "api_token_signature_checks_total 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    assert!(text.contains("api_http_request_duration_seconds_bucket{route=\"/api/whoami\""));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made_and_bad_ones_replaced() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    idp.serve_jwks(&[&TestKey::generate("k1")], 1).await;
+    let api = spawn_api(&idp, &TestClock::new()).await;
+    let kept = api
+        .request(reqwest::Method::GET, "/api/whoami", None)
+        .header("x-request-id", "job-42.run_7")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(kept.headers()["x-request-id"], "job-42.run_7");
+    let body: Value = kept.json().await.expect("json");
+    assert_eq!(body["request_id"], "job-42.run_7");
+    let replaced = api
+        .request(reqwest::Method::GET, "/healthz", None)
+        .header("x-request-id", "a\"b")
+        .send()
+        .await
+        .expect("answers");
+    let id = replaced.headers()["x-request-id"].to_str().expect("ascii");
+    assert_eq!(id.len(), 32, "a fresh id: {id}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_the_token_url_and_each_routes_roles() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    idp.serve_jwks(&[&TestKey::generate("k1")], 1).await;
+    let api = spawn_api(&idp, &TestClock::new()).await;
+    let doc: Value = api
+        .get("/openapi.json", None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let flow = &doc["components"]["securitySchemes"]["entra"]["flows"]["clientCredentials"];
+    assert_eq!(
+        flow["tokenUrl"],
+        format!("{}/{TENANT}/oauth2/v2.0/token", idp.server.uri())
+    );
+    assert!(
+        flow["scopes"].get("api://tasks-api/.default").is_some(),
+        "{flow}"
+    );
+    assert_eq!(
+        doc["paths"]["/api/tasks"]["get"]["x-required-app-roles"],
+        json!(["Tasks.Read.All", "Tasks.ReadWrite.All"])
+    );
+    assert_eq!(
+        doc["paths"]["/api/tasks"]["post"]["x-required-app-roles"],
+        json!(["Tasks.ReadWrite.All"])
+    );
+    assert_eq!(
+        doc["paths"]["/api/whoami"]["get"]["x-required-app-roles"],
+        json!([])
+    );
+}

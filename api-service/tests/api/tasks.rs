@@ -1,0 +1,459 @@
+//! The task API through HTTP: who may do what, what is recorded, and how bad input is answered.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+
+struct Setup {
+    _idp: TestIdp,
+    api: TestApi,
+    reader: String,
+    writer: String,
+}
+
+async fn setup() -> Setup {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    idp.serve_jwks(&[&key], 1).await;
+    let clock = TestClock::new();
+    let api = spawn_api(&idp, &clock).await;
+    let now = clock.0.load(Ordering::SeqCst);
+    Setup {
+        reader: key.mint(now, |_| {}),
+        writer: key.mint(now, |c| {
+            c["azp"] = json!(WRITER_ID);
+            c["oid"] = json!(WRITER_SP);
+            c["sub"] = json!(WRITER_SP);
+            c["roles"] = json!(["Tasks.ReadWrite.All"]);
+        }),
+        _idp: idp,
+        api,
+    }
+}
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn the_writer_creates_changes_and_deletes_and_the_reader_lists() {
+    let s = setup().await;
+    let created = s
+        .api
+        .send_json(
+            Method::POST,
+            "/api/tasks",
+            &s.writer,
+            &json!({ "title": "  Rotate the keys ", "description": "before Friday" }),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let task: Value = created.json().await.expect("json");
+    assert_eq!(
+        location,
+        format!("/api/tasks/{}", task["id"].as_str().expect("id"))
+    );
+    assert_eq!(task["title"], "Rotate the keys", "trimmed");
+    assert_eq!(task["status"], "open");
+    assert_eq!(task["version"], 1);
+    assert_eq!(task["created_by"], WRITER_ID);
+    assert_eq!(
+        task["created_at"], "2027-01-15T08:00:00Z",
+        "the API's clock"
+    );
+
+    let listed: Value = s
+        .api
+        .get("/api/tasks", Some(&s.reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"][0]["id"], task["id"]);
+    assert!(listed.get("next").is_none());
+
+    let changed = s
+        .api
+        .send_json(
+            Method::PATCH,
+            &location,
+            &s.writer,
+            &json!({ "status": "done", "description": null, "version": 1 }),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.expect("json");
+    assert_eq!(changed["status"], "done");
+    assert_eq!(changed["description"], Value::Null);
+    assert_eq!(changed["version"], 2);
+    assert_eq!(changed["updated_by"], WRITER_ID);
+
+    let stale = s
+        .api
+        .send_json(
+            Method::PATCH,
+            &location,
+            &s.writer,
+            &json!({ "title": "x", "version": 1 }),
+        )
+        .await;
+    let (status, body) = problem(stale).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (409, Some("version_mismatch"))
+    );
+    assert_eq!(body["current_version"], 2);
+
+    let fetched: Value = s
+        .api
+        .get(&location, Some(&s.writer))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fetched, changed);
+
+    let deleted = s
+        .api
+        .request(Method::DELETE, &location, Some(&s.writer))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(deleted.status(), 204);
+    let (status, body) = problem(s.api.get(&location, Some(&s.writer)).await).await;
+    assert_eq!((status, body["reason"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test]
+async fn a_repeated_external_id_is_a_conflict_naming_the_existing_task() {
+    let s = setup().await;
+    let body = json!({ "title": "nightly import 2027-01-15", "external_id": "import:2027-01-15" });
+    let first: Value = s
+        .api
+        .send_json(Method::POST, "/api/tasks", &s.writer, &body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let (status, problem) = problem(
+        s.api
+            .send_json(Method::POST, "/api/tasks", &s.writer, &body)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(problem["reason"], "duplicate_external_id");
+    assert_eq!(problem["existing_id"], first["id"]);
+    let listed: Value = s
+        .api
+        .get("/api/tasks", Some(&s.reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "nothing duplicated"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_with_the_field_and_the_right_status() {
+    let s = setup().await;
+    let post = |body: Value| {
+        s.api
+            .request(Method::POST, "/api/tasks", Some(&s.writer))
+            .json(&body)
+            .send()
+    };
+    let cases: Vec<(&str, reqwest::Response, u16, &str, Option<&str>)> = vec![
+        (
+            "unknown field",
+            post(json!({ "title": "t", "priority": 1 }))
+                .await
+                .expect("answers"),
+            422,
+            "invalid_field",
+            Some("priority"),
+        ),
+        (
+            "missing title",
+            post(json!({ "description": "d" })).await.expect("answers"),
+            422,
+            "invalid_field",
+            Some("title"),
+        ),
+        (
+            "wrong type",
+            post(json!({ "title": 5 })).await.expect("answers"),
+            422,
+            "invalid_field",
+            Some("title"),
+        ),
+        (
+            "empty title",
+            post(json!({ "title": "   " })).await.expect("answers"),
+            422,
+            "invalid_field",
+            Some("title"),
+        ),
+        (
+            "long title",
+            post(json!({ "title": "x".repeat(201) }))
+                .await
+                .expect("answers"),
+            422,
+            "invalid_field",
+            Some("title"),
+        ),
+        (
+            "control character",
+            post(json!({ "title": "a\u{7}b" })).await.expect("answers"),
+            422,
+            "invalid_field",
+            Some("title"),
+        ),
+        (
+            "long description",
+            post(json!({ "title": "t", "description": "d".repeat(4001) }))
+                .await
+                .expect("answers"),
+            422,
+            "invalid_field",
+            Some("description"),
+        ),
+        (
+            "bad status",
+            post(json!({ "title": "t", "status": "later" }))
+                .await
+                .expect("answers"),
+            422,
+            "invalid_field",
+            Some("status"),
+        ),
+        (
+            "bad external id",
+            post(json!({ "title": "t", "external_id": "a b" }))
+                .await
+                .expect("answers"),
+            422,
+            "invalid_field",
+            Some("external_id"),
+        ),
+        (
+            "not JSON",
+            s.api
+                .request(Method::POST, "/api/tasks", Some(&s.writer))
+                .header("content-type", "application/json")
+                .body("{\"title\":")
+                .send()
+                .await
+                .expect("answers"),
+            400,
+            "malformed_request",
+            None,
+        ),
+        (
+            "not a JSON media type",
+            s.api
+                .request(Method::POST, "/api/tasks", Some(&s.writer))
+                .header("content-type", "text/plain")
+                .body("{}")
+                .send()
+                .await
+                .expect("answers"),
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            "body too large",
+            post(json!({ "title": "t", "description": "d".repeat(70 * 1024) }))
+                .await
+                .expect("answers"),
+            413,
+            "payload_too_large",
+            None,
+        ),
+        (
+            "empty patch",
+            s.api
+                .send_json(
+                    Method::PATCH,
+                    "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
+                    &s.writer,
+                    &json!({}),
+                )
+                .await,
+            422,
+            "invalid_field",
+            Some("body"),
+        ),
+        (
+            "null title",
+            s.api
+                .send_json(
+                    Method::PATCH,
+                    "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
+                    &s.writer,
+                    &json!({ "title": null }),
+                )
+                .await,
+            422,
+            "invalid_field",
+            Some("title"),
+        ),
+        (
+            "no such task",
+            s.api
+                .send_json(
+                    Method::PATCH,
+                    "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
+                    &s.writer,
+                    &json!({ "title": "x" }),
+                )
+                .await,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "not a task id",
+            s.api.get("/api/tasks/..%2F..%2Fetc", Some(&s.writer)).await,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "limit out of range",
+            s.api.get("/api/tasks?limit=0", Some(&s.reader)).await,
+            422,
+            "invalid_field",
+            Some("limit"),
+        ),
+        (
+            "bad cursor",
+            s.api.get("/api/tasks?after=abc", Some(&s.reader)).await,
+            422,
+            "invalid_field",
+            Some("after"),
+        ),
+        (
+            "unknown query parameter",
+            s.api.get("/api/tasks?sort=desc", Some(&s.reader)).await,
+            400,
+            "malformed_request",
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, response, status, reason, field) in cases {
+        let (got_status, body) = problem(response).await;
+        let got = (
+            got_status,
+            body["reason"].as_str().unwrap_or_default().to_owned(),
+            body["field"].as_str().map(str::to_owned),
+        );
+        if got != (status, reason.to_owned(), field.map(str::to_owned))
+            || body["request_id"].as_str().is_none_or(str::is_empty)
+        {
+            failures.push(format!("{name}: got {got:?} {body}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let listed: Value = s
+        .api
+        .get("/api/tasks", Some(&s.reader))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"], json!([]), "nothing was stored");
+}
+
+#[tokio::test]
+async fn listing_pages_with_a_cursor() {
+    let s = setup().await;
+    for i in 0..5 {
+        let r = s
+            .api
+            .send_json(
+                Method::POST,
+                "/api/tasks",
+                &s.writer,
+                &json!({ "title": format!("t{i}") }),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut titles = Vec::new();
+    let mut path = "/api/tasks?limit=2".to_owned();
+    loop {
+        let page: Value = s
+            .api
+            .get(&path, Some(&s.reader))
+            .await
+            .json()
+            .await
+            .expect("json");
+        titles.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|t| t["title"].as_str().unwrap_or_default().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/tasks?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(titles, ["t0", "t1", "t2", "t3", "t4"]);
+}
+
+#[tokio::test]
+async fn tasks_survive_a_restart_on_the_same_file() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    idp.serve_jwks(&[&key], 2).await;
+    let clock = TestClock::new();
+    let first = spawn_api(&idp, &clock).await;
+    let writer = key.mint(clock.0.load(Ordering::SeqCst), |c| {
+        c["azp"] = json!(WRITER_ID);
+        c["roles"] = json!(["Tasks.ReadWrite.All"]);
+    });
+    let created: Value = first
+        .send_json(
+            Method::POST,
+            "/api/tasks",
+            &writer,
+            &json!({ "title": "keep me" }),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    first.handle.stop(true).await;
+    let second = spawn_api_with(&idp.server.uri(), &clock, first.db.clone(), |_| {}).await;
+    let path = format!("/api/tasks/{}", created["id"].as_str().expect("id"));
+    let fetched: Value = second
+        .get(&path, Some(&writer))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fetched, created);
+}
