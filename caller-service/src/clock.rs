@@ -55,6 +55,12 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         self.now.send_modify(|now| *now += by);
     }
+
+    /// How many `sleep_until` futures exist (each watches the clock): lets a test wait until a
+    /// task has planned its deadline before moving time past it.
+    pub fn sleepers(&self) -> usize {
+        self.now.receiver_count()
+    }
 }
 
 impl Clock for ManualClock {

@@ -1,0 +1,241 @@
+//! Spawning the caller against wiremock (behind a small TLS front, because `azure_identity`
+//! refuses plain-HTTP authorities) or against the in-process emulator.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use caller_service::Core;
+use caller_service::clock::ManualClock;
+use caller_service::settings::{CredentialKind, IdentityConfig, Settings};
+use caller_service::token_manager::TokenEvent;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+pub const CLIENT: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+pub const SECRET: &str = "rdr8Q~demo.reader.secret.not-for-production";
+pub const SCOPE: &str = "api://tasks-api/.default";
+pub const TOKEN_PATH: &str = "/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/oauth2/v2.0/token";
+
+/// A fresh directory per test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "caller-test-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self(path)
+    }
+}
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// TLS on 127.0.0.1, bytes passed through to `target`: makes a wiremock server reachable as an
+/// `https://` authority. Returns the port and the CA to trust.
+pub async fn tls_front(target: std::net::SocketAddr, dir: &TempDir) -> (u16, PathBuf) {
+    let ca_path = dir.0.join("ca.pem");
+    let pki = entra_emulator::tls::load_or_create(
+        &dir.0.join("tls"),
+        &["localhost".to_owned(), "127.0.0.1".to_owned()],
+        &ca_path,
+    )
+    .expect("dev PKI");
+    let mut config = (*pki.server_config).clone();
+    // wiremock speaks HTTP/1.1 only; the bytes are passed through unchanged.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    (port, ca_path)
+}
+
+/// An unsigned JWT-shaped app token: enough for kind and fingerprint, never verified here.
+pub fn fake_jwt(n: u32) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256"}"#);
+    let claims = serde_json::json!({
+        "aud": "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "iss": "https://idp/v2.0", "exp": 0,
+        "idtyp": "app", "oid": "sp", "sub": "sp", "ver": "2.0", "uti": format!("token-{n}"),
+    });
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{claims}.c2ln")
+}
+
+/// A token endpoint answering a new token per request.
+pub struct Tokens {
+    pub lifetime: u64,
+    issued: AtomicU32,
+    delay: Option<Duration>,
+}
+
+impl Tokens {
+    pub fn lasting(lifetime: u64) -> Self {
+        Self {
+            lifetime,
+            issued: AtomicU32::new(0),
+            delay: None,
+        }
+    }
+
+    /// Answers only after 10 minutes of real time: a hung identity provider.
+    pub fn hanging(self) -> Self {
+        Self {
+            delay: Some(Duration::from_secs(600)),
+            ..self
+        }
+    }
+}
+
+impl Respond for Tokens {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        let response = ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "token_type": "Bearer",
+            "expires_in": self.lifetime,
+            "ext_expires_in": self.lifetime,
+            "access_token": fake_jwt(n),
+        }));
+        match self.delay {
+            Some(delay) => response.set_delay(delay),
+            None => response,
+        }
+    }
+}
+
+pub fn token_request() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path(TOKEN_PATH))
+}
+
+pub fn entra_error(status: u16, error: &str, code: u32, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(serde_json::json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {message}\r\nTrace ID: 0000aaaa\r\nCorrelation ID: aaaa0000\r\nTimestamp: 2026-11-21 08:00:00Z"),
+        "error_codes": [code],
+    }))
+}
+
+pub struct TestCaller {
+    pub idp: MockServer,
+    pub api: MockServer,
+    pub clock: Arc<ManualClock>,
+    pub core: Core,
+    _dir: TempDir,
+}
+
+pub fn start_time() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// The caller with a client secret, wiremock as identity provider and as target API.
+pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
+    shared::telemetry::init_for_tests();
+    let dir = TempDir::new();
+    let idp = MockServer::start().await;
+    let api = MockServer::start().await;
+    let (port, ca) = tls_front(*idp.address(), &dir).await;
+    let mut settings = Settings {
+        identity: IdentityConfig {
+            tenant_id: Some(TENANT.into()),
+            client_id: Some(CLIENT.into()),
+            client_secret: Some(SECRET.into()),
+            credential: Some(CredentialKind::Secret),
+            authority_host: Some(format!("https://localhost:{port}")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    settings.http.extra_ca_file = Some(ca);
+    settings.server.port = 0;
+    customise(&mut settings);
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let (identity, _) = settings.validate().expect("valid settings");
+    let core = Core::build(&settings, identity, clock.clone()).expect("core");
+    TestCaller {
+        idp,
+        api,
+        clock,
+        core,
+        _dir: dir,
+    }
+}
+
+impl TestCaller {
+    pub async fn idp_requests(&self) -> usize {
+        self.idp.received_requests().await.map_or(0, |r| r.len())
+    }
+}
+
+/// Waits (without sleeping) until `n` tasks are waiting on the clock.
+pub async fn sleepers(clock: &ManualClock, n: usize) {
+    eventually(|| async { clock.sleepers() >= n }).await;
+}
+
+/// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
+/// broken test fails instead of hanging, never a timing assumption.
+pub async fn eventually<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let polled = tokio::time::timeout(Duration::from_secs(10), async {
+        while !condition().await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "condition not met within 10 s");
+}
+
+/// The next event matching `wanted`, other events skipped; 10 s safety net as above.
+pub async fn next_event(
+    events: &mut broadcast::Receiver<TokenEvent>,
+    wanted: impl Fn(&TokenEvent) -> bool,
+) -> TokenEvent {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = events.recv().await.expect("event stream open");
+            if wanted(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("event within 10 s")
+}
+
+pub fn is_acquired(event: &TokenEvent) -> bool {
+    matches!(event, TokenEvent::Acquired { .. })
+}
+
+pub fn is_failed(event: &TokenEvent) -> bool {
+    matches!(event, TokenEvent::Failed { .. })
+}

@@ -1,0 +1,4 @@
+mod emulator;
+mod helpers;
+mod jobs;
+mod token_manager;
