@@ -131,6 +131,10 @@ impl Application {
         &self.core.tokens
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.core.metrics
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.shutdown.clone())
     }

@@ -106,6 +106,14 @@ impl Tokens {
         }
     }
 
+    /// Numbers its tokens from `first` (tokens from different mocks stay distinct).
+    pub fn numbered_from(self, first: u32) -> Self {
+        Self {
+            issued: AtomicU32::new(first),
+            ..self
+        }
+    }
+
     /// Answers only after 10 minutes of real time: a hung identity provider.
     pub fn hanging(self) -> Self {
         Self {
@@ -238,4 +246,104 @@ pub fn is_acquired(event: &TokenEvent) -> bool {
 
 pub fn is_failed(event: &TokenEvent) -> bool {
     matches!(event, TokenEvent::Failed { .. })
+}
+
+/// The whole daemon (`Application`) against wiremock, running until `stop`.
+pub struct TestApp {
+    pub idp: MockServer,
+    pub api: MockServer,
+    pub clock: Arc<ManualClock>,
+    pub port: u16,
+    pub tokens: caller_service::token_manager::TokenManager,
+    pub metrics: caller_service::metrics::Metrics,
+    pub stop: caller_service::startup::ShutdownHandle,
+    pub running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http: reqwest::Client,
+    _dir: TempDir,
+}
+
+/// Mount the identity provider's mocks in `before_start`: the daemon acquires at once.
+pub async fn spawn_app<F, Fut>(
+    customise: impl FnOnce(&mut Settings, &str),
+    before_start: F,
+) -> TestApp
+where
+    F: FnOnce(MockServer) -> Fut,
+    Fut: std::future::Future<Output = MockServer>,
+{
+    shared::telemetry::init_for_tests();
+    let dir = TempDir::new();
+    let idp = before_start(MockServer::start().await).await;
+    let api = MockServer::start().await;
+    let (port, ca) = tls_front(*idp.address(), &dir).await;
+    let mut settings = Settings {
+        identity: IdentityConfig {
+            tenant_id: Some(TENANT.into()),
+            client_id: Some(CLIENT.into()),
+            client_secret: Some(SECRET.into()),
+            authority_host: Some(format!("https://localhost:{port}")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    settings.http.extra_ca_file = Some(ca);
+    settings.server.port = 0;
+    customise(&mut settings, &api.uri());
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let app = caller_service::Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("builds");
+    TestApp {
+        idp,
+        port: app.port(),
+        tokens: app.tokens().clone(),
+        metrics: app.metrics().clone(),
+        stop: app.shutdown_handle(),
+        running: Some(tokio::spawn(app.run_until_stopped())),
+        api,
+        clock,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .send()
+            .await
+            .expect("operator endpoint answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    pub async fn readyz(&self) -> (u16, serde_json::Value) {
+        let (status, body) = self.get("/readyz").await;
+        (status, serde_json::from_str(&body).expect("json"))
+    }
+
+    /// Stops the daemon as SIGTERM would and waits for it to return.
+    pub async fn shut_down(&mut self) {
+        self.stop.shutdown();
+        let running = self.running.take().expect("running");
+        running.await.expect("joins").expect("stops cleanly");
+    }
+}
+
+pub fn interval_job(name: &str, url: String) -> caller_service::settings::JobSettings {
+    caller_service::settings::JobSettings {
+        name: name.into(),
+        schedule: None,
+        interval_secs: Some(60),
+        jitter_secs: 0,
+        method: "GET".into(),
+        url,
+        body: None,
+        scope: SCOPE.into(),
+        timeout_secs: 30,
+        success_status: vec![],
+        overlap: caller_service::settings::OverlapPolicy::Skip,
+    }
 }

@@ -1,3 +1,5 @@
+mod cli;
+mod daemon;
 mod emulator;
 mod helpers;
 mod jobs;

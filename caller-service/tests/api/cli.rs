@@ -1,0 +1,158 @@
+//! The binary itself: one-line configuration errors, `once` exit statuses, `token`.
+
+use crate::helpers::*;
+use std::path::Path;
+use std::process::{Command, Output};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Runs the binary with only `--config` (no inherited AZURE_* or CALLER__* variables), off the
+/// async runtime so the TLS front keeps serving meanwhile.
+async fn caller(config: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_caller-service"));
+    command
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .arg("--config")
+        .arg(config)
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output().expect("binary runs"))
+        .await
+        .expect("joins")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn a_bad_job_definition_stops_the_start_with_one_line_naming_the_job_and_field() {
+    let dir = TempDir::new();
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        r#"
+        [identity]
+        tenant_id = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f"
+        client_id = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+        client_secret = "not-used"
+        [[jobs]]
+        name = "nightly"
+        schedule = "every night"
+        url = "https://api.example/tasks"
+        scope = "api://tasks-api/.default"
+        "#,
+    )
+    .expect("write");
+    let output = caller(&config, &["run"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("job `nightly`: `schedule`"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stderr.contains("not-used"),
+        "no secret in errors: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_named() {
+    let dir = TempDir::new();
+    let config = dir.0.join("caller.toml");
+    std::fs::write(&config, "[token_manager]\nrefresh_fration = 0.5\n").expect("write");
+    let output = caller(&config, &["run"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("refresh_fration"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_token() {
+    let dir = TempDir::new();
+    let idp = MockServer::start().await;
+    let api = MockServer::start().await;
+    let (port, ca) = tls_front(*idp.address(), &dir).await;
+    token_request()
+        .respond_with(Tokens::lasting(3600))
+        .expect(4)
+        .mount(&idp)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/ok"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&api)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/broken"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(1)
+        .mount(&api)
+        .await;
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [identity]
+            tenant_id = "{TENANT}"
+            client_id = "{CLIENT}"
+            client_secret = "{SECRET}"
+            authority_host = "https://localhost:{port}"
+            [http]
+            extra_ca_file = "{ca}"
+            [[jobs]]
+            name = "ok"
+            interval_secs = 60
+            url = "{api}/ok"
+            scope = "{SCOPE}"
+            [[jobs]]
+            name = "broken"
+            interval_secs = 60
+            url = "{api}/broken"
+            scope = "{SCOPE}"
+            "#,
+            ca = ca.display(),
+            api = api.uri(),
+        ),
+    )
+    .expect("write");
+
+    assert_eq!(
+        caller(&config, &["once", "ok"]).await.status.code(),
+        Some(0)
+    );
+    let broken = caller(&config, &["once", "broken"]).await;
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        text(&broken.stderr).contains("status=500"),
+        "{}",
+        text(&broken.stderr)
+    );
+    let missing = caller(&config, &["once", "nope"]).await;
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no job named `nope`"));
+
+    let described = caller(&config, &["token", "--scope", SCOPE]).await;
+    assert_eq!(
+        described.status.code(),
+        Some(0),
+        "{}",
+        text(&described.stderr)
+    );
+    let stdout = text(&described.stdout);
+    let description: serde_json::Value = serde_json::from_str(&stdout).expect("JSON description");
+    assert_eq!(description["kind"], "app");
+    assert_eq!(
+        description["audience"],
+        "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+    );
+    // Tokens are numbered per request: 0 and 1 went to the `once` runs, 2 is described here.
+    assert!(!stdout.contains(&fake_jwt(2)), "the token only with --raw");
+    let raw = caller(&config, &["token", "--scope", SCOPE, "--raw"]).await;
+    assert!(text(&raw.stdout).contains(&fake_jwt(3)));
+    idp.verify().await;
+    api.verify().await;
+}
