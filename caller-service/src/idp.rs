@@ -451,6 +451,28 @@ impl ClientAssertion for FederatedTokenFile {
     }
 }
 
+/// The `… PRIVATE KEY` block of a PEM file. `AZURE_CLIENT_CERTIFICATE_PATH` files hold the
+/// certificate *and* the key; `jsonwebtoken` reads the first block of whatever it is given, takes
+/// the certificate for a key without complaint, and only fails when signing. So the key block is
+/// cut out here and a file without one is refused at start.
+pub fn private_key_block(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text
+        .match_indices("-----BEGIN ")
+        .map(|(i, _)| i)
+        .find(|&i| {
+            text[i..]
+                .lines()
+                .next()
+                .is_some_and(|l| l.trim_end().ends_with("PRIVATE KEY-----"))
+        })?;
+    let label_end = start + text[start..].find('\n')?;
+    let label = text[start + "-----BEGIN ".len()..label_end].trim_end();
+    let end_marker = format!("-----END {label}");
+    let end = label_end + text[label_end..].find(&end_marker)? + end_marker.len();
+    Some(text.as_bytes()[start..end].to_vec())
+}
+
 /// Tokens through `azure_identity`, for one identity.
 #[derive(Debug)]
 pub struct AzureTokenSource {
@@ -476,8 +498,15 @@ impl AzureTokenSource {
                 let cert_pem = std::fs::read(certificate).with_context(|| {
                     format!("identity.client_certificate_path {}", certificate.display())
                 })?;
-                let key_pem = std::fs::read(key).with_context(|| {
+                let key_file = std::fs::read(key).with_context(|| {
                     format!("identity.client_certificate_key_path {}", key.display())
+                })?;
+                let key_pem = private_key_block(&key_file).with_context(|| {
+                    format!(
+                        "identity.client_certificate_key_path {}: no PEM private key in it \
+                         (set it when the key is not in the certificate file)",
+                        key.display()
+                    )
                 })?;
                 let assertion = CertificateAssertion::from_pem(
                     identity.client_id.clone(),
@@ -617,6 +646,20 @@ impl TokenSource for AzureTokenSource {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn the_key_block_is_cut_out_of_a_combined_pem() {
+        let combined = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n\
+                        -----BEGIN PRIVATE KEY-----\nREVG\n-----END PRIVATE KEY-----\n";
+        assert_eq!(
+            private_key_block(combined.as_bytes()).as_deref(),
+            Some(&b"-----BEGIN PRIVATE KEY-----\nREVG\n-----END PRIVATE KEY-----"[..])
+        );
+        let rsa = "-----BEGIN RSA PRIVATE KEY-----\nR0hJ\n-----END RSA PRIVATE KEY-----\n";
+        assert!(private_key_block(rsa.as_bytes()).is_some());
+        let cert_only = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n";
+        assert_eq!(private_key_block(cert_only.as_bytes()), None);
+    }
 
     #[test]
     fn retry_after_in_seconds_and_as_a_date() {

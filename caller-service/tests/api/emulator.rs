@@ -27,7 +27,7 @@ struct Emulator {
 }
 
 async fn spawn_emulator() -> Emulator {
-    shared::telemetry::init_for_tests();
+    init_logs();
     let dir = TempDir::new();
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo");
     let mut settings = EmulatorSettings {
@@ -230,4 +230,33 @@ async fn a_wrong_secret_against_the_emulator_is_a_permanent_aadsts_error() {
     let error = core.tokens.get_token(SCOPE).await.expect_err("refused");
     assert!(error.is_permanent());
     assert_eq!(error.reason(), "aadsts_7000215");
+}
+
+/// `AZURE_CLIENT_CERTIFICATE_PATH` files hold the certificate and its key in one PEM.
+#[tokio::test]
+async fn a_single_pem_with_certificate_and_key_is_enough() {
+    let emu = spawn_emulator().await;
+    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs");
+    let dir = TempDir::new();
+    let combined = dir.0.join("cert-job.pem");
+    let mut pem = std::fs::read(certs.join("cert-job.crt")).expect("cert");
+    pem.extend(std::fs::read(certs.join("cert-job.key")).expect("key"));
+    std::fs::write(&combined, pem).expect("write");
+    let settings = settings(
+        &emu,
+        IdentityConfig {
+            client_certificate_path: Some(combined),
+            ..identity(&emu, CERT_ID)
+        },
+    );
+    let (identity, _) = settings.validate().expect("valid");
+    assert_eq!(
+        identity.credential.kind(),
+        "certificate",
+        "inferred from the path"
+    );
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let core = caller_service::Core::build(&settings, identity, clock).expect("core");
+    let token = core.tokens.get_token(SCOPE).await.expect("token");
+    assert_eq!(claims(token.secret())["azpacr"], "2");
 }

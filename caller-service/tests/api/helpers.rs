@@ -165,7 +165,7 @@ pub fn start_time() -> OffsetDateTime {
 
 /// The caller with a client secret, wiremock as identity provider and as target API.
 pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
-    shared::telemetry::init_for_tests();
+    init_logs();
     let dir = TempDir::new();
     let idp = MockServer::start().await;
     let api = MockServer::start().await;
@@ -271,7 +271,7 @@ where
     F: FnOnce(MockServer) -> Fut,
     Fut: std::future::Future<Output = MockServer>,
 {
-    shared::telemetry::init_for_tests();
+    init_logs();
     let dir = TempDir::new();
     let idp = before_start(MockServer::start().await).await;
     let api = MockServer::start().await;
@@ -345,5 +345,73 @@ pub fn interval_job(name: &str, url: String) -> caller_service::settings::JobSet
         timeout_secs: 30,
         success_status: vec![],
         overlap: caller_service::settings::OverlapPolicy::Skip,
+    }
+}
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Arc<std::sync::Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// One global subscriber at TRACE for the whole test binary, writing to the capture buffer of
+/// the current thread if a test set one, else to stderr when `TEST_LOG` is set, else nowhere.
+/// Why not `tracing::subscriber::set_default` in the capturing test: tracing caches per-callsite
+/// interest globally, and a test thread without a subscriber can cache "never" for a callsite the
+/// capturing test then silently misses.
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let print = std::env::var_os("TEST_LOG").is_some();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Router { print })
+            .try_init();
+    });
+}
+
+struct Router {
+    print: bool,
+}
+
+impl std::io::Write for Router {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let captured = CAPTURE.with(|c| match &*c.borrow() {
+            Some(buffer) => {
+                buffer.lock().expect("lock").extend_from_slice(bytes);
+                true
+            }
+            None => false,
+        });
+        if !captured && self.print {
+            eprint!("{}", String::from_utf8_lossy(bytes));
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line written on this thread until dropped.
+pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn start() -> Self {
+        init_logs();
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        CAPTURE.with(|c| *c.borrow_mut() = Some(buffer.clone()));
+        Self(buffer)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
     }
 }

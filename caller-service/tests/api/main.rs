@@ -3,4 +3,5 @@ mod daemon;
 mod emulator;
 mod helpers;
 mod jobs;
+mod logging;
 mod token_manager;
