@@ -691,6 +691,18 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_configuration_is_valid() {
+        let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/caller.toml");
+        let settings: Settings =
+            shared::config::load_with_env(&Settings::sources(Some(demo)), HashMap::new())
+                .expect("loads");
+        let (identity, jobs) = settings.validate().expect("valid");
+        assert_eq!(identity.credential.kind(), "secret");
+        let names: Vec<_> = jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["list-tasks", "whoami"]);
+    }
+
+    #[test]
     fn jobs_from_toml_get_their_defaults() {
         let dir = std::env::temp_dir().join(format!("caller-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
