@@ -51,7 +51,8 @@ impl Access {
 /// The policy of each (method, route pattern) under the protected scope.
 #[derive(Debug, Clone, Default)]
 pub struct RoutePolicies {
-    routes: HashMap<(Method, String), Access>,
+    /// Pattern → (method, access): looked up by `&str`, without allocating per request.
+    routes: HashMap<String, Vec<(Method, Access)>>,
 }
 
 impl RoutePolicies {
@@ -62,19 +63,24 @@ impl RoutePolicies {
     /// Declares `access` for `method` on `pattern`, the full pattern as actix matches it
     /// (`/api/tasks/{id}`).
     pub fn route(mut self, method: Method, pattern: &str, access: Access) -> Self {
-        self.routes.insert((method, pattern.to_owned()), access);
+        let methods = self.routes.entry(pattern.to_owned()).or_default();
+        methods.retain(|(m, _)| *m != method);
+        methods.push((method, access));
         self
     }
 
     pub fn get(&self, method: &Method, pattern: &str) -> Option<Access> {
-        // Keyed by owned strings; a lookup allocates nothing beyond the pattern actix gave us.
         self.routes
-            .get(&(method.clone(), pattern.to_owned()))
-            .copied()
+            .get(pattern)?
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, access)| *access)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Method, &str, Access)> {
-        self.routes.iter().map(|((m, p), a)| (m, p.as_str(), *a))
+        self.routes.iter().flat_map(|(pattern, methods)| {
+            methods.iter().map(move |(m, a)| (m, pattern.as_str(), *a))
+        })
     }
 }
 
@@ -221,10 +227,10 @@ impl FromRequest for AppCaller {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Taken, not cloned: one extraction per request is all a handler needs.
         ready(
-            req.extensions()
-                .get::<AppCaller>()
-                .cloned()
+            req.extensions_mut()
+                .remove::<AppCaller>()
                 .ok_or_else(|| AuthError::new(Reason::RouteHasNoPolicy)),
         )
     }

@@ -6,7 +6,7 @@ use super::claims::{self, ClaimRules};
 use super::error::{AuthError, Reason};
 use super::keys::{Clock, KeyStore, Lookup};
 use super::policy::{self, AppCaller};
-use super::token::preparse;
+use super::token::{bearer, check_jws};
 use aws_lc_rs::digest;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
@@ -32,7 +32,8 @@ pub struct ValidatorSettings {
     /// which only helps an attacker make each request expensive.
     pub max_token_bytes: usize,
     /// Verified tokens remembered. Default 10,000 (~2 MB): far more distinct live tokens than a
-    /// mesh of callers holds, and a bound on what a flood of valid tokens can pin.
+    /// mesh of callers holds, and a bound on what a flood of valid tokens can pin. 0 turns the
+    /// cache off (every request pays an RSA check; for measuring, or for the very cautious).
     pub cache_capacity: u64,
     /// A cached verification lives until the token's `exp`, at most this long. Default 1 h.
     pub cache_max_ttl_secs: u64,
@@ -113,20 +114,29 @@ impl Validator {
 
     /// Validates the `Authorization` header value and returns the app-only caller.
     pub async fn validate(&self, authorization: Option<&str>) -> Result<AppCaller, AuthError> {
-        let pre = preparse(authorization, self.settings.max_token_bytes)?;
-        let fingerprint: [u8; 32] = digest::digest(&digest::SHA256, pre.token.as_bytes())
+        let token = bearer(authorization, self.settings.max_token_bytes)?;
+        let fingerprint: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
             .as_ref()
             .try_into()
             .unwrap_or([0; 32]);
         let now = (self.clock)();
-        let verified = match self.cache.get(&fingerprint).await {
+        let cached = match self.settings.cache_capacity {
+            0 => None,
+            _ => self.cache.get(&fingerprint).await,
+        };
+        let verified = match cached {
             Some(hit) => {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 hit
             }
             None => {
+                // The header checks run only here: a cache hit is the very same bytes, which
+                // passed them when first verified.
+                let pre = check_jws(token)?;
                 let verified = Arc::new(self.verify_signature(pre.token, &pre.kid, now).await?);
-                self.cache.insert(fingerprint, verified.clone()).await;
+                if self.settings.cache_capacity > 0 {
+                    self.cache.insert(fingerprint, verified.clone()).await;
+                }
                 verified
             }
         };

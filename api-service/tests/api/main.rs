@@ -1,6 +1,7 @@
 //! The API against a wiremock identity provider serving discovery and JWKS (tokens minted by the
 //! tests with their own keys), and against the real emulator.
 
+mod durability;
 mod emulator;
 mod helpers;
 mod keys;

@@ -1,0 +1,143 @@
+//! The built binary under write load: `kill -9` loses no acknowledged task, and SIGTERM ends it
+//! cleanly with exit status 0.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Running {
+    child: Child,
+    url: String,
+}
+
+/// Starts `api-service serve` against the wiremock identity provider and waits for its ready
+/// file. Polling is the only way to learn that another process is listening.
+fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
+    let ready = dir.join("ready.json");
+    std::fs::remove_file(&ready).ok();
+    let child = Command::new(env!("CARGO_BIN_EXE_api-service"))
+        .args(["serve", "--ready-file"])
+        .arg(&ready)
+        .env("API__SERVER__PORT", "0")
+        .env("API__ENTRA__AUTHORITY_HOST", idp_uri)
+        .env("API__ENTRA__TENANTS", TENANT)
+        .env("API__AUTH__AUDIENCES", API_CLIENT_ID)
+        .env("API__AUTH__ALLOWED_CLIENTS", WRITER_ID)
+        .env("API__DATABASE__PATH", dir.join("tasks.db"))
+        .env("API__LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready)
+            && let Ok(body) = serde_json::from_str::<Value>(&text)
+        {
+            return Running {
+                child,
+                url: body["url"].as_str().expect("url").to_owned(),
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "api-service did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    idp.serve_jwks(&[&key], 2).await;
+    let dir = TempDir::new("durability");
+    let now = TestClock::system()
+        .0
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let writer = key.mint(now, |c| {
+        c["azp"] = json!(WRITER_ID);
+        c["roles"] = json!(["Tasks.ReadWrite.All"]);
+    });
+
+    let mut first = start(&idp.server.uri(), &dir.0);
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let client = reqwest::Client::new();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, url, token, acked) = (
+            client.clone(),
+            first.url.clone(),
+            writer.clone(),
+            acknowledged.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let sent = client
+                    .post(format!("{url}/api/tasks"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "title": format!("w{w}-{i}") }))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 201 => {
+                        let task: Value = r.json().await.expect("json");
+                        acked
+                            .lock()
+                            .expect("lock")
+                            .push(task["id"].as_str().expect("id").to_owned());
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => break, // the server died mid-request: not acknowledged
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().expect("lock").len() < 300 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("reaped");
+    for writer in writers {
+        writer.await.expect("writer ends without panicking");
+    }
+    let acked = acknowledged.lock().expect("lock").clone();
+
+    let mut second = start(&idp.server.uri(), &dir.0);
+    let mut missing = Vec::new();
+    for id in &acked {
+        let status = client
+            .get(format!("{}/api/tasks/{id}", second.url))
+            .bearer_auth(&writer)
+            .send()
+            .await
+            .expect("answers")
+            .status();
+        if status != 200 {
+            missing.push((id.clone(), status));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged tasks lost: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let exit = second.child.wait().expect("exits");
+    assert_eq!(exit.code(), Some(0), "SIGTERM is a clean stop");
+}
