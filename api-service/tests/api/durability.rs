@@ -12,12 +12,23 @@ struct Running {
     url: String,
 }
 
+/// A failing test must not leave an API running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
 /// Starts `api-service serve` against the wiremock identity provider and waits for its ready
 /// file. Polling is the only way to learn that another process is listening.
+#[allow(clippy::zombie_processes, reason = "Running's Drop reaps the child")]
 fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
     let ready = dir.join("ready.json");
     std::fs::remove_file(&ready).ok();
-    let child = Command::new(env!("CARGO_BIN_EXE_api-service"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_api-service"))
         .args(["serve", "--ready-file"])
         .arg(&ready)
         .env("API__SERVER__PORT", "0")
@@ -45,10 +56,11 @@ fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
                 url: body["url"].as_str().expect("url").to_owned(),
             };
         }
-        assert!(
-            Instant::now() < deadline,
-            "api-service did not become ready"
-        );
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("api-service did not become ready within 30 s");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
