@@ -6,6 +6,7 @@
 use crate::metrics::Metrics;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
@@ -55,9 +56,20 @@ pub async fn middleware(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().clone();
+    // Any token is a valid HTTP method to actix; only the standard ones become label values
+    // and log fields, so made-up methods cannot grow `/metrics` or the logs without bound.
+    let method: &'static str = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let span = tracing::info_span!("request", request_id = %id, method, %route);
     let started = Instant::now();
     let result = REQUEST_ID
         .scope(id.clone(), next.call(req).instrument(span.clone()))
@@ -68,7 +80,7 @@ pub async fn middleware(
     };
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.observe_request(&route, method.as_str(), status, elapsed);
+        metrics.observe_request(&route, method, status, elapsed);
     }
     span.in_scope(|| {
         if status.is_server_error() {

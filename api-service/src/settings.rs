@@ -143,6 +143,12 @@ impl ApiSettings {
                 "must list the API's client ID and/or application ID URI",
             ));
         }
+        if self.auth.audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(ConfigError::key(
+                "auth.audiences",
+                "must not hold an empty entry (it would match a token without `aud`)",
+            ));
+        }
         if self.auth.allowed_clients.is_empty() {
             return Err(ConfigError::key(
                 "auth.allowed_clients",
@@ -173,6 +179,18 @@ impl ApiSettings {
             return Err(ConfigError::key(
                 "keys.refresh_interval_secs",
                 "must be at least 60",
+            ));
+        }
+        if self.keys.unknown_kid_refetch_secs < 10 {
+            return Err(ConfigError::key(
+                "keys.unknown_kid_refetch_secs",
+                "must be at least 10: it is what keeps an unknown-kid flood off the identity provider",
+            ));
+        }
+        if !(1..=86_400).contains(&self.auth.cache_max_ttl_secs) {
+            return Err(ConfigError::key(
+                "auth.cache_max_ttl_secs",
+                "must be between 1 and 86400",
             ));
         }
         if self.keys.max_stale_secs <= 0 {
@@ -256,6 +274,27 @@ mod tests {
         vars.push(("API__SERVER__PORT", "eighty"));
         let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
         assert!(err.to_string().contains("port"), "{err}");
+
+        let mut vars = minimal();
+        vars[1] = ("API__AUTH__AUDIENCES", "api://tasks-api,,");
+        let settings = ApiSettings::load_with_env(None, env(&vars)).expect("empty items dropped");
+        assert_eq!(settings.auth.audiences, ["api://tasks-api"]);
+        let mut bad = settings.clone();
+        bad.auth.audiences.push(" ".into());
+        assert!(
+            bad.check()
+                .expect_err("refused")
+                .to_string()
+                .contains("auth.audiences")
+        );
+        let mut bad = settings.clone();
+        bad.keys.unknown_kid_refetch_secs = 0;
+        assert!(
+            bad.check()
+                .expect_err("refused")
+                .to_string()
+                .contains("keys.unknown_kid_refetch_secs")
+        );
 
         let mut vars = minimal();
         vars.push(("API__AUTH__CLOCK_SKEW_SECS", "3600"));

@@ -7,8 +7,10 @@
 //! Concurrency: one connection behind a `std::sync::Mutex`, used from blocking threads
 //! (`web::block`), never from the async workers. SQLite admits one writer at a time anyway, and
 //! each statement here takes microseconds; a reader pool would only matter for long scans.
+//! Writes take the write lock at `BEGIN IMMEDIATE`, so the read-then-write checks (external_id,
+//! version) stay atomic even if a second process opens the same file by mistake.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Mutex;
@@ -183,7 +185,7 @@ impl TaskStore {
 
     pub fn create(&self, new: NewTask, client: &str, now: i64) -> Result<Task, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(external_id) = &new.external_id {
             let existing: Option<String> = tx
                 .query_row(
@@ -215,7 +217,7 @@ impl TaskStore {
         now: i64,
     ) -> Result<Task, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current = fetch(&tx, id)?;
         if let Some(expected) = change.expected_version
             && expected != current.version

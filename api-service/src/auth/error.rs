@@ -89,6 +89,8 @@ impl Reason {
             | Self::MissingRole
             | Self::RouteHasNoPolicy => StatusCode::FORBIDDEN,
             Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // RFC 6750 §3.1: invalid_request is a 400.
+            Self::MalformedAuthorizationHeader => StatusCode::BAD_REQUEST,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -127,9 +129,11 @@ impl Reason {
     /// What the caller should do about it: safe to show, says nothing about our internals.
     pub fn detail(self) -> &'static str {
         match self {
-            Self::MissingToken => "Send an access token: Authorization: Bearer <token>.",
+            Self::MissingToken => {
+                "Send an access token: Authorization: Bearer <token> (no other scheme is accepted)."
+            }
             Self::MalformedAuthorizationHeader => {
-                "The Authorization header must be 'Bearer <token>'."
+                "Send exactly one Authorization header of the form 'Bearer <token>'."
             }
             Self::TokenTooLarge => "The access token is larger than this API accepts.",
             Self::NotAJws => "The access token is not a signed JWT (three base64url parts).",

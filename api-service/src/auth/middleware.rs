@@ -129,7 +129,13 @@ impl AppOnly {
     /// Token, then the route's policy. Authentication comes first so that a caller without a
     /// valid token learns nothing about which routes exist or what they require.
     async fn authorize(&self, req: &ServiceRequest) -> Result<AppCaller, AuthError> {
-        let header = match req.headers().get(AUTHORIZATION) {
+        let mut values = req.headers().get_all(AUTHORIZATION);
+        let first = values.next();
+        if values.next().is_some() {
+            // Two credentials: which one would a proxy or logger have looked at? Refuse both.
+            return Err(AuthError::new(Reason::MalformedAuthorizationHeader));
+        }
+        let header = match first {
             None => None,
             Some(value) => Some(
                 value

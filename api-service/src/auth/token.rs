@@ -79,9 +79,13 @@ pub fn check_jws(token: &str) -> Result<PreParsed<'_>, AuthError> {
 /// `Bearer <token>`: the scheme is case-insensitive (RFC 7235 §2.1), one space, a non-empty token.
 fn bearer_token(value: &str) -> Result<&str, AuthError> {
     let malformed = || AuthError::new(Reason::MalformedAuthorizationHeader);
-    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    // Another scheme (Basic, Negotiate…) carries no bearer credentials at all: RFC 6750 §3.1
+    // answers that with a bare challenge, like a missing header.
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::new(Reason::MissingToken));
+    }
+    if token.is_empty()
         // A header value actix hands over as `&str` is visible ASCII, space and tab: those two
         // are the only whitespace left. Byte-slice `contains` is a vectorised memchr, which
         // matters on every request over a 1-3 KiB token.
@@ -146,13 +150,14 @@ mod tests {
     #[test]
     fn the_authorization_header_must_be_bearer() {
         assert_eq!(reason(None), Reason::MissingToken);
-        for bad in [
-            "Basic abc",
-            "Bearer",
-            "Bearer ",
-            "Bearertoken",
-            "Bearer a b",
-        ] {
+        for other_scheme in ["Basic abc", "Bearertoken", "Negotiate"] {
+            assert_eq!(
+                reason(Some(other_scheme)),
+                Reason::MissingToken,
+                "{other_scheme}"
+            );
+        }
+        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a\tb"] {
             assert_eq!(
                 reason(Some(bad)),
                 Reason::MalformedAuthorizationHeader,

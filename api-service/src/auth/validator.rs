@@ -4,7 +4,7 @@
 
 use super::claims::{self, ClaimRules};
 use super::error::{AuthError, Reason};
-use super::keys::{Clock, KeyStore, Lookup};
+use super::keys::{Clock, KeyStore, Lookup, Readiness};
 use super::policy::{self, AppCaller};
 use super::token::{bearer, check_jws};
 use aws_lc_rs::digest;
@@ -31,8 +31,10 @@ pub struct ValidatorSettings {
     /// Default 16 KiB: Entra access tokens are 1–3 KiB; Microsoft.Identity.Web allows 250 KB,
     /// which only helps an attacker make each request expensive.
     pub max_token_bytes: usize,
-    /// Verified tokens remembered. Default 10,000 (~2 MB): far more distinct live tokens than a
-    /// mesh of callers holds, and a bound on what a flood of valid tokens can pin. 0 turns the
+    /// Verified tokens remembered. Default 10,000: far more distinct live tokens than a mesh of
+    /// callers holds. Only tokens that passed every check are cached (issued by an accepted
+    /// tenant, for this API, to an allowed client), each holding its claims: ~2 KB for an Entra
+    /// token, so ~20 MB at most in practice (the 16 KiB size cap bounds the worst case at 160 MB). 0 turns the
     /// cache off (every request pays an RSA check; for measuring, or for the very cautious).
     pub cache_capacity: u64,
     /// A cached verification lives until the token's `exp`, at most this long. Default 1 h.
@@ -124,26 +126,27 @@ impl Validator {
             0 => None,
             _ => self.cache.get(&fingerprint).await,
         };
-        let verified = match cached {
+        let (verified, fresh) = match cached {
             Some(hit) => {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-                hit
+                (hit, false)
             }
             None => {
                 // The header checks run only here: a cache hit is the very same bytes, which
                 // passed them when first verified.
                 let pre = check_jws(token)?;
                 let verified = Arc::new(self.verify_signature(pre.token, &pre.kid, now).await?);
-                if self.settings.cache_capacity > 0 {
-                    self.cache.insert(fingerprint, verified.clone()).await;
-                }
-                verified
+                (verified, true)
             }
         };
         let published = self
             .keys
             .snapshot()
             .ok_or_else(|| AuthError::new(Reason::KeysUnavailable))?;
+        // Keys past the stale bound fail closed for cached tokens too, not only for new ones.
+        if !matches!(self.keys.readiness(), Readiness::Ready { .. }) {
+            return Err(AuthError::new(Reason::KeysUnavailable));
+        }
         // A cached verification counts only while its key is still published: a retired key's
         // tokens stop working at once, not at their expiry.
         if !published.keys.contains_key(&verified.kid) {
@@ -161,7 +164,14 @@ impl Validator {
             &rules,
             now,
         )?;
-        policy::app_caller(&verified.claims, &self.allowed_clients)
+        let caller = policy::app_caller(&verified.claims, &self.allowed_clients)?;
+        // Only tokens that passed every check take a cache slot: a validly signed token of a
+        // foreign tenant (Entra's keys are shared across tenants) cannot fill the cache and
+        // evict real callers.
+        if fresh && self.settings.cache_capacity > 0 {
+            self.cache.insert(fingerprint, verified).await;
+        }
+        Ok(caller)
     }
 
     async fn verify_signature(

@@ -81,6 +81,7 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
         200,
         "last good keys"
     );
+    let cached = token.clone();
     let ready: Value = api.get("/readyz", None).await.json().await.expect("json");
     assert_eq!(ready["keys"]["state"], "ready");
     assert_eq!(ready["keys"]["age_secs"], 23 * 3600);
@@ -92,6 +93,12 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
         (status, reason.as_str()),
         (503, "keys_unavailable"),
         "fails closed"
+    );
+    let (status, _, reason) = refusal(api.get("/api/whoami", Some(&cached)).await).await;
+    assert_eq!(
+        (status, reason.as_str()),
+        (503, "keys_unavailable"),
+        "a token verified before the bound fails closed too, cached or not"
     );
     let ready = api.get("/readyz", None).await;
     assert_eq!(ready.status(), 503);
@@ -114,6 +121,13 @@ async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
         assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
     }
     assert_eq!(api.get("/api/whoami", None).await.status(), 401);
+    for made_up in ["FOO", "BAR"] {
+        let method = reqwest::Method::from_bytes(made_up.as_bytes()).expect("method");
+        api.request(method, "/healthz", None)
+            .send()
+            .await
+            .expect("answers");
+    }
     let response = api.get("/metrics", None).await;
     assert!(
         response.headers()["content-type"]
@@ -140,6 +154,11 @@ async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
         );
     }
     assert!(text.contains("api_http_request_duration_seconds_bucket{route=\"/api/whoami\""));
+    assert!(
+        !text.contains("FOO") && !text.contains("BAR"),
+        "made-up methods are not labels"
+    );
+    assert!(text.contains("method=\"other\""), "{text}");
 }
 
 #[tokio::test]

@@ -64,6 +64,13 @@ async fn every_refusal_has_its_status_challenge_and_reason() {
             "basic scheme",
             Some("Basic dXNlcjpwYXNz".into()),
             401,
+            None,
+            "missing_token",
+        ),
+        case(
+            "bearer with two tokens",
+            Some("Bearer a b".into()),
+            400,
             Some("invalid_request"),
             "malformed_authorization_header",
         ),
@@ -395,6 +402,33 @@ async fn every_refusal_has_its_status_challenge_and_reason() {
             reason: "missing_role",
         },
         Case {
+            name: "percent-encoded route",
+            method: Method::GET,
+            path: "/api/%77hoami",
+            authorization: bearer(&mint(&|_| {})),
+            status: 403,
+            error: Some("insufficient_scope"),
+            reason: "route_has_no_policy",
+        },
+        Case {
+            name: "trailing slash",
+            method: Method::GET,
+            path: "/api/whoami/",
+            authorization: bearer(&mint(&|_| {})),
+            status: 403,
+            error: Some("insufficient_scope"),
+            reason: "route_has_no_policy",
+        },
+        Case {
+            name: "unknown route",
+            method: Method::GET,
+            path: "/api/nope",
+            authorization: bearer(&mint(&|_| {})),
+            status: 403,
+            error: Some("insufficient_scope"),
+            reason: "route_has_no_policy",
+        },
+        Case {
             name: "route without a policy",
             method: Method::PUT,
             path: "/api/tasks",
@@ -494,4 +528,30 @@ async fn v1_tokens_of_allowed_callers_are_accepted() {
     assert_eq!(body["token_version"], "1.0");
     assert_eq!(body["roles"], json!(["Tasks.Read.All"]));
     assert_eq!(body["tenant_id"], TENANT);
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused_even_if_one_is_valid() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    idp.serve_jwks(&[&key], 1).await;
+    let clock = TestClock::new();
+    let api = spawn_api(&idp, &clock).await;
+    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let response = api
+        .request(Method::GET, "/api/whoami", Some(&token))
+        .header("authorization", "Bearer another")
+        .send()
+        .await
+        .expect("answers");
+    let (status, error, reason) = refusal(response).await;
+    assert_eq!(
+        (status, error.as_deref(), reason.as_str()),
+        (
+            400,
+            Some("invalid_request"),
+            "malformed_authorization_header"
+        )
+    );
 }
