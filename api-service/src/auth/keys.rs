@@ -175,6 +175,11 @@ impl KeyStore {
             .clone()
     }
 
+    /// Whether `published` is within the stale bound now (for a snapshot the caller holds).
+    pub fn is_fresh(&self, published: &Published) -> bool {
+        (self.clock)() - published.fetched_at <= self.settings.max_stale_secs
+    }
+
     pub fn readiness(&self) -> Readiness {
         match self.snapshot() {
             None => Readiness::NotLoaded,

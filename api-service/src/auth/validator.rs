@@ -4,7 +4,7 @@
 
 use super::claims::{self, ClaimRules};
 use super::error::{AuthError, Reason};
-use super::keys::{Clock, KeyStore, Lookup, Readiness};
+use super::keys::{Clock, KeyStore, Lookup};
 use super::policy::{self, AppCaller};
 use super::token::{bearer, check_jws};
 use aws_lc_rs::digest;
@@ -144,7 +144,7 @@ impl Validator {
             .snapshot()
             .ok_or_else(|| AuthError::new(Reason::KeysUnavailable))?;
         // Keys past the stale bound fail closed for cached tokens too, not only for new ones.
-        if !matches!(self.keys.readiness(), Readiness::Ready { .. }) {
+        if !self.keys.is_fresh(&published) {
             return Err(AuthError::new(Reason::KeysUnavailable));
         }
         // A cached verification counts only while its key is still published: a retired key's
