@@ -19,14 +19,14 @@ const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
 const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
 const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
 
-struct Emulator {
-    url: String,
-    ca: PathBuf,
+pub struct Emulator {
+    pub url: String,
+    pub ca: PathBuf,
     _handle: actix_web::dev::ServerHandle,
     _dir: TempDir,
 }
 
-async fn spawn_emulator() -> Emulator {
+pub async fn spawn_emulator() -> Emulator {
     init_logs();
     let dir = TempDir::new();
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo");
@@ -52,7 +52,7 @@ async fn spawn_emulator() -> Emulator {
     emulator
 }
 
-fn identity(emu: &Emulator, client_id: &str) -> IdentityConfig {
+pub fn identity(emu: &Emulator, client_id: &str) -> IdentityConfig {
     IdentityConfig {
         tenant_id: Some(TENANT.into()),
         client_id: Some(client_id.into()),
@@ -61,7 +61,7 @@ fn identity(emu: &Emulator, client_id: &str) -> IdentityConfig {
     }
 }
 
-fn settings(emu: &Emulator, identity: IdentityConfig) -> Settings {
+pub fn settings(emu: &Emulator, identity: IdentityConfig) -> Settings {
     let mut settings = Settings {
         identity,
         ..Default::default()

@@ -4,4 +4,5 @@ mod emulator;
 mod helpers;
 mod jobs;
 mod logging;
+mod mesh;
 mod token_manager;

@@ -1,0 +1,127 @@
+//! The caller against the real mesh: the in-process emulator issues the tokens and the real
+//! api-service validates them. The demo directory's callers get what the directory says: the
+//! reader and the certificate job read, the writer writes, and the app the API does not allow
+//! gets a 403 whose reason the job report carries.
+
+use crate::emulator::{Emulator, identity, settings, spawn_emulator};
+use crate::helpers::*;
+use caller_service::clock::ManualClock;
+use caller_service::jobs::Outcome;
+use caller_service::settings::{CredentialKind, IdentityConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const READER_ID: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+const READER_SECRET: &str = "rdr8Q~demo.reader.secret.not-for-production";
+const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
+const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
+const STRANGER_SECRET: &str = "str8Q~demo.stranger.secret.not-for-production";
+
+/// The real API, trusting the emulator's CA, on port 0 with its own database.
+async fn spawn_api(emu: &Emulator, db: &TempDir) -> String {
+    let mut settings = api_service::ApiSettings::default();
+    settings.server.port = 0;
+    settings.server.workers = Some(1);
+    settings.entra.authority_host = emu.url.clone();
+    settings.entra.tenants = vec![TENANT.into()];
+    // v2 tokens carry the client ID, v1 tokens the application ID URI.
+    settings.auth.audiences = vec![
+        "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+        "api://tasks-api".into(),
+    ];
+    settings.auth.allowed_clients = vec![READER_ID.into(), WRITER_ID.into(), CERT_ID.into()];
+    settings.http.extra_ca_file = Some(emu.ca.clone());
+    settings.database.path = db.0.join("tasks.db");
+    let app = api_service::Application::build(settings)
+        .await
+        .expect("api starts");
+    let url = format!("http://{}", app.address());
+    tokio::spawn(app.run_until_stopped());
+    url
+}
+
+/// Runs one job once, as `caller-service once` does, for the identity given.
+async fn run_once(
+    emu: &Emulator,
+    identity: IdentityConfig,
+    method: &str,
+    url: String,
+) -> caller_service::jobs::JobReport {
+    let mut settings = settings(emu, identity);
+    let mut job = interval_job("job", url);
+    job.method = method.into();
+    if method == "POST" {
+        job.body = Some(serde_json::json!({ "title": "from the mesh test" }));
+    }
+    settings.jobs.push(job);
+    let (identity, jobs) = settings.validate().expect("valid settings");
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let core = caller_service::Core::build(&settings, identity, clock).expect("core");
+    let report = core.runner.run(&jobs[0]).await;
+    core.tokens.shutdown();
+    report
+}
+
+#[tokio::test]
+async fn demo_callers_meet_the_real_api_as_the_directory_says() {
+    let emu = spawn_emulator().await;
+    let db = TempDir::new();
+    let api = spawn_api(&emu, &db).await;
+    let tasks = format!("{api}/api/tasks");
+    let secret = |id: &str, secret: &str| IdentityConfig {
+        client_secret: Some(secret.into()),
+        ..identity(&emu, id)
+    };
+
+    let writer = run_once(
+        &emu,
+        secret(WRITER_ID, WRITER_SECRET),
+        "POST",
+        tasks.clone(),
+    )
+    .await;
+    assert_eq!(
+        (writer.outcome, writer.status),
+        (Outcome::Success, Some(201)),
+        "{writer:?}"
+    );
+
+    let reader = run_once(&emu, secret(READER_ID, READER_SECRET), "GET", tasks.clone()).await;
+    assert_eq!(
+        (reader.outcome, reader.status),
+        (Outcome::Success, Some(200)),
+        "{reader:?}"
+    );
+
+    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs");
+    let certificate = IdentityConfig {
+        credential: Some(CredentialKind::Certificate),
+        client_certificate_path: Some(certs.join("cert-job.crt")),
+        client_certificate_key_path: Some(certs.join("cert-job.key")),
+        ..identity(&emu, CERT_ID)
+    };
+    let cert = run_once(&emu, certificate, "GET", tasks.clone()).await;
+    assert_eq!(
+        (cert.outcome, cert.status),
+        (Outcome::Success, Some(200)),
+        "{cert:?}"
+    );
+
+    let reader_writes = run_once(
+        &emu,
+        secret(READER_ID, READER_SECRET),
+        "POST",
+        tasks.clone(),
+    )
+    .await;
+    assert_eq!(reader_writes.outcome, Outcome::Failure);
+    assert_eq!(reader_writes.status, Some(403));
+    assert_eq!(reader_writes.reason.as_deref(), Some("missing_role"));
+
+    let stranger = run_once(&emu, secret(STRANGER_ID, STRANGER_SECRET), "GET", tasks).await;
+    assert_eq!(stranger.outcome, Outcome::Failure);
+    assert_eq!(stranger.status, Some(403));
+    assert_eq!(stranger.reason.as_deref(), Some("client_not_allowed"));
+}
