@@ -156,8 +156,9 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Maps actix's JSON body errors: syntax → 400, shape (unknown field, wrong type, missing field)
-/// → 422 naming the field where serde does, size → 413, media type → 415.
+/// Maps actix's JSON body errors: size → 413, media type → 415, anything unreadable → 400. Bodies
+/// are read as `serde_json::Value` first ([`JsonBody`]), so a shape error never arrives here: it
+/// is [`JsonBody`]'s 422.
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match err {
@@ -165,11 +166,6 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
             ApiError::PayloadTooLarge { limit }
         }
         E::ContentType => ApiError::UnsupportedMediaType,
-        E::Deserialize(e) if e.is_data() => {
-            let message = e.to_string();
-            let field = field_of(&message).unwrap_or("body").to_owned();
-            ApiError::invalid(field, message)
-        }
         E::Deserialize(e) => ApiError::BadRequest(format!("The body is not valid JSON: {e}")),
         other => ApiError::BadRequest(format!("The body could not be read: {other}")),
     }

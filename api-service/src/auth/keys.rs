@@ -177,20 +177,23 @@ impl KeyStore {
 
     /// Whether `published` is within the stale bound now (for a snapshot the caller holds).
     pub fn is_fresh(&self, published: &Published) -> bool {
-        (self.clock)() - published.fetched_at <= self.settings.max_stale_secs
+        matches!(self.judge(published), Readiness::Ready { .. })
     }
 
     pub fn readiness(&self) -> Readiness {
         match self.snapshot() {
             None => Readiness::NotLoaded,
-            Some(p) => {
-                let age_secs = (self.clock)() - p.fetched_at;
-                if age_secs > self.settings.max_stale_secs {
-                    Readiness::Stale { age_secs }
-                } else {
-                    Readiness::Ready { age_secs }
-                }
-            }
+            Some(published) => self.judge(&published),
+        }
+    }
+
+    /// The stale bound, in one place.
+    fn judge(&self, published: &Published) -> Readiness {
+        let age_secs = (self.clock)() - published.fetched_at;
+        if age_secs > self.settings.max_stale_secs {
+            Readiness::Stale { age_secs }
+        } else {
+            Readiness::Ready { age_secs }
         }
     }
 

@@ -135,14 +135,7 @@ impl TestKey {
     /// An Entra-shaped v2 app-only token for the test API, signed with this key; `edit` changes
     /// claims before signing.
     pub fn mint(&self, now: i64, edit: impl FnOnce(&mut Value)) -> String {
-        let mut claims = json!({
-            "aud": API_CLIENT_ID,
-            "iss": format!("https://login.microsoftonline.com/{TENANT}/v2.0"),
-            "iat": now - 300, "nbf": now - 300, "exp": now + 3600,
-            "azp": READER_ID, "azpacr": "1", "idtyp": "app",
-            "oid": READER_SP, "sub": READER_SP, "tid": TENANT,
-            "roles": ["Tasks.Read.All"], "uti": "u", "ver": "2.0",
-        });
+        let mut claims = claims(now);
         edit(&mut claims);
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.kid.clone());
@@ -339,4 +332,18 @@ pub fn claims(now: i64) -> Value {
         "oid": READER_SP, "sub": READER_SP, "tid": TENANT,
         "roles": ["Tasks.Read.All"], "uti": "u", "ver": "2.0",
     })
+}
+
+/// The usual arrangement: a wiremock identity provider publishing `key` (expecting `jwks_fetches`
+/// JWKS fetches), a test clock, and the API against them.
+pub async fn spawn_api_publishing(
+    key: &TestKey,
+    jwks_fetches: u64,
+) -> (TestIdp, TestClock, TestApi) {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    idp.serve_jwks(&[key], jwks_fetches).await;
+    let clock = TestClock::new();
+    let api = spawn_api(&idp, &clock).await;
+    (idp, clock, api)
 }

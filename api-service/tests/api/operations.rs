@@ -110,12 +110,8 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
 
 #[tokio::test]
 async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    idp.serve_jwks(&[&key], 1).await;
-    let clock = TestClock::new();
-    let api = spawn_api(&idp, &clock).await;
+    let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
     let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
     for _ in 0..3 {
         assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
@@ -163,10 +159,7 @@ async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_made_and_bad_ones_replaced() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
-    idp.serve_jwks(&[&TestKey::generate("k1")], 1).await;
-    let api = spawn_api(&idp, &TestClock::new()).await;
+    let (_idp, _clock, api) = spawn_api_publishing(&TestKey::generate("k1"), 1).await;
     let kept = api
         .request(reqwest::Method::GET, "/api/whoami", None)
         .header("x-request-id", "job-42.run_7")
@@ -188,10 +181,7 @@ async fn request_ids_are_echoed_or_made_and_bad_ones_replaced() {
 
 #[tokio::test]
 async fn the_openapi_document_names_the_token_url_and_each_routes_roles() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
-    idp.serve_jwks(&[&TestKey::generate("k1")], 1).await;
-    let api = spawn_api(&idp, &TestClock::new()).await;
+    let (idp, _clock, api) = spawn_api_publishing(&TestKey::generate("k1"), 1).await;
     let doc: Value = api
         .get("/openapi.json", None)
         .await

@@ -476,12 +476,8 @@ async fn every_refusal_has_its_status_challenge_and_reason() {
 
 #[tokio::test]
 async fn missing_role_names_the_roles_that_would_do() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    idp.serve_jwks(&[&key], 1).await;
-    let clock = TestClock::new();
-    let api = spawn_api(&idp, &clock).await;
+    let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
     let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
     let response = api
         .send_json(Method::POST, "/api/tasks", &token, &json!({ "title": "t" }))
@@ -504,12 +500,8 @@ async fn missing_role_names_the_roles_that_would_do() {
 
 #[tokio::test]
 async fn v1_tokens_of_allowed_callers_are_accepted() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    idp.serve_jwks(&[&key], 1).await;
-    let clock = TestClock::new();
-    let api = spawn_api(&idp, &clock).await;
+    let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
     let token = key.mint(clock.0.load(Ordering::SeqCst), |c| {
         let object = c.as_object_mut().expect("object");
         for claim in ["azp", "azpacr"] {
@@ -532,12 +524,8 @@ async fn v1_tokens_of_allowed_callers_are_accepted() {
 
 #[tokio::test]
 async fn two_authorization_headers_are_refused_even_if_one_is_valid() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    idp.serve_jwks(&[&key], 1).await;
-    let clock = TestClock::new();
-    let api = spawn_api(&idp, &clock).await;
+    let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
     let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
     let response = api
         .request(Method::GET, "/api/whoami", Some(&token))

@@ -13,12 +13,8 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    idp.serve_jwks(&[&key], 1).await;
-    let clock = TestClock::new();
-    let api = spawn_api(&idp, &clock).await;
+    let (idp, clock, api) = spawn_api_publishing(&key, 1).await;
     let now = clock.0.load(Ordering::SeqCst);
     Setup {
         reader: key.mint(now, |_| {}),
@@ -425,12 +421,8 @@ async fn listing_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn tasks_survive_a_restart_on_the_same_file() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    idp.serve_jwks(&[&key], 2).await;
-    let clock = TestClock::new();
-    let first = spawn_api(&idp, &clock).await;
+    let (idp, clock, first) = spawn_api_publishing(&key, 2).await;
     let writer = key.mint(clock.0.load(Ordering::SeqCst), |c| {
         c["azp"] = json!(WRITER_ID);
         c["roles"] = json!(["Tasks.ReadWrite.All"]);
