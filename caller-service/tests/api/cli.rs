@@ -9,10 +9,16 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// Runs the binary with only `--config` (no inherited AZURE_* or CALLER__* variables), off the
 /// async runtime so the TLS front keeps serving meanwhile.
 async fn caller(config: &Path, args: &[&str]) -> Output {
+    caller_with_env(config, &[], args).await
+}
+
+/// [`caller`] with the given environment variables, and no others.
+async fn caller_with_env(config: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_caller-service"));
     command
         .env_clear()
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config)
         .args(args);
@@ -155,4 +161,56 @@ async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_tok
     assert!(text(&raw.stdout).contains(&fake_jwt(3)));
     idp.verify().await;
     api.verify().await;
+}
+
+/// Managed identity through `azure_identity`'s own `ManagedIdentityCredential`: with the App
+/// Service variables set (as App Service and Container Apps set them), it asks that endpoint,
+/// sending the identity header and the user-assigned client ID, and the token is described.
+#[tokio::test]
+async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
+    let dir = TempDir::new();
+    let msi = MockServer::start().await;
+    let expires_on = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    Mock::given(method("GET"))
+        .and(path("/msi/token"))
+        .and(wiremock::matchers::header(
+            "x-identity-header",
+            "msi-header-value",
+        ))
+        .and(wiremock::matchers::query_param(
+            "resource",
+            "api://tasks-api",
+        ))
+        .and(wiremock::matchers::query_param("client_id", CLIENT))
+        .and(wiremock::matchers::query_param("api-version", "2019-08-01"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": fake_jwt(1),
+            "expires_on": expires_on.to_string(),
+            "resource": "api://tasks-api",
+            "token_type": "Bearer",
+        })))
+        .expect(1)
+        .mount(&msi)
+        .await;
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        format!("[identity]\ncredential = \"managed_identity\"\nclient_id = \"{CLIENT}\"\n"),
+    )
+    .expect("write");
+    let env = [
+        ("IDENTITY_ENDPOINT", format!("{}/msi/token", msi.uri())),
+        ("IDENTITY_HEADER", "msi-header-value".to_owned()),
+    ];
+    let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let described: serde_json::Value = serde_json::from_str(&stdout).expect("json description");
+    assert_eq!(described["kind"], "app");
+    assert_eq!(
+        described["audience"],
+        "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+    );
+    assert!(!stdout.contains(&fake_jwt(1)), "the token only with --raw");
+    msi.verify().await;
 }

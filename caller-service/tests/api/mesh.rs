@@ -125,3 +125,135 @@ async fn demo_callers_meet_the_real_api_as_the_directory_says() {
     assert_eq!(stranger.status, Some(403));
     assert_eq!(stranger.reason.as_deref(), Some("client_not_allowed"));
 }
+
+/// One daemon per identity, as `caller-service run` would be, on its own manual clock.
+struct Daemon {
+    name: &'static str,
+    clock: Arc<ManualClock>,
+    metrics: String,
+    stop: caller_service::startup::ShutdownHandle,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_daemon(
+    emu: &Emulator,
+    name: &'static str,
+    identity: IdentityConfig,
+    job: caller_service::settings::JobSettings,
+) -> Daemon {
+    let mut settings = settings(emu, identity);
+    settings.jobs.push(job);
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let app = caller_service::Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("daemon builds");
+    let port = app.port();
+    let daemon = Daemon {
+        name,
+        clock,
+        metrics: format!("http://127.0.0.1:{port}/metrics"),
+        stop: app.shutdown_handle(),
+        running: tokio::spawn(app.run_until_stopped()),
+    };
+    // Ready once the warm-up has the token: until then the acquisition's own timeout is one of
+    // the clock's sleepers, and moving the clock would time it out.
+    let readyz = format!("http://127.0.0.1:{port}/readyz");
+    eventually(|| async { reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 200) }).await;
+    daemon
+}
+
+impl Daemon {
+    async fn metrics(&self) -> String {
+        reqwest::get(&self.metrics)
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Moves this daemon's clock to the next run, once its job loop and refresher both wait on
+    /// it, and waits until the run is counted with `outcome`.
+    async fn next_run(&self, runs: u32, outcome: &str) {
+        sleepers(&self.clock, 2).await;
+        self.clock.advance(std::time::Duration::from_secs(60));
+        let counted = format!(
+            r#"caller_job_runs_total{{job="{}",outcome="{outcome}"}} {runs}"#,
+            self.name
+        );
+        eventually(|| async { self.metrics().await.contains(&counted) }).await;
+    }
+}
+
+#[tokio::test]
+async fn reader_writer_and_refused_daemons_run_on_schedule_against_the_real_api() {
+    let emu = spawn_emulator().await;
+    let db = TempDir::new();
+    let api = spawn_api(&emu, &db).await;
+    let tasks = format!("{api}/api/tasks");
+    let secret = |id: &str, secret: &str| IdentityConfig {
+        client_secret: Some(secret.into()),
+        ..identity(&emu, id)
+    };
+    let mut write = interval_job("writer", tasks.clone());
+    write.method = "POST".into();
+    write.body = Some(serde_json::json!({ "title": "on schedule" }));
+    write.success_status = vec![201];
+
+    let daemons = [
+        spawn_daemon(&emu, "writer", secret(WRITER_ID, WRITER_SECRET), write).await,
+        spawn_daemon(
+            &emu,
+            "reader",
+            secret(READER_ID, READER_SECRET),
+            interval_job("reader", tasks.clone()),
+        )
+        .await,
+        spawn_daemon(
+            &emu,
+            "stranger",
+            secret(STRANGER_ID, STRANGER_SECRET),
+            interval_job("stranger", tasks.clone()),
+        )
+        .await,
+    ];
+    for runs in 1..=3 {
+        for daemon in &daemons {
+            let outcome = if daemon.name == "stranger" {
+                "failure"
+            } else {
+                "success"
+            };
+            daemon.next_run(runs, outcome).await;
+        }
+    }
+    for daemon in &daemons {
+        let metrics = daemon.metrics().await;
+        // Three runs on one token each: acquired once at start, reused on every run.
+        assert!(
+            metrics.contains(r#"caller_idp_requests_total{status="200"} 1"#),
+            "{}: {metrics}",
+            daemon.name
+        );
+        assert!(!metrics.contains(r#"outcome="skipped""#), "{metrics}");
+    }
+
+    // The API counted the same: three creates, three reads, three refusals of the stranger.
+    let api_metrics = reqwest::get(format!("{api}/metrics"))
+        .await
+        .expect("api metrics")
+        .text()
+        .await
+        .expect("body");
+    for line in [
+        r#"api_http_requests_total{method="POST",route="/api/tasks",status="201"} 3"#,
+        r#"api_http_requests_total{method="GET",route="/api/tasks",status="200"} 3"#,
+        r#"api_http_requests_total{method="GET",route="/api/tasks",status="403"} 3"#,
+    ] {
+        assert!(api_metrics.contains(line), "{line} not in {api_metrics}");
+    }
+    for daemon in daemons {
+        daemon.stop.shutdown();
+        daemon.running.await.expect("joins").expect("stops cleanly");
+    }
+}
