@@ -16,6 +16,9 @@ pub struct TestKey {
     pub kid: String,
     pub jwk: Value,
     pub encoding: jsonwebtoken::EncodingKey,
+    /// The key pair itself, for what an attacker would do with it (its public key's PEM and DER
+    /// bytes, a self-signed certificate).
+    pub pair: rcgen::KeyPair,
 }
 
 impl TestKey {
@@ -32,7 +35,28 @@ impl TestKey {
             }),
             encoding: jsonwebtoken::EncodingKey::from_rsa_pem(rc.serialize_pem().as_bytes())
                 .expect("pem"),
+            pair: rc,
         }
+    }
+
+    /// The public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) text.
+    pub fn public_pem(&self) -> String {
+        self.pair.public_key_pem()
+    }
+
+    /// The public key as SubjectPublicKeyInfo DER bytes.
+    pub fn public_der(&self) -> Vec<u8> {
+        rcgen::PublicKeyData::subject_public_key_info(&self.pair)
+    }
+
+    /// A self-signed certificate for this key, DER.
+    pub fn self_signed_der(&self) -> Vec<u8> {
+        rcgen::CertificateParams::new(vec!["attacker.example".to_owned()])
+            .expect("params")
+            .self_signed(&self.pair)
+            .expect("self-signed")
+            .der()
+            .to_vec()
     }
 }
 
@@ -310,15 +334,28 @@ pub async fn refusal(response: reqwest::Response) -> (u16, Option<String>, Strin
 /// Signs `header` and `claims` exactly as given (RS256 over the two parts), for headers the
 /// `jsonwebtoken` types cannot express (`crit`, odd `alg` spellings, `jku`).
 pub fn forge(header: &Value, claims: &Value, key: &TestKey) -> String {
-    let head = URL_SAFE_NO_PAD.encode(header.to_string());
-    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let input = format!("{head}.{body}");
-    let signature = jsonwebtoken::crypto::sign(
-        input.as_bytes(),
+    forge_raw(
+        &header.to_string(),
+        &claims.to_string(),
         &key.encoding,
         jsonwebtoken::Algorithm::RS256,
     )
-    .expect("signs");
+}
+
+/// Signs the header and claims texts byte for byte (duplicate members, numbers no `Value` holds)
+/// with `key` under `alg`.
+pub fn forge_raw(
+    header: &str,
+    claims: &str,
+    key: &jsonwebtoken::EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("signs");
     format!("{input}.{signature}")
 }
 
