@@ -116,6 +116,8 @@ pub struct KeyStore {
     fetching: tokio::sync::Mutex<()>,
     /// When an unknown `kid` last caused a fetch, for the once-per-5-minutes limit.
     last_kid_fetch: AtomicI64,
+    /// Keys given in memory (`from_jwks`): there is nothing to fetch, so nothing is.
+    in_memory: bool,
     pub metrics: KeyMetrics,
 }
 
@@ -147,6 +149,26 @@ struct Jwk {
     issuer: Option<String>,
 }
 
+/// The RSA signing keys of a JWKS, under their `kid`s; others (no `kid`, another `kty` or `use`,
+/// unusable components) are skipped.
+fn add_usable_keys(jwks: Jwks, keys: &mut HashMap<String, Vec<Arc<PublishedKey>>>) {
+    for jwk in jwks.keys {
+        let (Some(kid), Some(n), Some(e)) = (jwk.kid, jwk.n, jwk.e) else {
+            continue;
+        };
+        if jwk.kty != "RSA" || jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+            continue;
+        }
+        match DecodingKey::from_rsa_components(&n, &e) {
+            Ok(decoding) => keys.entry(kid).or_default().push(Arc::new(PublishedKey {
+                decoding,
+                issuer: jwk.issuer,
+            })),
+            Err(err) => tracing::warn!(%kid, error = %err, "skipping an unusable JWKS key"),
+        }
+    }
+}
+
 impl KeyStore {
     pub fn new(
         http: reqwest::Client,
@@ -164,8 +186,45 @@ impl KeyStore {
             current: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
             last_kid_fetch: AtomicI64::new(i64::MIN / 2),
+            in_memory: false,
             metrics: KeyMetrics::default(),
         }
+    }
+
+    /// A store of fixed keys, for embedding the validator where keys do not come over HTTP (an
+    /// offline tool, a fuzz target): the RSA signing keys of the JWKS document `jwks` and the
+    /// accepted tenants' issuers (tenant ID, lower case, → issuers). It never fetches: an unknown
+    /// `kid` stays unknown and `refresh` fails. The keys count as fetched at `clock()` now, so the
+    /// stale bound of `settings` still applies.
+    pub fn from_jwks(
+        jwks: &[u8],
+        issuers: HashMap<String, TenantIssuers>,
+        settings: KeySettings,
+        clock: Clock,
+    ) -> Result<Self, FetchError> {
+        let document = |reason: String| FetchError::Document {
+            url: "(in memory)".into(),
+            reason,
+        };
+        let jwks: Jwks = serde_json::from_slice(jwks).map_err(|e| document(e.to_string()))?;
+        let mut keys = HashMap::new();
+        add_usable_keys(jwks, &mut keys);
+        if keys.is_empty() {
+            return Err(document("no usable RSA signing key".into()));
+        }
+        // Never used (nothing is fetched), but the builder reports what `Client::new` would panic on.
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| document(e.to_string()))?;
+        let mut store = Self::new(http, "", issuers.keys().cloned().collect(), settings, clock);
+        store.in_memory = true;
+        let fetched_at = (store.clock)();
+        store.current = RwLock::new(Some(Arc::new(Published {
+            keys,
+            issuers,
+            fetched_at,
+        })));
+        Ok(store)
     }
 
     pub fn snapshot(&self) -> Option<Arc<Published>> {
@@ -205,6 +264,12 @@ impl KeyStore {
     }
 
     async fn fetch_and_install(&self) -> Result<(), FetchError> {
+        if self.in_memory {
+            return Err(FetchError::Document {
+                url: "(in memory)".into(),
+                reason: "keys given in memory are not fetched".into(),
+            });
+        }
         self.metrics.fetches.fetch_add(1, Ordering::Relaxed);
         match self.fetch().await {
             Ok(published) => {
@@ -260,21 +325,7 @@ impl KeyStore {
         let mut keys: HashMap<String, Vec<Arc<PublishedKey>>> = HashMap::new();
         for uri in &jwks_uris {
             let jwks: Jwks = self.get_json(uri).await?;
-            for jwk in jwks.keys {
-                let (Some(kid), Some(n), Some(e)) = (jwk.kid, jwk.n, jwk.e) else {
-                    continue;
-                };
-                if jwk.kty != "RSA" || jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-                    continue;
-                }
-                match DecodingKey::from_rsa_components(&n, &e) {
-                    Ok(decoding) => keys.entry(kid).or_default().push(Arc::new(PublishedKey {
-                        decoding,
-                        issuer: jwk.issuer,
-                    })),
-                    Err(err) => tracing::warn!(%kid, error = %err, "skipping an unusable JWKS key"),
-                }
-            }
+            add_usable_keys(jwks, &mut keys);
         }
         if keys.is_empty() {
             return Err(FetchError::Document {
@@ -315,7 +366,7 @@ impl KeyStore {
     /// as the identity provider does); otherwise the answer is immediate, without waiting.
     pub async fn lookup(&self, kid: &str) -> Lookup {
         let cached = self.lookup_cached(kid);
-        if let Lookup::Found(_) = cached {
+        if matches!(cached, Lookup::Found(_)) || self.in_memory {
             return cached;
         }
         let now = (self.clock)();
@@ -368,5 +419,156 @@ impl KeyStore {
                 healthy = store.refresh().await.is_ok();
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Reason, Validator, ValidatorSettings};
+    use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+    use std::sync::atomic::AtomicI64;
+
+    const TID: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+    const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    const READER: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+    const NOW: i64 = 1_800_000_000;
+
+    fn rsa_jwk(pair: &KeyPair, kid: &str) -> serde_json::Value {
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        json!({
+            "kty": "RSA", "use": "sig", "kid": kid,
+            "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e),
+            "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+        })
+    }
+
+    fn issuers() -> HashMap<String, TenantIssuers> {
+        HashMap::from([(
+            TID.to_owned(),
+            TenantIssuers {
+                v2: format!("https://login.microsoftonline.com/{TID}/v2.0"),
+                v1: format!("https://sts.windows.net/{TID}/"),
+            },
+        )])
+    }
+
+    fn clock_at(now: &Arc<AtomicI64>) -> Clock {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    }
+
+    fn sign(pair: &KeyPair, kid: &str, claims: &serde_json::Value) -> String {
+        let header = json!({"typ": "JWT", "alg": "RS256", "kid": kid});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0; pair.public_modulus_len()];
+        pair.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut signature,
+        )
+        .expect("signs");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_key_set_serves_its_rsa_signing_keys_and_never_fetches() {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key");
+        let jwks = json!({"keys": [
+            rsa_jwk(&pair, "good"),
+            {"kty": "EC", "use": "sig", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"},
+            {"kty": "RSA", "use": "enc", "kid": "encryption", "n": "AQAB", "e": "AQAB"},
+            {"kty": "RSA", "use": "sig", "n": "AQAB", "e": "AQAB"},
+        ]});
+        let now = Arc::new(AtomicI64::new(NOW));
+        let store = KeyStore::from_jwks(
+            jwks.to_string().as_bytes(),
+            issuers(),
+            KeySettings::default(),
+            clock_at(&now),
+        )
+        .expect("usable");
+        let published = store.snapshot().expect("installed at once");
+        assert_eq!(
+            published.keys.keys().collect::<Vec<_>>(),
+            ["good"],
+            "only the RSA signing key with a kid"
+        );
+        assert_eq!(published.issuers, issuers());
+        assert_eq!(published.fetched_at, NOW);
+        assert_eq!(store.readiness(), Readiness::Ready { age_secs: 0 });
+        assert!(matches!(store.lookup("good").await, Lookup::Found(keys) if keys.len() == 1));
+        assert!(matches!(store.lookup("rotated").await, Lookup::Unknown));
+        assert!(store.refresh().await.is_err());
+        assert_eq!(store.metrics.fetches.load(Ordering::Relaxed), 0);
+
+        // The keys verify real signatures: a validator over the store accepts a token they signed.
+        let validator = Validator::new(
+            Arc::new(store),
+            ValidatorSettings {
+                audiences: vec![API.to_owned()],
+                allowed_clients: vec![READER.to_owned()],
+                ..Default::default()
+            },
+            clock_at(&now),
+        );
+        let claims = json!({
+            "aud": API, "iss": format!("https://login.microsoftonline.com/{TID}/v2.0"),
+            "iat": NOW - 300, "nbf": NOW - 300, "exp": NOW + 3600, "azp": READER, "azpacr": "1",
+            "idtyp": "app", "oid": "sp", "sub": "sp", "tid": TID, "ver": "2.0",
+            "roles": ["Tasks.Read.All"],
+        });
+        let token = sign(&pair, "good", &claims);
+        let caller = validator
+            .validate(Some(&format!("Bearer {token}")))
+            .await
+            .expect("accepted");
+        assert_eq!(caller.client_app_id, READER);
+        let stranger = sign(
+            &KeyPair::generate(KeySize::Rsa2048).expect("RSA key"),
+            "good",
+            &claims,
+        );
+        let refused = validator
+            .validate(Some(&format!("Bearer {stranger}")))
+            .await
+            .expect_err("another key's signature");
+        assert_eq!(refused.reason, Reason::InvalidSignature);
+
+        // The stale bound applies to keys given in memory too.
+        now.fetch_add(KeySettings::default().max_stale_secs + 1, Ordering::SeqCst);
+        assert!(matches!(
+            validator.keys().lookup("good").await,
+            Lookup::Unavailable
+        ));
+    }
+
+    #[test]
+    fn a_jwks_without_a_usable_key_is_refused() {
+        let clock: Clock = Arc::new(|| NOW);
+        for jwks in [
+            r#"{"keys": []}"#,
+            r#"{"keys": [{"kty": "RSA", "use": "sig", "kid": "k", "n": "!!", "e": "!!"}]}"#,
+            r#"{"keys": [{"kty": "oct", "kid": "k", "k": "c2VjcmV0"}]}"#,
+            "not json",
+            r#"{"no_keys": true}"#,
+        ] {
+            let refused = KeyStore::from_jwks(
+                jwks.as_bytes(),
+                issuers(),
+                KeySettings::default(),
+                clock.clone(),
+            );
+            assert!(refused.is_err(), "{jwks}");
+        }
     }
 }
