@@ -21,11 +21,12 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 
 /// The request's parameters. Parsing is lossy: bad percent-encoding or invalid UTF-8 yields values
 /// that fail validation, never a 500. The first occurrence of a repeated parameter wins; an empty
-/// value counts as absent, as Entra treats it.
-struct Form(HashMap<String, String>);
+/// value counts as absent, as Entra treats it. Public so that fuzz targets reach it.
+pub struct Form(HashMap<String, String>);
 
 impl Form {
-    fn parse(body: &[u8]) -> Self {
+    /// The `application/x-www-form-urlencoded` body, as the endpoint reads it.
+    pub fn parse(body: &[u8]) -> Self {
         let mut map = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
             map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
@@ -33,7 +34,8 @@ impl Form {
         Self(map)
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    /// The parameter's first value, if present and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
@@ -359,4 +361,48 @@ fn success(ids: &RequestIds, issued: &IssuedToken, endpoint: Endpoint) -> HttpRe
         .json(body);
     ids.stamp(&mut response);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Form;
+
+    #[test]
+    fn form_parsing_is_lossy_first_wins_and_empty_is_absent() {
+        let form = Form::parse(
+            b"grant_type=client_credentials&scope=api%3A%2F%2Ftasks-api%2F.default\
+              &client_secret=a+b%2Bc&client_id=&client_id=second&bad=%zz%&utf8=%FF%00x\
+              &scope=ignored&=nameless&novalue",
+        );
+        assert_eq!(form.get("grant_type"), Some("client_credentials"));
+        assert_eq!(
+            form.get("scope"),
+            Some("api://tasks-api/.default"),
+            "first wins"
+        );
+        assert_eq!(
+            form.get("client_secret"),
+            Some("a b+c"),
+            "+ is a space, %2B a plus"
+        );
+        assert_eq!(
+            form.get("client_id"),
+            None,
+            "the first, empty, occurrence wins"
+        );
+        assert_eq!(
+            form.get("bad"),
+            Some("%zz%"),
+            "bad escapes are kept as they are"
+        );
+        assert_eq!(
+            form.get("utf8"),
+            Some("\u{FFFD}\0x"),
+            "invalid UTF-8 is replaced"
+        );
+        assert_eq!(form.get(""), Some("nameless"));
+        assert_eq!(form.get("novalue"), None);
+        assert_eq!(form.get("missing"), None);
+        assert_eq!(Form::parse(b"").get("grant_type"), None);
+    }
 }
