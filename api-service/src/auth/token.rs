@@ -115,9 +115,32 @@ fn valid_kid(kid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'.'))
 }
 
+/// Canonical unpadded base64url (RFC 7515 §2), judged without decoding: the alphabet, no length
+/// that leaves a lone character, and zero bits where the last character carries none. Exactly what
+/// the decoder behind the signature check accepts, so no malformed part reaches a key lookup.
 fn is_base64url(part: &str) -> bool {
-    part.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    let bytes = part.as_bytes();
+    let alphabet = bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    alphabet
+        && match (bytes.len() % 4, bytes.last()) {
+            (1, _) => false,
+            (2, Some(&last)) => sextet(last) & 0b1111 == 0,
+            (3, Some(&last)) => sextet(last) & 0b11 == 0,
+            _ => true,
+        }
+}
+
+/// The value of a base64url character (the alphabet already checked).
+fn sextet(c: u8) -> u8 {
+    match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +266,31 @@ mod tests {
                 r#"{{"alg":"RS256","kid":"k","{member}":"https://attacker.example/keys"}}"#
             ));
             assert_eq!(reason(Some(&value)), Reason::HeaderKeyReference, "{member}");
+        }
+    }
+
+    #[test]
+    fn payload_and_signature_must_be_canonical_base64url() {
+        // Found by the `preparse` fuzz target: a 237-character payload (a lone trailing
+        // character, no bytes) passed, to fail only after the key lookup and the RSA check.
+        let header = b64(r#"{"alg":"RS256","kid":"k"}"#);
+        for payload in ["eyJ9a", "a", "ab", "abd", "e30="] {
+            assert_eq!(
+                reason(Some(&format!("Bearer {header}.{payload}.c2ln"))),
+                Reason::MalformedToken,
+                "{payload}"
+            );
+        }
+        for signature in ["c2lnb", "c2lnaX", "c2lnaXf", "c2ln+w"] {
+            assert_eq!(
+                reason(Some(&format!("Bearer {header}.e30.{signature}"))),
+                Reason::InvalidSignature,
+                "{signature}"
+            );
+        }
+        for (payload, signature) in [("e30", "aQ"), ("eyJhIjoxfQ", "aXc"), ("e30", "-_-_")] {
+            let value = format!("Bearer {header}.{payload}.{signature}");
+            assert!(preparse(Some(&value), CAP).is_ok(), "{value}");
         }
     }
 
