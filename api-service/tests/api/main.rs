@@ -4,6 +4,7 @@
 mod attack_corpus;
 mod durability;
 mod emulator;
+mod fuzz_regressions;
 mod helpers;
 mod keys;
 mod operations;

@@ -5,6 +5,7 @@ mod authorize;
 mod cli;
 mod directory;
 mod discovery;
+mod fuzz_regressions;
 mod helpers;
 mod interop;
 mod token_errors;
