@@ -363,7 +363,8 @@ impl KeyStore {
 
     /// The keys published under `kid`. An unknown `kid`, or keys past the stale bound, cause one
     /// fetch if none happened in the last `unknown_kid_refetch_secs` (so the API recovers as soon
-    /// as the identity provider does); otherwise the answer is immediate, without waiting.
+    /// as the identity provider does); otherwise the answer comes from the keys in hand, after
+    /// any fetch already under way has finished.
     pub async fn lookup(&self, kid: &str) -> Lookup {
         let cached = self.lookup_cached(kid);
         if matches!(cached, Lookup::Found(_)) || self.in_memory {
@@ -372,7 +373,11 @@ impl KeyStore {
         let now = (self.clock)();
         let limit = self.settings.unknown_kid_refetch_secs;
         if now - self.last_kid_fetch.load(Ordering::Acquire) < limit {
-            return cached;
+            // A rotation reaches many requests at once: the first one fetches, and the others
+            // must wait for that fetch rather than be refused a key it is about to bring. With
+            // no fetch under way the lock is free and this costs nothing; no second fetch starts.
+            drop(self.fetching.lock().await);
+            return self.lookup_cached(kid);
         }
         let _single_flight = self.fetching.lock().await;
         // Whoever waited here while another request fetched finds the outcome without fetching.

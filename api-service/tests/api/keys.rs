@@ -102,6 +102,59 @@ async fn a_rotated_in_key_is_found_without_a_restart() {
     );
 }
 
+/// Found by the mesh's end-to-end rotation test: the first request with the new kid fetched, and
+/// the requests arriving during that fetch were refused `unknown_signing_key` at once.
+#[tokio::test]
+async fn requests_arriving_during_a_rotation_fetch_wait_for_it() {
+    let idp = TestIdp::start().await;
+    let old = TestKey::generate("old");
+    let new = TestKey::generate("new");
+    idp.serve_discovery().await;
+    let clock = TestClock::new();
+    let store = idp.key_store(clock.clock());
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [old.jwk] })),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&idp.server)
+        .await;
+    store.refresh().await.expect("loads");
+    // The rotated JWKS answers slowly, so the other lookups arrive while it is being fetched.
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "keys": [old.jwk, new.jwk] }))
+                .set_delay(std::time::Duration::from_millis(200)),
+        )
+        .expect(1)
+        .mount(&idp.server)
+        .await;
+    let mut rotation = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        rotation.spawn(async move { store.lookup("new").await });
+        tokio::task::yield_now().await;
+    }
+    while let Some(result) = rotation.join_next().await {
+        assert!(
+            found(&result.expect("task")),
+            "every request finds the new key"
+        );
+    }
+    assert_eq!(
+        store
+            .metrics
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "the start-up load and one fetch for the rotation"
+    );
+}
+
 #[tokio::test]
 async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
     let idp = TestIdp::start().await;
