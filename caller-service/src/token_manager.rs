@@ -144,6 +144,8 @@ pub struct ScopeStatus {
     pub next_attempt_at: Option<OffsetDateTime>,
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
+    /// A request to the identity provider for this scope is under way.
+    pub acquiring: bool,
 }
 
 /// The settings as durations.
@@ -389,6 +391,7 @@ impl TokenManager {
                     next_attempt_at: state.next_attempt_at,
                     consecutive_failures: state.consecutive_failures,
                     last_error: state.last_error.as_ref().map(ToString::to_string),
+                    acquiring: entry.single_flight.try_lock().is_err(),
                 }
             })
             .collect();
