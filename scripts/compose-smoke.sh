@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Smoke test of the mesh in containers (docker-compose.yml + docker-compose.override.yml, settings
+# from deploy/emulator/): builds and starts emulator, api, reader, writer and stranger; waits for
+# every health check; checks that the reader's and the writer's jobs succeed and the stranger's are
+# refused with 403 (the callers' and the API's /metrics); then stops the emulator and checks that
+# the callers keep succeeding on their cached tokens and the API on its cached keys. Everything is
+# removed afterwards (`down -v`), whether the test passed or not.
+#
+#   bash scripts/compose-smoke.sh
+#
+# Runs under its own project name on free host ports, so a mesh already running with
+# `docker compose up` is not touched. Needs a Docker Engine with the base images (on a machine
+# that cannot pull: bash scripts/docker-base-images.sh) and Compose v2 or docker-compose 1.29.
+# Every wait is bounded; the first build of the images compiles the workspace in release mode
+# (about 15 minutes on 2 cores), later ones reuse the layer cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROJECT=${SMOKE_PROJECT:-m2m-entra-smoke}
+BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-3000} # seconds for `up --build` (a cold build compiles everything)
+HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-180}
+TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
+OUTAGE_SECS=${SMOKE_OUTAGE_SECS:-25} # how long the callers must ride the emulator's absence
+SERVICES=(emulator api reader writer stranger)
+
+started=$SECONDS
+failures=0
+checks=0
+say() { printf 'compose-smoke: %s\n' "$*"; }
+pass() {
+  checks=$((checks + 1))
+  printf 'PASS: %s\n' "$*"
+}
+fail() {
+  checks=$((checks + 1))
+  failures=$((failures + 1))
+  printf 'FAIL: %s\n' "$*"
+}
+# check <0|1> <what passed> <what failed>
+check() { if (($1)); then pass "$2"; else fail "$3"; fi; }
+# A failure after which nothing else can be checked.
+abort() {
+  fail "$*"
+  exit 1
+}
+
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  COMPOSE=(docker-compose)
+else
+  abort "neither \`docker compose\` nor \`docker-compose\` is installed"
+fi
+docker info >/dev/null 2>&1 || abort "no Docker Engine reachable (docker info failed)"
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+API_PORT=${API_PORT:-$(free_port)}
+EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
+export API_PORT EMULATOR_PORT
+unset MESH_ENV # the emulator's DEMO settings, never a real tenant's
+
+compose() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
+WORK=$(mktemp -d)
+
+teardown() {
+  local status=$?
+  trap - EXIT INT TERM
+  if ((status != 0 || failures > 0)); then
+    say "state at failure:"
+    compose ps 2>&1 | sed 's/^/  /' || true
+    for service in "${SERVICES[@]}"; do
+      say "last log lines of $service:"
+      compose logs --no-color --tail 25 "$service" 2>&1 | sed 's/^/  /' || true
+    done
+  fi
+  say "tearing down (down -v)"
+  timeout 180 "${COMPOSE[@]}" -p "$PROJECT" down -v --remove-orphans >/dev/null 2>&1 ||
+    say "warning: \`down -v\` did not finish cleanly; see \`${COMPOSE[*]} -p $PROJECT ps\`"
+  rm -rf "$WORK"
+  local verdict=PASS
+  ((status == 0 && failures == 0)) || verdict=FAIL
+  say "$verdict: $((checks - failures)) of $checks checks passed in $((SECONDS - started)) s"
+  ((status != 0)) && exit "$status"
+  ((failures == 0)) || exit 1
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+say "using ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || echo '?')), project $PROJECT, API on 127.0.0.1:$API_PORT, emulator on 127.0.0.1:$EMULATOR_PORT"
+
+# 1. Build and start. The log of the build goes to a file; its tail is shown if it fails.
+t0=$SECONDS
+say "docker compose up --build (timeout ${BUILD_TIMEOUT} s)"
+if ! timeout "$BUILD_TIMEOUT" "${COMPOSE[@]}" -p "$PROJECT" up -d --build >"$WORK/up.log" 2>&1; then
+  tail -40 "$WORK/up.log" | sed 's/^/  /'
+  abort "\`up -d --build\` failed or took more than ${BUILD_TIMEOUT} s"
+fi
+pass "images built and containers started in $((SECONDS - t0)) s"
+
+# 2. Every container healthy.
+health() {
+  local id
+  id=$(compose ps -a -q "$1" 2>/dev/null)
+  [[ -n $id ]] || {
+    echo missing
+    return
+  }
+  docker inspect -f '{{if and .State.Running .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing
+}
+t0=$SECONDS
+deadline=$((SECONDS + HEALTH_TIMEOUT))
+while :; do
+  unhealthy=()
+  for service in "${SERVICES[@]}"; do
+    status=$(health "$service")
+    [[ $status == healthy ]] || unhealthy+=("$service=$status")
+  done
+  ((${#unhealthy[@]} == 0)) && break
+  ((SECONDS < deadline)) || abort "not healthy after ${HEALTH_TIMEOUT} s: ${unhealthy[*]}"
+  sleep 2
+done
+pass "all ${#SERVICES[@]} containers healthy (${SERVICES[*]}) $((SECONDS - t0)) s after start"
+
+# From the host, through the published ports: the API's /readyz, and the emulator's discovery
+# trusting only the CA it wrote to the shared volume.
+if curl -fsS -o /dev/null "http://127.0.0.1:$API_PORT/readyz"; then
+  pass "API published on 127.0.0.1:$API_PORT answers /readyz"
+else
+  fail "API's /readyz not reachable on 127.0.0.1:$API_PORT"
+fi
+compose exec -T emulator cat /var/lib/mesh-ca/ca.pem >"$WORK/ca.pem" 2>/dev/null || true
+if [[ -s $WORK/ca.pem ]] && curl -fsS -o /dev/null --cacert "$WORK/ca.pem" \
+  "https://localhost:$EMULATOR_PORT/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/v2.0/.well-known/openid-configuration"; then
+  pass "emulator published on 127.0.0.1:$EMULATOR_PORT serves discovery, verified with the CA from the emulator-ca volume"
+else
+  fail "emulator's discovery not reachable with its CA on https://localhost:$EMULATOR_PORT"
+fi
+
+# Counters. A caller's come from inside its container (its port is not published).
+caller_metrics() { compose exec -T "$1" curl -fsS http://127.0.0.1:9090/metrics 2>/dev/null || true; }
+api_metrics() { curl -fsS "http://127.0.0.1:$API_PORT/metrics" 2>/dev/null || true; }
+# sum of the samples of metric $1 whose labels contain every one of $2… (e.g. 'job="whoami"')
+metric() {
+  local name=$1
+  shift
+  awk -v name="$name" -v want="$(printf '%s\n' "$@")" '
+    BEGIN { n = split(want, w, "\n") }
+    index($0, name "{") == 1 || $1 == name {
+      ok = 1
+      for (i = 1; i <= n; i++) if (w[i] != "" && index($0, w[i]) == 0) ok = 0
+      if (ok) sum += $NF
+    }
+    END { printf "%d\n", sum }'
+}
+runs() { # service job outcome
+  caller_metrics "$1" | metric caller_job_runs_total "job=\"$2\"" "outcome=\"$3\""
+}
+snapshot() {
+  caller_metrics reader >"$WORK/reader.prom"
+  caller_metrics writer >"$WORK/writer.prom"
+  caller_metrics stranger >"$WORK/stranger.prom"
+  api_metrics >"$WORK/api.prom"
+  R_LIST=$(metric caller_job_runs_total 'job="list-tasks"' 'outcome="success"' <"$WORK/reader.prom")
+  R_WHO=$(metric caller_job_runs_total 'job="whoami"' 'outcome="success"' <"$WORK/reader.prom")
+  R_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/reader.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/reader.prom")))
+  W_OK=$(metric caller_job_runs_total 'job="create-task"' 'outcome="success"' <"$WORK/writer.prom")
+  W_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/writer.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/writer.prom")))
+  S_OK=$(metric caller_job_runs_total 'outcome="success"' <"$WORK/stranger.prom")
+  S_REFUSED=$(metric caller_job_runs_total 'job="list-tasks"' 'outcome="failure"' <"$WORK/stranger.prom")
+  S_ERR=$(metric caller_job_runs_total 'outcome="error"' <"$WORK/stranger.prom")
+  A_ACCEPTED=$(metric api_auth_outcomes_total 'outcome="accepted"' <"$WORK/api.prom")
+  A_NOT_ALLOWED=$(metric api_auth_outcomes_total 'outcome="client_not_allowed"' <"$WORK/api.prom")
+  A_403=$(metric api_http_requests_total 'status="403"' <"$WORK/api.prom")
+  A_201=$(metric api_http_requests_total 'method="POST"' 'status="201"' <"$WORK/api.prom")
+}
+show() {
+  say "$1: reader list-tasks ok=$R_LIST whoami ok=$R_WHO bad=$R_BAD | writer create-task ok=$W_OK bad=$W_BAD |" \
+    "stranger refused=$S_REFUSED ok=$S_OK error=$S_ERR | API accepted=$A_ACCEPTED client_not_allowed=$A_NOT_ALLOWED 403s=$A_403 201s=$A_201"
+}
+
+# 3. Traffic: each job has run at least twice (they run every 5 s).
+t0=$SECONDS
+deadline=$((SECONDS + TRAFFIC_TIMEOUT))
+while :; do
+  snapshot
+  ((R_LIST >= 2 && R_WHO >= 2 && W_OK >= 2 && S_REFUSED >= 2 && A_NOT_ALLOWED >= 2)) && break
+  ((SECONDS < deadline)) || break
+  sleep 2
+done
+show "after $((SECONDS - t0)) s of traffic"
+check "$((R_LIST >= 2 && R_WHO >= 2 && R_BAD == 0))" \
+  "reader's calls succeed (list-tasks $R_LIST, whoami $R_WHO, none failed)" \
+  "reader: list-tasks ok=$R_LIST whoami ok=$R_WHO failed=$R_BAD (want >= 2, >= 2, 0)"
+check "$((W_OK >= 2 && W_BAD == 0 && A_201 >= W_OK))" \
+  "writer's calls succeed (create-task $W_OK, the API answered 201 $A_201 times, none failed)" \
+  "writer: create-task ok=$W_OK failed=$W_BAD API 201s=$A_201 (want >= 2, 0, >= ok)"
+check "$((S_REFUSED >= 2 && S_OK == 0 && S_ERR == 0 && A_NOT_ALLOWED >= 2 && A_403 >= A_NOT_ALLOWED))" \
+  "stranger's calls are refused with 403 client_not_allowed ($S_REFUSED runs refused, API 403s $A_403)" \
+  "stranger: refused=$S_REFUSED ok=$S_OK error=$S_ERR API client_not_allowed=$A_NOT_ALLOWED 403s=$A_403"
+
+# 4. The identity provider goes away: tokens and keys already held keep the mesh working.
+compose stop emulator >/dev/null 2>&1 || abort "could not stop the emulator"
+emulator_state=$(health emulator)
+emulator_exited=0
+[[ $emulator_state == exited ]] && emulator_exited=1
+check "$emulator_exited" "emulator stopped" "emulator still $emulator_state after stop"
+snapshot
+show "emulator stopped"
+before_list=$R_LIST before_who=$R_WHO before_w=$W_OK before_s=$S_REFUSED before_acc=$A_ACCEPTED
+before_rbad=$R_BAD before_wbad=$W_BAD
+sleep "$OUTAGE_SECS"
+snapshot
+show "${OUTAGE_SECS} s without the emulator"
+want=$((OUTAGE_SECS / 5 - 2)) # runs every 5 s, less slack for timing
+((want >= 1)) || want=1
+check "$((R_LIST - before_list >= want && R_WHO - before_who >= want && R_BAD == before_rbad))" \
+  "reader keeps succeeding on its cached token (+$((R_LIST - before_list)) list-tasks, +$((R_WHO - before_who)) whoami)" \
+  "reader during the outage: +$((R_LIST - before_list)) list-tasks, +$((R_WHO - before_who)) whoami, +$((R_BAD - before_rbad)) failed (want >= $want, >= $want, 0)"
+check "$((W_OK - before_w >= want && W_BAD == before_wbad))" \
+  "writer keeps succeeding on its cached token (+$((W_OK - before_w)) create-task)" \
+  "writer during the outage: +$((W_OK - before_w)) create-task, +$((W_BAD - before_wbad)) failed (want >= $want, 0)"
+check "$((S_REFUSED - before_s >= want && S_OK == 0))" \
+  "stranger is still refused with 403, not failing on tokens (+$((S_REFUSED - before_s)) refused)" \
+  "stranger during the outage: +$((S_REFUSED - before_s)) refused, ok=$S_OK (want >= $want, 0)"
+api_ready=0
+curl -fsS -o /dev/null "http://127.0.0.1:$API_PORT/readyz" && api_ready=1
+check "$((A_ACCEPTED > before_acc && api_ready))" \
+  "API still accepts tokens (+$((A_ACCEPTED - before_acc))) and is ready on its cached keys" \
+  "API during the outage: +$((A_ACCEPTED - before_acc)) accepted, /readyz ready=$api_ready"
+for service in api reader writer stranger; do
+  status=$(health "$service")
+  [[ $status == healthy ]] || fail "$service is $status during the emulator's absence"
+done
