@@ -39,6 +39,10 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
     /// Largest accepted JSON body. Default 64 KiB: a task is at most ~4.5 KiB of text.
     pub max_body_bytes: usize,
+    /// Stop on SIGTERM/SIGINT by itself. Default true; false when embedded in a process that
+    /// handles signals and stops the server through its handle (the mesh launcher), so that
+    /// shutdown happens in that process's order.
+    pub handle_signals: bool,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +53,7 @@ impl Default for ServerSettings {
             workers: None,
             shutdown_timeout_secs: 30,
             max_body_bytes: 64 * 1024,
+            handle_signals: true,
         }
     }
 }

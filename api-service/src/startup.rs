@@ -116,6 +116,9 @@ impl Application {
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
+        if !settings.server.handle_signals {
+            server = server.disable_signals();
+        }
         tracing::info!(%address, tenants = ?settings.entra.tenants, authority = %settings.entra.authority_host, "api-service listening");
         Ok(Self {
             server: server.run(),

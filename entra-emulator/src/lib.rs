@@ -116,6 +116,9 @@ impl Application {
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
+        if !settings.server.handle_signals {
+            server = server.disable_signals();
+        }
         let server = server.run();
         tracing::info!(
             https = %https_addr,

@@ -42,6 +42,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Worker threads. Default: one per core.
     pub workers: Option<usize>,
+    /// Stop on SIGTERM/SIGINT by itself. Default true; false when embedded in a process that
+    /// handles signals and stops the server through its handle (the mesh launcher), so that
+    /// shutdown happens in that process's order.
+    pub handle_signals: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +98,7 @@ impl Default for ServerSettings {
             ca_cert_out: None,
             max_body_bytes: 64 * 1024,
             workers: None,
+            handle_signals: true,
         }
     }
 }

@@ -1,0 +1,492 @@
+//! The whole mesh in one process: the real Entra emulator, the real tasks API and real caller
+//! daemons (one per identity), each built from its own crate's `Application` with the settings a
+//! deployment would give it. Nothing here re-implements a service; this crate only wires them
+//! together, and narrates what they log (see [`narrate`]).
+//!
+//! The launcher binary (`cargo run -p mesh`) and the end-to-end tests (the `tests` crate) both
+//! start the mesh through [`Mesh::start`].
+
+pub mod narrate;
+
+use anyhow::Context;
+use caller_service::settings::{IdentityConfig, JobSettings, OverlapPolicy, TokenManagerSettings};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+/// The tasks API's client ID: the `aud` of its v2 tokens.
+pub const API_CLIENT_ID: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+pub const API_SCOPE: &str = "api://tasks-api/.default";
+/// The public client and user of the demo directory, for the user-delegated (PKCE) token.
+pub const CLI_CLIENT_ID: &str = "4f5a6b7c-8d9e-4f0a-9b1c-3d4e5f6a7b8c";
+pub const CLI_REDIRECT: &str = "http://localhost:8400/callback";
+pub const USER: &str = "ada@contoso.onmicrosoft.com";
+
+/// The emulator's demo directory, which every default here follows.
+pub fn demo_directory() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/directory.toml")
+}
+
+/// One caller daemon: an identity from the demo directory and its jobs.
+#[derive(Debug, Clone)]
+pub struct CallerSpec {
+    pub name: &'static str,
+    pub client_id: &'static str,
+    /// DEMO value from the emulator's directory; never logged.
+    pub secret: &'static str,
+    pub jobs: Vec<JobSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub name: &'static str,
+    pub method: &'static str,
+    /// Path on the API, e.g. `/api/tasks`.
+    pub path: &'static str,
+    pub body: Option<serde_json::Value>,
+    pub every: Duration,
+    pub success_status: Vec<u16>,
+}
+
+impl JobSpec {
+    pub fn get(name: &'static str, path: &'static str, every: Duration) -> Self {
+        Self {
+            name,
+            method: "GET",
+            path,
+            body: None,
+            every,
+            success_status: vec![],
+        }
+    }
+}
+
+/// The three callers of the demo: a reader, a writer, and an app the API does not allow.
+pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
+    vec![
+        CallerSpec {
+            name: "reader",
+            client_id: "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+            secret: "rdr8Q~demo.reader.secret.not-for-production",
+            jobs: vec![JobSpec::get("list-tasks", "/api/tasks?limit=5", every)],
+        },
+        CallerSpec {
+            name: "writer",
+            client_id: "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+            secret: "wrt8Q~demo.writer.secret.not-for-production",
+            jobs: vec![JobSpec {
+                name: "create-task",
+                method: "POST",
+                path: "/api/tasks",
+                body: Some(serde_json::json!({ "title": "nightly import" })),
+                every: every + every / 2,
+                success_status: vec![201],
+            }],
+        },
+        CallerSpec {
+            name: "stranger",
+            client_id: "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b",
+            secret: "str8Q~demo.stranger.secret.not-for-production",
+            jobs: vec![JobSpec::get("peek-tasks", "/api/tasks?limit=5", every * 2)],
+        },
+    ]
+}
+
+pub struct MeshOptions {
+    /// The emulator's keys and CA, and the API's database, live under here.
+    pub data_dir: PathBuf,
+    /// 0 picks a free port (tests).
+    pub emulator_port: u16,
+    pub api_port: u16,
+    /// The emulator draws each token's lifetime from this range (seconds). Entra's is
+    /// 3600–5400; the demo shortens it so early refreshes happen while you watch.
+    pub token_lifetime_secs: (i64, i64),
+    pub callers: Vec<CallerSpec>,
+    /// The callers' refresh tuning (half-life refresh, margins).
+    pub token_manager: TokenManagerSettings,
+    /// Clocks: the real one unless a test injects its own.
+    pub caller_clock: Arc<dyn caller_service::clock::Clock>,
+    pub emulator_clock: Arc<dyn entra_emulator::clock::Clock>,
+}
+
+impl MeshOptions {
+    /// The demo: fixed ports, a short token lifetime, jobs every `every`.
+    pub fn demo(data_dir: PathBuf, every: Duration) -> Self {
+        Self {
+            data_dir,
+            emulator_port: 8443,
+            api_port: 8080,
+            token_lifetime_secs: (3600, 5400),
+            callers: demo_callers(every),
+            token_manager: TokenManagerSettings::default(),
+            caller_clock: Arc::new(caller_service::clock::SystemClock),
+            emulator_clock: Arc::new(entra_emulator::clock::SystemClock),
+        }
+    }
+}
+
+/// The running emulator. It can be stopped and started again on the same port and data
+/// directory (same keys, same CA), as a restarted identity provider would be.
+pub struct Emulator {
+    pub url: String,
+    pub ca: PathBuf,
+    pub state: actix_web::web::Data<entra_emulator::state::AppState>,
+    handle: actix_web::dev::ServerHandle,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    settings: entra_emulator::settings::EmulatorSettings,
+    clock: Arc<dyn entra_emulator::clock::Clock>,
+}
+
+impl Emulator {
+    async fn start(
+        settings: entra_emulator::settings::EmulatorSettings,
+        clock: Arc<dyn entra_emulator::clock::Clock>,
+    ) -> anyhow::Result<Self> {
+        let app = entra_emulator::Application::build_with_clock(settings.clone(), clock.clone())
+            .await
+            .context("entra-emulator")?;
+        let mut settings = settings;
+        // A restart must come back on the port first bound, where the callers look for it.
+        settings.server.https_port = app.https_addr().port();
+        Ok(Self {
+            url: app.public_url().to_owned(),
+            ca: app.ca_cert_path().clone(),
+            state: app.state(),
+            handle: app.handle(),
+            settings,
+            clock,
+            running: Some(tokio::spawn(app.run_until_stopped())),
+        })
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.halt().await
+    }
+
+    async fn halt(&mut self) -> anyhow::Result<()> {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running.await.context("emulator task")??;
+        }
+        Ok(())
+    }
+
+    /// Stops the emulator and starts it again on the same port from its data directory (same
+    /// signing keys, same CA), as a restarted identity provider would come back.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.halt().await?;
+        *self = Self::start(self.settings.clone(), self.clock.clone()).await?;
+        Ok(())
+    }
+}
+
+pub struct Api {
+    pub url: String,
+    handle: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub struct Caller {
+    pub name: &'static str,
+    pub client_id: &'static str,
+    /// The operator endpoint: `/healthz`, `/readyz`, `/metrics`.
+    pub url: String,
+    pub tokens: caller_service::token_manager::TokenManager,
+    pub metrics: caller_service::metrics::Metrics,
+    stop: caller_service::startup::ShutdownHandle,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Caller {
+    /// Runs of `job` so far with `outcome` (`success`, `failure`, `error`, `skipped`).
+    pub fn runs(&self, job: &str, outcome: &str) -> u64 {
+        self.metrics
+            .job_runs
+            .with_label_values(&[job, outcome])
+            .get()
+    }
+
+    /// Token requests this caller sent to the identity provider, whatever the answer.
+    pub fn idp_requests(&self) -> u64 {
+        sum_samples(&self.metrics.render(), "caller_idp_requests_total", "")
+    }
+
+    /// Tokens this caller obtained (at start, by a caller, or refreshed in the background).
+    pub fn tokens_acquired(&self) -> u64 {
+        sum_samples(
+            &self.metrics.render(),
+            "caller_token_acquisitions_total",
+            r#"result="ok""#,
+        )
+    }
+}
+
+pub struct Mesh {
+    pub emulator: Emulator,
+    pub api: Api,
+    pub callers: Vec<Caller>,
+    pub http: reqwest::Client,
+}
+
+impl Mesh {
+    /// Starts the emulator, then the API (which loads the emulator's keys), then the callers
+    /// (which acquire their tokens at once and run their jobs on schedule).
+    pub async fn start(options: MeshOptions) -> anyhow::Result<Self> {
+        let emulator_dir = options.data_dir.join("emulator");
+        std::fs::create_dir_all(&emulator_dir)
+            .with_context(|| format!("creating {}", emulator_dir.display()))?;
+        let mut settings = entra_emulator::settings::EmulatorSettings {
+            data_dir: emulator_dir,
+            directory: demo_directory(),
+            ..Default::default()
+        };
+        settings.server.https_port = options.emulator_port;
+        settings.server.http_port = None;
+        settings.server.workers = Some(1);
+        settings.server.handle_signals = false;
+        settings.tokens.lifetime_min_secs = options.token_lifetime_secs.0;
+        settings.tokens.lifetime_max_secs = options.token_lifetime_secs.1;
+        // Loopback only (no secret): the tests rotate keys and inject faults through it.
+        settings.admin.enabled = true;
+        let emulator = Emulator::start(settings, options.emulator_clock.clone()).await?;
+
+        let api_dir = options.data_dir.join("api");
+        std::fs::create_dir_all(&api_dir)
+            .with_context(|| format!("creating {}", api_dir.display()))?;
+        let mut api = api_service::ApiSettings::default();
+        api.server.port = options.api_port;
+        api.server.workers = Some(1);
+        api.server.handle_signals = false;
+        api.entra.authority_host = emulator.url.clone();
+        api.entra.tenants = vec![TENANT.into()];
+        api.auth.audiences = vec![API_CLIENT_ID.into(), "api://tasks-api".into()];
+        // The allow-list: every caller but the stranger, and the demo's certificate job.
+        api.auth.allowed_clients = options
+            .callers
+            .iter()
+            .filter(|c| c.name != "stranger")
+            .map(|c| c.client_id.to_owned())
+            .chain(["2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a".to_owned()])
+            .collect();
+        api.http.extra_ca_file = Some(emulator.ca.clone());
+        api.database.path = api_dir.join("tasks.db");
+        let app = api_service::Application::build(api)
+            .await
+            .context("api-service")?;
+        let api = Api {
+            url: format!("http://{}", app.address()),
+            handle: app.handle(),
+            running: tokio::spawn(app.run_until_stopped()),
+        };
+
+        let mut callers = Vec::new();
+        for spec in &options.callers {
+            let caller = start_caller(spec, &emulator, &api.url, &options)
+                .await
+                .with_context(|| format!("caller-service ({})", spec.name))?;
+            callers.push(caller);
+        }
+        // Redirects are not followed: the authorize endpoint's redirect carries the code.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .tls_certs_merge(shared::http::read_ca_bundle(&emulator.ca)?)
+            .build()
+            .context("HTTP client trusting the emulator's CA")?;
+        Ok(Self {
+            emulator,
+            api,
+            callers,
+            http,
+        })
+    }
+
+    pub fn caller(&self, name: &str) -> &Caller {
+        self.callers
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no caller named {name}"))
+    }
+
+    /// Stops the callers first (they finish running jobs), then the API, then the emulator.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for caller in &self.callers {
+            caller.stop.shutdown();
+        }
+        for caller in self.callers {
+            caller
+                .running
+                .await
+                .context("caller task")?
+                .with_context(|| format!("caller {}", caller.name))?;
+        }
+        self.api.handle.stop(true).await;
+        self.api.running.await.context("api task")??;
+        self.emulator.stop().await
+    }
+
+    /// A client-credentials token straight from the emulator's token endpoint.
+    pub async fn app_token(&self, client_id: &str, secret: &str) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.emulator.url))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", API_SCOPE),
+            ])
+            .send()
+            .await?;
+        access_token(response).await
+    }
+
+    /// Ada signs in to the public CLI client with the authorization-code flow and PKCE, and
+    /// gets a user-delegated token for the API: the kind of token the API must refuse.
+    pub async fn user_token(&self) -> anyhow::Result<String> {
+        use base64::Engine as _;
+        use rand::RngCore as _;
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let challenge = entra_emulator::codes::s256(&verifier);
+        let redirect = self
+            .http
+            .get(format!(
+                "{}/{TENANT}/oauth2/v2.0/authorize",
+                self.emulator.url
+            ))
+            .query(&[
+                ("client_id", CLI_CLIENT_ID),
+                ("response_type", "code"),
+                ("redirect_uri", CLI_REDIRECT),
+                ("scope", "api://tasks-api/Tasks.Read"),
+                ("login_hint", USER),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ])
+            .send()
+            .await?;
+        let location = redirect
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .context("the authorize endpoint did not redirect back with a code")?;
+        let code = url::Url::parse(location)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .context("no code in the redirect")?;
+        let response = self
+            .http
+            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.emulator.url))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", CLI_CLIENT_ID),
+                ("code", code.as_str()),
+                ("redirect_uri", CLI_REDIRECT),
+                ("code_verifier", verifier.as_str()),
+            ])
+            .send()
+            .await?;
+        access_token(response).await
+    }
+
+    /// Calls the API with `token`; returns the status and the problem+json `reason`, if any.
+    pub async fn call_api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> anyhow::Result<(u16, Option<String>)> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.api.url))
+            .bearer_auth(token);
+        if method == reqwest::Method::POST {
+            request = request.json(&serde_json::json!({ "title": "from the mesh" }));
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        Ok((status, body["reason"].as_str().map(str::to_owned)))
+    }
+}
+
+/// Sums the samples of `name` in a Prometheus text exposition whose labels contain `having`.
+pub fn sum_samples(exposition: &str, name: &str, having: &str) -> u64 {
+    exposition
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && line.contains(having)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+async fn access_token(response: reqwest::Response) -> anyhow::Result<String> {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    match body["access_token"].as_str() {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => anyhow::bail!(
+            "token endpoint answered {status}: {}",
+            body["error_description"]
+                .as_str()
+                .unwrap_or("no access_token")
+        ),
+    }
+}
+
+async fn start_caller(
+    spec: &CallerSpec,
+    emulator: &Emulator,
+    api_url: &str,
+    options: &MeshOptions,
+) -> anyhow::Result<Caller> {
+    let mut settings = caller_service::settings::Settings {
+        identity: IdentityConfig {
+            tenant_id: Some(TENANT.into()),
+            client_id: Some(spec.client_id.into()),
+            client_secret: Some(spec.secret.into()),
+            authority_host: Some(emulator.url.clone()),
+            ..Default::default()
+        },
+        token_manager: options.token_manager.clone(),
+        ..Default::default()
+    };
+    settings.http.extra_ca_file = Some(emulator.ca.clone());
+    settings.server.port = 0;
+    settings.jobs = spec
+        .jobs
+        .iter()
+        .map(|job| JobSettings {
+            name: job.name.into(),
+            schedule: None,
+            interval_secs: Some(job.every.as_secs().max(1)),
+            jitter_secs: 0,
+            method: job.method.into(),
+            url: format!("{api_url}{}", job.path),
+            body: job.body.clone(),
+            scope: API_SCOPE.into(),
+            timeout_secs: 10,
+            success_status: job.success_status.clone(),
+            overlap: OverlapPolicy::Skip,
+        })
+        .collect();
+    let app = caller_service::Application::build_with_clock(settings, options.caller_clock.clone())
+        .await?;
+    Ok(Caller {
+        name: spec.name,
+        client_id: spec.client_id,
+        url: format!("http://127.0.0.1:{}", app.port()),
+        tokens: app.tokens().clone(),
+        metrics: app.metrics().clone(),
+        stop: app.shutdown_handle(),
+        running: tokio::spawn(app.run_until_stopped()),
+    })
+}

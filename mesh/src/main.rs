@@ -1,0 +1,248 @@
+//! `cargo run -p mesh`: the Entra emulator, the tasks API and three caller daemons (a reader, a
+//! writer, and an app the API refuses) in one process, plus a user who signs in with PKCE and is
+//! turned away, all narrated for a person. Ctrl-C stops everything. `RUST_LOG` adds the services'
+//! own logs on stderr.
+
+use anyhow::Context;
+use clap::Parser;
+use mesh::narrate::{Cast, Narrator, Sink, duration, say};
+use mesh::{Mesh, MeshOptions, sum_samples};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Run the whole mesh locally: emulator, API and callers, narrated"
+)]
+struct Cli {
+    /// Keys, the development CA and the API's database are kept here between runs.
+    #[arg(long, default_value = ".data/mesh")]
+    data_dir: PathBuf,
+    /// The emulator's HTTPS port (0: any free port).
+    #[arg(long, default_value_t = 8443)]
+    emulator_port: u16,
+    /// The API's port (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    api_port: u16,
+    /// The reader's job runs this often; the writer's every 1.5×, the refused app's every 2×.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    every_secs: u64,
+    /// Token lifetime in seconds (drawn from [this, this × 1.25]). Entra's is 3600–5400; the
+    /// default shows an early refresh every minute or so.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    token_lifetime_secs: i64,
+    /// A summary line this often.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    summary_secs: u64,
+    /// Stop on its own once every job has run this many times (for scripts and tests).
+    #[arg(long)]
+    exit_after_runs: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mesh: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mesh: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let every = Duration::from_secs(cli.every_secs);
+    let mut options = MeshOptions::demo(cli.data_dir.clone(), every);
+    options.emulator_port = cli.emulator_port;
+    options.api_port = cli.api_port;
+    options.token_lifetime_secs = (cli.token_lifetime_secs, cli.token_lifetime_secs * 5 / 4);
+    // Refresh at half-life as in production; the 5-minute and 60-second bounds are scaled down
+    // with the short demo tokens so that half-life is what shows.
+    let lifetime = cli.token_lifetime_secs as u64;
+    options.token_manager.refresh_before_expiry_secs = (lifetime / 4).min(300);
+    options.token_manager.safety_margin_secs = (lifetime / 6).min(60);
+
+    let out: Sink = Arc::new(Mutex::new(std::io::stdout()));
+    let services_log = std::env::var_os("RUST_LOG").is_some().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(EnvFilter::from_default_env())
+    });
+    tracing_subscriber::registry()
+        .with(Narrator::new(Cast::new(&options.callers), out.clone()))
+        .with(services_log)
+        .try_init()
+        .context("installing the log subscriber")?;
+
+    say(
+        &out,
+        "mesh",
+        "starting the Entra ID emulator, the tasks API and three callers in one process",
+    );
+    let callers = options.callers.clone();
+    let mesh = Mesh::start(options).await?;
+    say(
+        &out,
+        "emulator",
+        &format!(
+            "{} (tenant {}; development CA {})",
+            mesh.emulator.url,
+            mesh::TENANT,
+            mesh.emulator.ca.display()
+        ),
+    );
+    say(
+        &out,
+        "api",
+        &format!(
+            "{} accepts app tokens of the reader and the writer (and the cert job); /metrics, /readyz",
+            mesh.api.url
+        ),
+    );
+    for (spec, caller) in callers.iter().zip(&mesh.callers) {
+        for job in &spec.jobs {
+            say(
+                &out,
+                spec.name,
+                &format!(
+                    "{}: {} {} every {}; operator endpoint {}/readyz",
+                    job.name,
+                    job.method,
+                    job.path,
+                    duration(job.every.as_secs()),
+                    caller.url
+                ),
+            );
+        }
+    }
+    say(
+        &out,
+        "mesh",
+        &format!(
+            "tokens live {}–{} here (Entra: 60–90 min), so early refreshes show; Ctrl-C stops everything",
+            duration(lifetime),
+            duration(lifetime * 5 / 4)
+        ),
+    );
+
+    user_is_turned_away(&mesh, &out).await;
+
+    let mut summary = tokio::time::interval(Duration::from_secs(cli.summary_secs));
+    summary.tick().await;
+    let mut check = tokio::time::interval(Duration::from_millis(200));
+    let stop_reason = loop {
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("listening for Ctrl-C")?;
+                break "Ctrl-C";
+            }
+            _ = summary.tick() => print_summary(&mesh, &callers, &out).await,
+            _ = check.tick(), if cli.exit_after_runs.is_some() => {
+                let wanted = cli.exit_after_runs.unwrap_or(0);
+                if every_job_ran(&mesh, &callers, wanted) {
+                    break "every job ran the requested number of times";
+                }
+            }
+        }
+    };
+    say(
+        &out,
+        "mesh",
+        &format!(
+            "{stop_reason}: stopping callers (running jobs finish), then the API, then the emulator"
+        ),
+    );
+    print_summary(&mesh, &callers, &out).await;
+    mesh.stop().await?;
+    say(&out, "mesh", "stopped; nothing left running");
+    Ok(())
+}
+
+/// Ada signs in to the public CLI app with PKCE and sends her delegated token to the API.
+async fn user_is_turned_away(mesh: &Mesh, out: &Sink) {
+    let what = match mesh.user_token().await {
+        Ok(token) => match mesh
+            .call_api(reqwest::Method::GET, "/api/whoami", &token)
+            .await
+        {
+            Ok((status, Some(reason))) => format!(
+                "signed in with PKCE (public client tasks-cli) and sent the user-delegated token: GET /api/whoami → {status} refused: {reason}"
+            ),
+            Ok((status, None)) => format!("GET /api/whoami with a user token → {status}"),
+            Err(error) => format!("calling the API failed: {error:#}"),
+        },
+        Err(error) => format!("the PKCE sign-in failed: {error:#}"),
+    };
+    say(out, "ada", &what);
+}
+
+fn every_job_ran(mesh: &Mesh, callers: &[mesh::CallerSpec], wanted: u64) -> bool {
+    callers.iter().zip(&mesh.callers).all(|(spec, caller)| {
+        spec.jobs.iter().all(|job| {
+            ["success", "failure", "error"]
+                .iter()
+                .map(|outcome| caller.runs(job.name, outcome))
+                .sum::<u64>()
+                >= wanted
+        })
+    })
+}
+
+async fn print_summary(mesh: &Mesh, callers: &[mesh::CallerSpec], out: &Sink) {
+    let mut parts = Vec::new();
+    let (mut calls, mut tokens) = (0, 0);
+    for (spec, caller) in callers.iter().zip(&mesh.callers) {
+        let count = |outcome| {
+            spec.jobs
+                .iter()
+                .map(|job| caller.runs(job.name, outcome))
+                .sum::<u64>()
+        };
+        let (ok, refused, errors) = (count("success"), count("failure"), count("error"));
+        calls += ok + refused + errors;
+        tokens += caller.tokens_acquired();
+        let mut part = format!("{} {ok} ok", spec.name);
+        if refused > 0 {
+            part += &format!(" {refused} refused");
+        }
+        if errors > 0 {
+            part += &format!(" {errors} failed");
+        }
+        parts.push(part);
+    }
+    let api = match mesh
+        .http
+        .get(format!("{}/metrics", mesh.api.url))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let text = response.text().await.unwrap_or_default();
+            let accepted = sum_samples(&text, "api_auth_outcomes_total", r#"outcome="accepted""#);
+            let all = sum_samples(&text, "api_auth_outcomes_total", "");
+            format!("API accepted {accepted}, refused {}", all - accepted)
+        }
+        Err(error) => format!("API metrics unavailable: {error}"),
+    };
+    say(
+        out,
+        "summary",
+        &format!(
+            "{} · {calls} calls on {tokens} tokens from the emulator · {api}",
+            parts.join(", ")
+        ),
+    );
+}

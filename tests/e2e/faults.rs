@@ -1,0 +1,164 @@
+//! The mesh under the identity provider's bad days: keys rotated mid-run, the token endpoint
+//! down for longer than the refresh window, the emulator restarted. Jobs must not notice.
+
+use crate::helpers::*;
+use entra_emulator::faults::{FaultKind, FaultRequest, FaultTarget};
+use mesh::{API_SCOPE, sum_samples};
+use std::time::Duration;
+
+/// Past the latest refresh point of any token (half of 90 min), short of the earliest end of
+/// serving (60 min minus the 60 s safety margin).
+const PAST_REFRESH: Duration = Duration::from_secs(46 * 60);
+
+async fn kid_of(test: &TestMesh, caller: &str) -> String {
+    let token = test
+        .mesh
+        .caller(caller)
+        .tokens
+        .get_token(API_SCOPE)
+        .await
+        .expect("a token");
+    kid(token.secret())
+}
+
+fn assert_no_failed_job(test: &TestMesh) {
+    for name in ["reader", "writer"] {
+        assert_eq!(test.runs(name, "failure"), 0, "{name}");
+        assert_eq!(test.runs(name, "error"), 0, "{name}");
+    }
+    assert_eq!(
+        test.runs("stranger", "error"),
+        0,
+        "the stranger is refused, never unanswered"
+    );
+}
+
+#[tokio::test]
+async fn keys_rotated_mid_run_fail_no_call() {
+    let test = start().await;
+    test.advance_to_run(EVERY, 1).await;
+    let old_kid = kid_of(&test, "reader").await;
+
+    let state = &test.mesh.emulator.state;
+    let new_kid = state
+        .tokens
+        .keys
+        .rotate(state.now())
+        .await
+        .expect("rotates");
+    assert_ne!(new_kid, old_kid);
+
+    // The refreshers fetch tokens signed with the new key while jobs keep running.
+    test.advance_to_run(PAST_REFRESH, 2).await;
+    eventually("every caller refreshed its token", || async {
+        test.mesh.callers.iter().all(|c| c.tokens_acquired() == 2)
+    })
+    .await;
+    for runs in 3..=4 {
+        test.advance_to_run(EVERY, runs).await;
+    }
+    for name in ["reader", "writer", "stranger"] {
+        assert_eq!(
+            kid_of(&test, name).await,
+            new_kid,
+            "{name} signs with the new key"
+        );
+    }
+    assert_no_failed_job(&test);
+    assert_eq!(test.runs("writer", "success"), 4);
+    // The API learned the new key on demand: one fetch at start, one for the new kid.
+    let metrics = test.api_metrics().await;
+    assert_eq!(
+        sum_samples(&metrics, "api_jwks_fetches_total", ""),
+        2,
+        "{metrics}"
+    );
+    test.mesh.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_outage_past_the_refresh_point_fails_no_job() {
+    let test = start().await;
+    test.advance_to_run(EVERY, 1).await;
+    let state = &test.mesh.emulator.state;
+    state
+        .faults
+        .add(
+            FaultRequest {
+                target: FaultTarget::Token,
+                kind: FaultKind::Unavailable,
+                seconds: Some(24 * 3600),
+                requests: None,
+            },
+            state.now(),
+        )
+        .expect("fault accepted");
+
+    // Past every refresh point: the refreshers try, get 503, back off, and the jobs run on.
+    test.advance_to_run(PAST_REFRESH, 2).await;
+    for runs in 3..=8 {
+        test.advance_to_run(EVERY, runs).await;
+    }
+    assert_no_failed_job(&test);
+    for caller in &test.mesh.callers {
+        assert!(
+            caller.idp_requests() > 1,
+            "{}: refresh attempts were made and failed",
+            caller.name
+        );
+        assert_eq!(caller.tokens_acquired(), 1, "{}", caller.name);
+        caller.tokens.update_gauges();
+        let stale = sum_samples(&caller.metrics.render(), "caller_token_serving_stale", "");
+        assert_eq!(
+            stale, 1,
+            "{}: serving a token whose refresh fails",
+            caller.name
+        );
+    }
+
+    // The identity provider comes back: the next attempt succeeds and the flag clears.
+    state.faults.clear();
+    for runs in 9..=10 {
+        test.advance_to_run(EVERY, runs).await;
+    }
+    eventually("every caller refreshed after the outage", || async {
+        test.mesh.callers.iter().all(|c| c.tokens_acquired() == 2)
+    })
+    .await;
+    for caller in &test.mesh.callers {
+        caller.tokens.update_gauges();
+        let stale = sum_samples(&caller.metrics.render(), "caller_token_serving_stale", "");
+        assert_eq!(stale, 0, "{}", caller.name);
+    }
+    assert_no_failed_job(&test);
+    test.mesh.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test]
+async fn the_emulator_restarted_leaves_every_token_valid() {
+    let mut test = start().await;
+    test.advance_to_run(EVERY, 1).await;
+    let kid_before = kid_of(&test, "reader").await;
+
+    test.mesh.emulator.restart().await.expect("restarts");
+    // Cached tokens keep working: the API never needed the emulator for them.
+    test.advance_to_run(EVERY, 2).await;
+    // New tokens from the restarted emulator carry the same key, which the API already has.
+    test.advance_to_run(PAST_REFRESH, 3).await;
+    eventually(
+        "every caller refreshed from the restarted emulator",
+        || async { test.mesh.callers.iter().all(|c| c.tokens_acquired() == 2) },
+    )
+    .await;
+    test.advance_to_run(EVERY, 4).await;
+    assert_eq!(kid_of(&test, "reader").await, kid_before);
+    assert_no_failed_job(&test);
+    assert_eq!(test.runs("reader", "success"), 4);
+    let metrics = test.api_metrics().await;
+    assert_eq!(
+        sum_samples(&metrics, "api_jwks_fetches_total", ""),
+        1,
+        "{metrics}"
+    );
+    test.mesh.stop().await.expect("stops cleanly");
+}

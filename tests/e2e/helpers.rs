@@ -1,0 +1,179 @@
+use caller_service::clock::ManualClock;
+use mesh::{CallerSpec, Mesh, MeshOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every job of the demo callers runs this often (on the callers' manual clock).
+pub const EVERY: Duration = Duration::from_secs(60);
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mesh-e2e-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestMesh {
+    pub mesh: Mesh,
+    pub clock: Arc<ManualClock>,
+    /// Job runs counted so far, per caller, to wait for the next ones.
+    _dir: TempDir,
+}
+
+/// The demo mesh on port 0 with every job every [`EVERY`], the callers on a manual clock.
+pub async fn start() -> TestMesh {
+    let mut callers = mesh::demo_callers(EVERY);
+    // The demo staggers the callers; here every job runs on every tick of the clock.
+    for job in callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
+        job.every = EVERY;
+    }
+    start_with(callers, |_| {}).await
+}
+
+pub async fn start_with(
+    callers: Vec<CallerSpec>,
+    customise: impl FnOnce(&mut MeshOptions),
+) -> TestMesh {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let dir = TempDir::new();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let mut options = MeshOptions::demo(dir.0.clone(), EVERY);
+    options.emulator_port = 0;
+    options.api_port = 0;
+    options.callers = callers;
+    options.caller_clock = clock.clone();
+    customise(&mut options);
+    let mesh = Mesh::start(options).await.expect("the mesh starts");
+    let test = TestMesh {
+        mesh,
+        clock,
+        _dir: dir,
+    };
+    // Ready once every caller holds its token: until then an acquisition's own timeout is one
+    // of the clock's sleepers, and moving the clock would time it out.
+    eventually("every caller has its token", || async {
+        test.mesh.callers.iter().all(|c| {
+            let scopes = c.tokens.status();
+            !scopes.is_empty() && scopes.iter().all(|s| s.has_token)
+        })
+    })
+    .await;
+    test
+}
+
+impl TestMesh {
+    /// Moves the callers' clock by `by` once every job loop and token refresher waits on it,
+    /// and waits until every job has run `runs` times in all.
+    ///
+    /// Not while a token request is under way: its timeout also waits on this clock, and moving
+    /// the clock would time out a request the emulator is still answering.
+    pub async fn advance_to_run(&self, by: Duration, runs: u64) {
+        let waiting = self.mesh.callers.len() * 2;
+        eventually(
+            "every job loop and refresher waits on the clock",
+            || async {
+                self.clock.sleepers() >= waiting
+                    && self
+                        .mesh
+                        .callers
+                        .iter()
+                        .all(|c| c.tokens.status().iter().all(|s| !s.acquiring))
+            },
+        )
+        .await;
+        self.clock.advance(by);
+        eventually(&format!("every job has run {runs} times"), || async {
+            self.mesh.callers.iter().all(|c| self.total_runs(c) >= runs)
+        })
+        .await;
+    }
+
+    pub fn total_runs(&self, caller: &mesh::Caller) -> u64 {
+        ["success", "failure", "error"]
+            .iter()
+            .map(|outcome| {
+                self.job_names(caller)
+                    .iter()
+                    .map(|job| caller.runs(job, outcome))
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    /// Runs of the caller's jobs with `outcome`.
+    pub fn runs(&self, name: &str, outcome: &str) -> u64 {
+        let caller = self.mesh.caller(name);
+        self.job_names(caller)
+            .iter()
+            .map(|job| caller.runs(job, outcome))
+            .sum()
+    }
+
+    fn job_names(&self, caller: &mesh::Caller) -> Vec<&'static str> {
+        mesh::demo_callers(EVERY)
+            .into_iter()
+            .filter(|spec| spec.name == caller.name)
+            .flat_map(|spec| spec.jobs.into_iter().map(|job| job.name))
+            .collect()
+    }
+
+    pub async fn api_metrics(&self) -> String {
+        self.mesh
+            .http
+            .get(format!("{}/metrics", self.mesh.api.url))
+            .send()
+            .await
+            .expect("api metrics")
+            .text()
+            .await
+            .expect("body")
+    }
+}
+
+/// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
+/// broken test fails with `what` instead of hanging, never a timing assumption.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let met = tokio::time::timeout(Duration::from_secs(10), async {
+        while !condition().await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(met.is_ok(), "not within 10 s: {what}");
+}
+
+/// The `kid` of a JWT's header.
+pub fn kid(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().expect("JWT");
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url");
+    let header: serde_json::Value = serde_json::from_slice(&header).expect("JSON header");
+    header["kid"].as_str().expect("kid").to_owned()
+}
