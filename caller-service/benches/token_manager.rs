@@ -76,9 +76,8 @@ fn poll_ready<F: Future>(future: F) -> F::Output {
     }
 }
 
-fn reader_latency(c: &mut Criterion) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let _guard = runtime.enter();
+/// Our manager and azure_identity's credential, each holding a cached token for [`SCOPE`].
+fn warm_caches(runtime: &tokio::runtime::Runtime) -> (TokenManager, Arc<ClientSecretCredential>) {
     let manager = TokenManager::new(
         Arc::new(Counting::default()),
         &TokenManagerSettings::default(),
@@ -101,6 +100,13 @@ fn reader_latency(c: &mut Criterion) {
     runtime
         .block_on(credential.get_token(&[SCOPE], None))
         .expect("warm");
+    (manager, credential)
+}
+
+fn reader_latency(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _guard = runtime.enter();
+    let (manager, credential) = warm_caches(&runtime);
 
     let mut group = c.benchmark_group("cached_read");
     for readers in [1usize, 8] {
@@ -188,28 +194,7 @@ fn contended_median(c: &mut Criterion) {
     let _ = c;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _guard = runtime.enter();
-    let manager = TokenManager::new(
-        Arc::new(Counting::default()),
-        &TokenManagerSettings::default(),
-        Arc::new(SystemClock),
-        Metrics::new(),
-    );
-    runtime.block_on(manager.get_token(SCOPE)).expect("warm");
-    let credential = ClientSecretCredential::new(
-        "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f",
-        "client".to_owned(),
-        "secret".to_owned().into(),
-        Some(ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: Some(Transport::new(Arc::new(Canned))),
-                ..Default::default()
-            },
-        }),
-    )
-    .expect("credential");
-    runtime
-        .block_on(credential.get_token(&[SCOPE], None))
-        .expect("warm");
+    let (manager, credential) = warm_caches(&runtime);
 
     let measure = |readers: usize, read: Arc<dyn Fn() + Send + Sync>| {
         let start = Arc::new(std::sync::Barrier::new(readers));

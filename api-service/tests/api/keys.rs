@@ -2,7 +2,7 @@
 //! kept through an outage for a bounded time.
 
 use crate::helpers::*;
-use api_service::auth::keys::{Lookup, Readiness};
+use api_service::auth::keys::{KeyStore, Lookup, Readiness};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -73,6 +73,20 @@ async fn an_unknown_kid_flood_causes_one_fetch_per_five_minutes() {
     );
 }
 
+/// The store's first load finds `key` alone; later fetches get whatever is mounted next.
+async fn load_only(idp: &TestIdp, store: &KeyStore, key: &TestKey) {
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [key.jwk] })),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&idp.server)
+        .await;
+    store.refresh().await.expect("loads");
+}
+
 #[tokio::test]
 async fn a_rotated_in_key_is_found_without_a_restart() {
     let idp = TestIdp::start().await;
@@ -81,16 +95,7 @@ async fn a_rotated_in_key_is_found_without_a_restart() {
     idp.serve_discovery().await;
     let clock = TestClock::new();
     let store = idp.key_store(clock.clock());
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [old.jwk] })),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&idp.server)
-        .await;
-    store.refresh().await.expect("loads");
+    load_only(&idp, &store, &old).await;
     idp.serve_jwks(&[&old, &new], 1).await;
     assert!(
         found(&store.lookup("new").await),
@@ -112,16 +117,7 @@ async fn requests_arriving_during_a_rotation_fetch_wait_for_it() {
     idp.serve_discovery().await;
     let clock = TestClock::new();
     let store = idp.key_store(clock.clock());
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [old.jwk] })),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .mount(&idp.server)
-        .await;
-    store.refresh().await.expect("loads");
+    load_only(&idp, &store, &old).await;
     // The rotated JWKS answers slowly, so the other lookups arrive while it is being fetched.
     Mock::given(method("GET"))
         .and(path(TestIdp::jwks_path()))
