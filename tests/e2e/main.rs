@@ -6,3 +6,4 @@
 mod faults;
 mod flows;
 mod helpers;
+mod rotation_load;
