@@ -5,4 +5,5 @@ mod helpers;
 mod jobs;
 mod logging;
 mod mesh;
+mod storms;
 mod token_manager;
