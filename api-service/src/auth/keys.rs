@@ -428,7 +428,7 @@ impl KeyStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::{Reason, Validator, ValidatorSettings};
     use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
@@ -438,12 +438,12 @@ mod tests {
     use serde_json::json;
     use std::sync::atomic::AtomicI64;
 
-    const TID: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
-    const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
-    const READER: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
-    const NOW: i64 = 1_800_000_000;
+    pub(crate) const TID: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+    pub(crate) const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    pub(crate) const READER: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+    pub(crate) const NOW: i64 = 1_800_000_000;
 
-    fn rsa_jwk(pair: &KeyPair, kid: &str) -> serde_json::Value {
+    pub(crate) fn rsa_jwk(pair: &KeyPair, kid: &str) -> serde_json::Value {
         let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
         json!({
             "kty": "RSA", "use": "sig", "kid": kid,
@@ -452,7 +452,7 @@ mod tests {
         })
     }
 
-    fn issuers() -> HashMap<String, TenantIssuers> {
+    pub(crate) fn issuers() -> HashMap<String, TenantIssuers> {
         HashMap::from([(
             TID.to_owned(),
             TenantIssuers {
@@ -467,7 +467,7 @@ mod tests {
         Arc::new(move || now.load(Ordering::SeqCst))
     }
 
-    fn sign(pair: &KeyPair, kid: &str, claims: &serde_json::Value) -> String {
+    pub(crate) fn sign(pair: &KeyPair, kid: &str, claims: &serde_json::Value) -> String {
         let header = json!({"typ": "JWT", "alg": "RS256", "kid": kid});
         let input = format!(
             "{}.{}",
@@ -483,6 +483,16 @@ mod tests {
         )
         .expect("signs");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// A v2 app-only token's claims for the reader, valid at `NOW` for `TID` and `API`.
+    pub(crate) fn v2_app_claims() -> serde_json::Value {
+        json!({
+            "aud": API, "iss": format!("https://login.microsoftonline.com/{TID}/v2.0"),
+            "iat": NOW - 300, "nbf": NOW - 300, "exp": NOW + 3600, "azp": READER, "azpacr": "1",
+            "idtyp": "app", "oid": "sp", "sub": "sp", "tid": TID, "ver": "2.0",
+            "roles": ["Tasks.Read.All"],
+        })
     }
 
     #[tokio::test]
@@ -526,12 +536,7 @@ mod tests {
             },
             clock_at(&now),
         );
-        let claims = json!({
-            "aud": API, "iss": format!("https://login.microsoftonline.com/{TID}/v2.0"),
-            "iat": NOW - 300, "nbf": NOW - 300, "exp": NOW + 3600, "azp": READER, "azpacr": "1",
-            "idtyp": "app", "oid": "sp", "sub": "sp", "tid": TID, "ver": "2.0",
-            "roles": ["Tasks.Read.All"],
-        });
+        let claims = v2_app_claims();
         let token = sign(&pair, "good", &claims);
         let caller = validator
             .validate(Some(&format!("Bearer {token}")))

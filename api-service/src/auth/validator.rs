@@ -198,7 +198,8 @@ impl Validator {
         for key in keys {
             match jsonwebtoken::decode::<AccessTokenClaims>(token, &key.decoding, &validation) {
                 Ok(data) => {
-                    let remaining = (data.claims.exp - now).max(0) as u64;
+                    // Saturating: `exp` is whatever the issuer signed, i64::MIN included.
+                    let remaining = data.claims.exp.saturating_sub(now).max(0) as u64;
                     return Ok(Verified {
                         ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
                         claims: data.claims,
@@ -217,5 +218,60 @@ impl Validator {
             }
         }
         Err(AuthError::new(last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::KeySettings;
+    use crate::auth::keys::tests::{NOW, READER, issuers, rsa_jwk, sign, v2_app_claims};
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_signed_exp_at_the_edge_of_i64_is_refused_not_overflowed() {
+        // exp - now overflowed (a panic with overflow checks, a wrapped TTL without); found by
+        // reading, replayed by fuzz/regressions/validator/exp-i64-min.
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key");
+        let clock: Clock = Arc::new(|| NOW);
+        let store = KeyStore::from_jwks(
+            json!({"keys": [rsa_jwk(&pair, "k")]})
+                .to_string()
+                .as_bytes(),
+            issuers(),
+            KeySettings::default(),
+            clock.clone(),
+        )
+        .expect("usable");
+        let validator = Validator::new(
+            Arc::new(store),
+            ValidatorSettings {
+                audiences: vec![v2_app_claims()["aud"].as_str().expect("aud").to_owned()],
+                allowed_clients: vec![READER.to_owned()],
+                ..Default::default()
+            },
+            clock,
+        );
+        for exp in [i64::MIN, i64::MIN + 1, -1] {
+            let mut claims = v2_app_claims();
+            claims["exp"] = exp.into();
+            let token = sign(&pair, "k", &claims);
+            let refused = validator
+                .validate(Some(&format!("Bearer {token}")))
+                .await
+                .expect_err("expired");
+            assert_eq!(refused.reason, Reason::Expired, "exp {exp}");
+        }
+        let mut claims = v2_app_claims();
+        claims["exp"] = i64::MAX.into();
+        let token = sign(&pair, "k", &claims);
+        assert!(
+            validator
+                .validate(Some(&format!("Bearer {token}")))
+                .await
+                .is_ok(),
+            "exp i64::MAX"
+        );
     }
 }
