@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
-# Load on one api-service: `GET /api/whoami` with a valid app token against `GET /healthz` (no
-# token checked) on the same server in the same run, with wrk over loopback. Bounded: four runs
-# of $DURATION each (default 20 s) plus start-up; only 127.0.0.1 is touched.
+# Load on one api-service over loopback with wrk (only 127.0.0.1 is touched; bounded in time).
 #
-#   scripts/load-api.sh                 # DURATION=20s CONNECTIONS=64 THREADS=1
+#   scripts/load-api.sh [compare]       # DURATION=20s CONNECTIONS=64 THREADS=1
+#   DURATION=60 scripts/load-api.sh sustained
 #
+# compare (the default): `GET /api/whoami` with a valid app token against `GET /healthz` (no
+# token checked) on the same server in the same run: four runs of $DURATION each (default 20 s).
 # Prints a Markdown table (requests/s, p50/p99 latency, errors) and the authenticated/open ratio,
-# and the API's resident memory before and after. Needs wrk (Debian: apt-get install wrk) and curl.
+# and the API's resident memory before and after.
+#
+# sustained: one run of $DURATION (default 60 s) of `GET /api/whoami` with a valid app token.
+# Records requests/s, p50/p99 latency, errors as wrk sees them (non-2xx/3xx answers plus socket
+# errors: connect, read, write, timeout) and as the API counts them (whoami answers other than
+# 200, token checks other than `accepted`), and the API's resident memory (VmRSS) before the load,
+# every second during it, and after it. Prints `resilience: sustained load: ...` lines. Exit
+# status 1 when a bound is broken: any error on either side, or RSS after the load above RSS
+# before it plus $RSS_GROWTH_MIB (default 8 MiB: runs of 60 s grew it by about 2 MiB, all in the
+# first seconds (64 connections' buffers, allocator arenas), flat after; a leak of 4 bytes a
+# request would break it within a 60 s run at 35,000 requests/s).
+#
+# DURATION is wrk's (`60s`, `1m`) or plain seconds (`60`). Needs wrk (Debian: apt-get install
+# wrk), curl and python3. Builds the release binaries first.
 set -euo pipefail
 
-DURATION=${DURATION:-20s}
+MODE=${1:-compare}
+case $MODE in
+  compare) DURATION=${DURATION:-20s} ;;
+  sustained) DURATION=${DURATION:-60s} ;;
+  *) echo "usage: scripts/load-api.sh [compare|sustained]" >&2; exit 2 ;;
+esac
+[[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
+RSS_GROWTH_MIB=${RSS_GROWTH_MIB:-8}
 
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "load-api: needs $tool (Debian: apt-get install $tool)" >&2; exit 2; }
@@ -68,7 +89,7 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token
 rss() { awk '/VmRSS/ {print $2}' "/proc/$api_pid/status"; }
 rss_start=$(rss)
 
-# One wrk run: prints "requests_per_sec p50_ms p99_ms errors".
+# One wrk run: prints "requests_per_sec p50_ms p99_ms errors requests".
 run() {
   local out
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
@@ -83,19 +104,97 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
 sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
 errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-print(f"{rps:.0f} {ms('50'):.2f} {ms('99'):.2f} {errors}")
+requests = int(re.search(r"^\s*(\d+) requests in ", out, re.M).group(1))
+print(f"{rps:.0f} {ms('50'):.2f} {ms('99'):.2f} {errors} {requests}")
 PY
 }
+
+# The API's counters, from /metrics: "whoami_total whoami_not_200 auth_accepted auth_refused".
+counters() {
+  curl -s "$api/metrics" | python3 -c '
+import re, sys
+whoami = not200 = accepted = refused = 0
+for line in sys.stdin:
+    m = re.match(r"(\w+)\{([^}]*)\} (\S+)$", line.strip())
+    if not m:
+        continue
+    name, labels, value = m.group(1), dict(re.findall(r"(\w+)=\"([^\"]*)\"", m.group(2))), int(float(m.group(3)))
+    if name == "api_http_requests_total" and labels.get("route") == "/api/whoami":
+        whoami += value
+        not200 += value if labels.get("status") != "200" else 0
+    elif name == "api_auth_outcomes_total":
+        accepted += value if labels.get("outcome") == "accepted" else 0
+        refused += value if labels.get("outcome") != "accepted" else 0
+print(whoami, not200, accepted, refused)'
+}
+
+sustained() {
+  local cpus load model
+  cpus=$(nproc)
+  load=$(cut -d" " -f1-3 /proc/loadavg)
+  model=$(sed -n "s/^model name[[:space:]]*: //p" /proc/cpuinfo | head -1)
+  echo "load-api: sustained, $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s); $cpus cores ($model), load average before: $load" >&2
+  read -r whoami0 not2000 accepted0 refused0 <<<"$(counters)"
+  # RSS once a second while wrk runs; the sampler stops itself within a second of the stop file.
+  ( while [[ ! -e $work/stop ]] && kill -0 "$api_pid" 2>/dev/null; do rss >>"$work/rss"; sleep 1; done ) &
+  pids+=($!)
+  local sampler=$!
+  read -r rps p50 p99 errors requests <<<"$(run "${auth[@]}" "$api/api/whoami")"
+  touch "$work/stop"
+  wait "$sampler" 2>/dev/null || true
+  rss_end=$(rss)
+  read -r whoami1 not2001 accepted1 refused1 <<<"$(counters)"
+  local served=$((whoami1 - whoami0)) not200=$((not2001 - not2000)) refused=$((refused1 - refused0))
+  local accepted=$((accepted1 - accepted0))
+  local peak warm samples
+  peak=$(sort -n "$work/rss" | tail -1)
+  samples=$(wc -l <"$work/rss")
+  warm=$(sed -n 10p "$work/rss")
+  local bound=$((rss_start + RSS_GROWTH_MIB * 1024))
+  mib() { awk -v kib="$1" 'BEGIN { printf "%.1f", kib / 1024 }'; }
+
+  echo
+  echo "| route | duration | requests | requests/s | p50 ms | p99 ms | wrk errors | API: non-200 / refused |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| GET /api/whoami, app token validated | $DURATION | $requests | $rps | $p50 | $p99 | $errors | $not200 / $refused |"
+  echo
+  echo "api-service resident memory: $(mib "$rss_start") MiB before, $(mib "${warm:-$rss_start}") MiB after 10 s, peak $(mib "$peak") MiB ($samples samples, 1 a second), $(mib "$rss_end") MiB after; bound $(mib "$bound") MiB (before + $RSS_GROWTH_MIB MiB)"
+  echo "machine: $cpus cores ($model), shared; load average before the run: $load, after: $(cut -d" " -f1-3 /proc/loadavg)"
+  echo "resilience: sustained load: $DURATION of GET /api/whoami with a valid app token ($CONNECTIONS connections over loopback, wrk and the API on the same $cpus shared cores): $requests requests, $rps requests/s, p50 $p50 ms, p99 $p99 ms"
+  echo "resilience: sustained load: errors: wrk $errors (non-2xx/3xx and socket errors); API $not200 whoami answers other than 200, $refused tokens refused, $accepted accepted ($served whoami requests counted, in-flight ones at the end included)"
+  echo "resilience: sustained load: API resident memory $(mib "$rss_start") MiB before, $(mib "${warm:-$rss_start}") MiB after 10 s, peak $(mib "$peak") MiB, $(mib "$rss_end") MiB after (bound: after <= before + $RSS_GROWTH_MIB MiB)"
+  echo "resilience: sustained load: machine: $cpus shared cores ($model), load average $load before the run (the cores are shared with other builds: throughput and p99 are noisy)"
+
+  local broken=0
+  if [[ $errors != 0 || $not200 != 0 || $refused != 0 ]]; then
+    echo "load-api: errors under sustained load (wrk $errors, API non-200 $not200, refused $refused)" >&2
+    broken=1
+  fi
+  if ((served < requests)); then
+    echo "load-api: the API counted $served whoami requests, wrk $requests" >&2
+    broken=1
+  fi
+  if ((rss_end > bound)); then
+    echo "load-api: resident memory grew from $rss_start KiB to $rss_end KiB (bound $bound KiB)" >&2
+    broken=1
+  fi
+  return $broken
+}
+
+auth=(-H "Authorization: Bearer $token")
+if [[ $MODE == sustained ]]; then
+  sustained
+  exit $?
+fi
 
 echo "load-api: $DURATION per run, $CONNECTIONS connections, $THREADS wrk thread(s)" >&2
 # /healthz twice: bare, and carrying the very same Authorization header (which it ignores), so
 # that the second comparison isolates what validation and policy cost from what reading a
 # 1-2 KiB header costs any route.
-auth=(-H "Authorization: Bearer $token")
-read -r b b50 b99 berr <<<"$(run "$api/healthz")"
-read -r h1 h1p50 h1p99 h1err <<<"$(run "${auth[@]}" "$api/healthz")"
-read -r w w50 w99 werr <<<"$(run "${auth[@]}" "$api/api/whoami")"
-read -r h2 h2p50 h2p99 h2err <<<"$(run "${auth[@]}" "$api/healthz")"
+read -r b b50 b99 berr _ <<<"$(run "$api/healthz")"
+read -r h1 h1p50 h1p99 h1err _ <<<"$(run "${auth[@]}" "$api/healthz")"
+read -r w w50 w99 werr _ <<<"$(run "${auth[@]}" "$api/api/whoami")"
+read -r h2 h2p50 h2p99 h2err _ <<<"$(run "${auth[@]}" "$api/healthz")"
 rss_end=$(rss)
 
 echo

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# Regenerates RESILIENCE.md (issue 6, "Proof of resilience") from what the checks measure, in one
+# command:
+#
+#   bash scripts/resilience.sh                  # about 5 minutes on a warm target/
+#   DURATION=20 bash scripts/resilience.sh      # a shorter load run (default 60 s)
+#   FUZZ_SECS=60 bash scripts/resilience.sh     # also run scripts/fuzz.sh 60 (every target)
+#
+# Runs, each with `cargo test --locked ... -- --nocapture`: the attack corpus (which rewrites
+# api-service/ATTACK-CORPUS.md through ATTACK_CORPUS_MD), the identity-provider storm tests, the
+# end-to-end fault tests, the JWKS-outage and kill -9 tests, the fuzz regression inputs and the
+# trace-level secrets test; then `scripts/load-api.sh sustained` for $DURATION; and, when
+# FUZZ_SECS is set, `scripts/fuzz.sh $FUZZ_SECS` (otherwise the runs recorded in fuzz/README.md
+# are cited). Every check prints its figures as `resilience: <case>: <figure>` lines; this script
+# collects them with each test's pass/fail into one table, with the date, commit and machine.
+#
+# Every step runs even when an earlier one fails, so the file shows everything; the exit status is
+# 1 when any check failed (the file is still written, with FAIL in the result column). Logs stay
+# in target/resilience/. Each step runs in its own process group, which is killed on exit or
+# interrupt, so nothing is left running.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+DURATION=${DURATION:-60}
+FUZZ_SECS=${FUZZ_SECS:-}
+out=${RESILIENCE_MD:-RESILIENCE.md}
+logs=target/resilience
+rm -rf "$logs"
+mkdir -p "$logs"
+
+running=""
+cleanup() {
+  if [[ -n $running ]]; then
+    kill -TERM -- "-$running" 2>/dev/null || true
+    wait "$running" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'echo "resilience: interrupted" >&2; exit 130' INT TERM
+
+# step NAME COMMAND...: runs COMMAND in a process group of its own, output to $logs/NAME.{out,err},
+# "exit-status seconds" to $logs/NAME.status.
+step() {
+  local name=$1 started status=0
+  shift
+  echo "resilience: $name: $*" >&2
+  started=$(date +%s)
+  setsid --wait "$@" >"$logs/$name.out" 2>"$logs/$name.err" </dev/null &
+  running=$!
+  wait "$running" || status=$?
+  running=""
+  echo "$status $(($(date +%s) - started))" >"$logs/$name.status"
+  if [[ $status != 0 ]]; then
+    echo "resilience: $name: FAILED (exit $status); the end of its output:" >&2
+    tail -n 30 "$logs/$name.out" "$logs/$name.err" >&2 || true
+  fi
+}
+
+date -u +%Y-%m-%dT%H:%M:%SZ >"$logs/started"
+cut -d" " -f1-3 /proc/loadavg >"$logs/load-before"
+
+step attack-corpus env ATTACK_CORPUS_MD=ATTACK-CORPUS.md \
+  cargo test --locked -p api-service --test api attack_corpus -- --nocapture
+step storms cargo test --locked -p caller-service --test api storms -- --nocapture
+step e2e-faults cargo test --locked -p mesh-tests --test e2e -- --nocapture faults rotation_load
+step api-faults cargo test --locked -p api-service --test api -- --nocapture \
+  keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed durability fuzz_regressions
+step emulator-fuzz-regressions cargo test --locked -p entra-emulator --test api fuzz_regressions -- --nocapture
+step secrets cargo test --locked -p mesh --test secrets -- --nocapture
+step load env DURATION="$DURATION" bash scripts/load-api.sh sustained
+if [[ -n $FUZZ_SECS ]]; then
+  step fuzz bash scripts/fuzz.sh "$FUZZ_SECS"
+fi
+
+cut -d" " -f1-3 /proc/loadavg >"$logs/load-after"
+git rev-parse HEAD >"$logs/commit"
+git status --porcelain --untracked-files=no | wc -l >"$logs/dirty"
+rustc -V >"$logs/rustc"
+
+python3 - "$logs" "$out" "$DURATION" "$FUZZ_SECS" <<'PY'
+import os, re, subprocess, sys
+
+logs, out, duration, fuzz_secs = sys.argv[1:5]
+
+
+def read(name, default=""):
+    path = os.path.join(logs, name)
+    return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else default
+
+
+def status(step):
+    text = read(f"{step}.status").split()
+    return (int(text[0]), int(text[1])) if text else (None, 0)
+
+
+# Test outcomes (`test <path> ... ok`) and `resilience: <case>: <figure>` lines, per step.
+outcomes, figures = {}, []
+steps = ["attack-corpus", "storms", "e2e-faults", "api-faults", "emulator-fuzz-regressions",
+         "secrets", "load"] + (["fuzz"] if fuzz_secs else [])
+for step in steps:
+    text = read(f"{step}.out") + "\n" + read(f"{step}.err")
+    for name, result in re.findall(r"test (\S+) \.\.\. (ok|FAILED|ignored)", text):
+        outcomes[name] = result
+    for line in text.splitlines():
+        at = line.find("resilience: ")
+        if at < 0:
+            continue
+        m = re.match(r"resilience: (.+?): (.+)$", line[at:])
+        # The script's own progress lines ("resilience: <step>: ...") are not figures.
+        if m and m.group(1) not in steps:
+            figures.append([m.group(1), m.group(2).strip(), False])
+
+
+def cases(*names):
+    found = []
+    for figure in figures:
+        if figure[0] in names:
+            figure[2] = True
+            found.append(figure[1])
+    return found
+
+
+corpus = read(os.path.abspath("api-service/ATTACK-CORPUS.md"))
+corpus_summary = re.search(r"\*\*(\d+) attacks, (\d+) accepted\.\*\*", corpus)
+corpus_marked = sum(1 for l in corpus.splitlines() if l.startswith("|") and "✗" in l)
+
+rows = []
+failures = []
+failed_steps = set()
+
+
+def row(tried, how, expected, step, tests, seen, extra_ok=True, why=""):
+    code, _ = status(step)
+    problems = []
+    # A row with tests is judged by its tests (a test that did not build or run shows as "did
+    # not run"); a row without, by its step's exit status. Steps that fail for a reason no row
+    # names are reported in the verdict below.
+    if code is None:
+        problems.append("did not run")
+    elif code != 0 and not tests:
+        problems.append(f"exit status {code}")
+    for test in tests:
+        got = outcomes.get(test)
+        if got != "ok":
+            problems.append(f"`{test}` {got or 'did not run'}")
+    if not seen:
+        problems.append("no figures printed")
+    if not extra_ok:
+        problems.append(why)
+    result = "pass" if not problems else "**FAIL**: " + "; ".join(problems)
+    if problems:
+        failures.append(tried)
+        failed_steps.add(step)
+    rows.append((tried, how, expected, "<br>".join(seen) or "—", result))
+
+
+# Attack corpus.
+seen = []
+if corpus_summary:
+    seen.append(f"{corpus_summary.group(1)} attacks, {corpus_summary.group(2)} accepted; "
+                f"{corpus_marked} rows differing from their expectation; the control accepted. "
+                "Row by row: [api-service/ATTACK-CORPUS.md](api-service/ATTACK-CORPUS.md)")
+row("Attack corpus: forged, malformed, misdirected and replayed tokens",
+    "`api-service/tests/api/attack_corpus.rs`: one request per row over HTTP to the real API; "
+    "a second wiremock as the attacker's key server",
+    "every attack refused with its row's status and reason, 0 accepted; the attacker's key server "
+    "never asked; a valid control token accepted",
+    "attack-corpus", ["attack_corpus::the_attack_corpus_is_refused_row_by_row"], seen,
+    bool(corpus_summary) and corpus_summary.group(2) == "0" and corpus_marked == 0,
+    "ATTACK-CORPUS.md missing, or an attack accepted or differing")
+
+storm_how = ("`caller-service/tests/api/storms.rs`: the whole daemon (refresher, a job a minute) "
+             "against wiremock for 2 simulated hours on a manual clock, stepped ≤ 1 s and exactly "
+             "to each planned attempt")
+row("Token endpoint answers 503 to everything, daemon has no token",
+    storm_how,
+    "every gap ≤ min(1 s × 2^(n-1), 60 s); ≤ 320 requests in 2 h and ≤ 15 in any minute "
+    "(broken with probability < 1e-7, see the test's comment); ≥ 120 (never gives up); each job "
+    "run reports an error, none panics",
+    "storms", ["storms::a_503_storm_without_a_token_stays_within_the_backoff_bounds"],
+    cases("idp 503 storm, no token"))
+row("Token endpoint answers 503 to everything from the refresh point on",
+    storm_how,
+    "as above, counted from the refresh point; 0 failed job runs until the token's safety margin "
+    "(expiry − 60 s), errors (not panics) after it",
+    "storms", ["storms::a_503_storm_past_the_refresh_point_fails_no_job_until_the_safety_margin"],
+    cases("idp 503 storm, token held past its refresh point"))
+row("Token endpoint answers 429 with `Retry-After: 30` to everything, no token",
+    storm_how,
+    "every gap ≥ 30 s and ≤ max(backoff ceiling, 30 s): ≤ 2 requests in any minute, ≤ 241 in 2 h, "
+    "≥ 120; each job run reports an error",
+    "storms", ["storms::a_429_storm_without_a_token_honours_retry_after"],
+    cases("idp 429 storm (Retry-After 30 s), no token"))
+row("Token endpoint answers 429 with `Retry-After: 30` from the refresh point on",
+    storm_how,
+    "as above from the refresh point; 0 failed job runs until the safety margin",
+    "storms", ["storms::a_429_storm_past_the_refresh_point_honours_retry_after_and_fails_no_job"],
+    cases("idp 429 storm (Retry-After 30 s), token held past its refresh point"))
+
+e2e_how = ("`tests/e2e/{}`: the real emulator, API and three caller daemons in one process, "
+           "callers on a manual clock")
+row("Signing key rotated mid-run",
+    e2e_how.format("faults.rs"),
+    "0 failed job runs; every caller moves to the new kid at its refresh; the API fetches the JWKS "
+    "once more (2 in all)",
+    "e2e-faults", ["faults::keys_rotated_mid_run_fail_no_call"],
+    cases("signing key rotated mid-run"))
+row("Signing key rotated under load",
+    e2e_how.format("rotation_load.rs") + "; 8 clients calling as fast as they can",
+    "0 failed requests; 2 JWKS fetches (start-up and the new kid)",
+    "e2e-faults", ["rotation_load::keys_rotated_under_load_fail_no_request"],
+    cases("key rotation under load"))
+row("Token endpoint down (503) past every refresh point",
+    e2e_how.format("faults.rs") + "; the emulator's fault injection",
+    "0 failed job runs while the callers serve their tokens; refresh attempts made and refused; "
+    "after recovery one refresh each and no stale token served",
+    "e2e-faults", ["faults::a_token_endpoint_outage_past_the_refresh_point_fails_no_job"],
+    cases("token endpoint down (503) past every refresh point",
+          "token endpoint back after the outage"))
+row("Identity provider (emulator) restarted",
+    e2e_how.format("faults.rs"),
+    "cached tokens keep working; new tokens carry the same kid; the API needs no new fetch",
+    "e2e-faults", ["faults::the_emulator_restarted_leaves_every_token_valid"],
+    cases("emulator restarted"))
+row("JWKS endpoint down for a day",
+    "`api-service/tests/api/keys.rs`: the API's key store against wiremock answering 503, "
+    "manual clock",
+    "last good keys served up to 24 h (`keys.max_stale_secs`), then every lookup refused "
+    "(fail closed) and `/readyz` stale",
+    "api-faults", ["keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed"],
+    cases("JWKS outage"))
+row("`kill -9` of the API under write load",
+    "`api-service/tests/api/durability.rs`: the built binary, 8 writers creating tasks, SIGKILL "
+    "after 300 acknowledgements, restart on the same SQLite file",
+    "every acknowledged (201) task found after the restart; SIGTERM then exits 0",
+    "api-faults", ["durability::kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0"],
+    cases("kill -9 under write load", "SIGTERM after the restart"))
+
+# Fuzz regression inputs and the secrets test print no figures of their own: what they check is
+# the figure.
+regressions = [t for t in outcomes if "fuzz_regressions::" in t]
+row("Fuzzers' regression inputs replayed",
+    "`api-service/tests/api/fuzz_regressions.rs`, `entra-emulator/tests/api/fuzz_regressions.rs`: "
+    "every file of `fuzz/seeds/` and `fuzz/regressions/` through the fuzz harnesses",
+    "no panic, every oracle holds",
+    "api-faults",
+    ["fuzz_regressions::preparse_inputs_replay", "fuzz_regressions::validator_inputs_replay",
+     "fuzz_regressions::token_form_inputs_replay"],
+    [f"{len(regressions)} replay tests passed: " + ", ".join(f"`{t}`" for t in sorted(regressions))]
+    if regressions and all(outcomes[t] == "ok" for t in regressions) else [],
+    status("emulator-fuzz-regressions")[0] == 0, "entra-emulator replay failed")
+row("Secrets in logs at trace level",
+    "`mesh/tests/secrets.rs`: the whole mesh (`mesh` binary) with `RUST_LOG=trace`, every job run "
+    "twice, a PKCE sign-in",
+    "no client secret, PEM private key, signing-key material or JWT in stdout or stderr",
+    "secrets", ["the_mesh_at_trace_level_prints_no_secret_key_or_token"],
+    ["none found in over 1,000 trace lines of real traffic (asserted: tasks created, refusals seen)"]
+    if outcomes.get("the_mesh_at_trace_level_prints_no_secret_key_or_token") == "ok" else [])
+row(f"Sustained authenticated load ({duration if not duration.isdigit() else duration + ' s'})",
+    "`scripts/load-api.sh sustained`: release build, wrk (1 thread, 64 connections) over loopback "
+    "against `GET /api/whoami` with a real emulator token; wrk and the API share the 2 cores",
+    "0 errors (wrk non-2xx/3xx and socket errors; the API's non-200 answers and refused tokens); "
+    "resident memory after ≤ before + 8 MiB (`RSS_GROWTH_MIB`)",
+    "load", [], cases("sustained load"))
+
+fuzz_section = []
+if fuzz_secs:
+    lines = [l for l in read("fuzz.out").splitlines() if l.startswith("fuzz target=")]
+    row(f"Fuzzing, {fuzz_secs} s per target",
+        "`scripts/fuzz.sh`: cargo-fuzz (libFuzzer, AddressSanitizer), one process per target",
+        "no crash, leak, timeout or OOM",
+        "fuzz", [], [f"`{l}`" for l in lines])
+else:
+    readme = read(os.path.abspath("fuzz/README.md"))
+    recorded = [l.strip() for l in readme.splitlines() if "fuzz target=" in l and "crashes=" in l
+                and "execs=…" not in l]
+    fuzz_section.append("## Fuzzing\n")
+    fuzz_section.append("Not run by this generation (set `FUZZ_SECS` to run `scripts/fuzz.sh` "
+                        "here). The 10-minute runs are recorded in [fuzz/README.md](fuzz/README.md)"
+                        + (":\n" if recorded else " (no `fuzz target=… crashes=…` summary line "
+                                                   "found there to quote).\n"))
+    if recorded:
+        fuzz_section.append("```\n" + "\n".join(l.strip("`") for l in recorded) + "\n```\n")
+    fuzz_section.append("Its regression inputs are replayed above on every generation.\n")
+
+unmatched = [f for f in figures if not f[2]]
+
+cpu = ""
+for line in open("/proc/cpuinfo"):
+    if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+mem = ""
+for line in open("/proc/meminfo"):
+    if line.startswith("MemTotal"):
+        mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+commit = read("commit").strip()
+dirty = int(read("dirty", "0").strip() or 0)
+subject = subprocess.run(["git", "log", "-1", "--format=%s", commit], capture_output=True,
+                         text=True).stdout.strip()
+durations = ", ".join(f"{s} {status(s)[1]} s" for s in steps if status(s)[0] is not None)
+
+for step in steps:
+    code, _ = status(step)
+    if code not in (0, None) and step not in failed_steps:
+        failures.append(f"step `{step}` exited with status {code} (see target/resilience/{step}.out)")
+
+cell = lambda s: s.replace("|", "\\|").replace("\n", " ")
+md = []
+md.append("# Resilience\n")
+md.append("Generated by `bash scripts/resilience.sh`; do not edit by hand. Each row is a check that "
+          "ran for this file: the figures in *seen* are printed by the check itself "
+          "(`resilience: …` lines) and the result is the test's or script's own verdict.\n")
+verdict = ("**All {} checks passed.**".format(len(rows)) if not failures else
+           "**{} of {} checks FAILED:** {}.".format(len(failures), len(rows), "; ".join(failures)))
+md.append(verdict + "\n")
+md.append(f"- date: {read('started').strip()} (UTC)")
+md.append(f"- commit: `{commit[:12]}` ({subject})"
+          + (f", with uncommitted changes to {dirty} tracked file(s) in the working tree" if dirty else ""))
+md.append(f"- machine: {os.cpu_count()} cores ({cpu}), {mem} RAM, {os.uname().sysname} "
+          f"{os.uname().release}; shared with other builds, so timings and throughput are noisy "
+          f"(load average {read('load-before').strip()} before, {read('load-after').strip()} after)")
+md.append(f"- toolchain: {read('rustc').strip()}")
+md.append(f"- step durations: {durations}\n")
+md.append("| what was tried | how | expected | seen (figures) | result |")
+md.append("|---|---|---|---|---|")
+for r in rows:
+    md.append("| " + " | ".join(cell(c) for c in r) + " |")
+md.append("")
+if unmatched:
+    md.append("## Other figures\n")
+    md.append("Printed by the checks above but not placed in a row:\n")
+    for case, figure in ((f[0], f[1]) for f in unmatched):
+        md.append(f"- {case}: {figure}")
+    md.append("")
+md.extend(fuzz_section)
+md.append("## Notes\n")
+md.append("- The storm bounds come from the token manager's backoff (`caller-service/src/token_manager.rs`: "
+          "full jitter, 1 s initial, 60 s cap, `Retry-After` honoured); the derivation is the comment "
+          "at the top of `caller-service/tests/api/storms.rs`.")
+md.append("- Simulated time: the storm and end-to-end tests move the callers' clock by hand, so two hours "
+          "take seconds; requests to wiremock, the emulator and the API are real.")
+md.append("- Load figures are from one run on the shared machine; see BENCHMARKS.md for the comparison "
+          "with `/healthz` and the targets.")
+open(out, "w", encoding="utf-8").write("\n".join(md) + "\n")
+print(verdict.replace("**", ""))
+sys.exit(1 if failures else 0)
+PY
