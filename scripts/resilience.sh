@@ -75,7 +75,9 @@ fi
 
 cut -d" " -f1-3 /proc/loadavg >"$logs/load-after"
 git rev-parse HEAD >"$logs/commit"
-git status --porcelain --untracked-files=no | wc -l >"$logs/dirty"
+# What else the working tree held (the file being written aside).
+git status --porcelain --untracked-files=no | cut -c4- | { grep -vxF "$out" || true; } >"$logs/dirty"
+git status --porcelain | { grep '^??' || true; } | cut -c4- | { grep -cvxF "$out" || true; } >"$logs/untracked"
 rustc -V >"$logs/rustc"
 
 python3 - "$logs" "$out" "$DURATION" "$FUZZ_SECS" <<'PY'
@@ -296,7 +298,8 @@ for line in open("/proc/meminfo"):
     if line.startswith("MemTotal"):
         mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
 commit = read("commit").strip()
-dirty = int(read("dirty", "0").strip() or 0)
+dirty = read("dirty").split()
+untracked = int(read("untracked", "0").strip() or 0)
 subject = subprocess.run(["git", "log", "-1", "--format=%s", commit], capture_output=True,
                          text=True).stdout.strip()
 durations = ", ".join(f"{s} {status(s)[1]} s" for s in steps if status(s)[0] is not None)
@@ -317,7 +320,10 @@ verdict = ("**All {} checks passed.**".format(len(rows)) if not failures else
 md.append(verdict + "\n")
 md.append(f"- date: {read('started').strip()} (UTC)")
 md.append(f"- commit: `{commit[:12]}` ({subject})"
-          + (f", with uncommitted changes to {dirty} tracked file(s) in the working tree" if dirty else ""))
+          + ("; the working tree (shared with other engineers) also had uncommitted changes to "
+             + ", ".join(f"`{f}`" for f in dirty) if dirty else "")
+          + (f"{' and' if dirty else '; the working tree also had'} {untracked} untracked file(s)"
+             if untracked else ""))
 md.append(f"- machine: {os.cpu_count()} cores ({cpu}), {mem} RAM, {os.uname().sysname} "
           f"{os.uname().release}; shared with other builds, so timings and throughput are noisy "
           f"(load average {read('load-before').strip()} before, {read('load-after').strip()} after)")
