@@ -119,7 +119,8 @@ def cases(*names):
     for figure in figures:
         if figure[0] in names:
             figure[2] = True
-            found.append(figure[1])
+            # A row fed by several cases names each.
+            found.append(f"{figure[0]}: {figure[1]}" if len(names) > 1 else figure[1])
     return found
 
 
