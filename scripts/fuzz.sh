@@ -3,9 +3,10 @@
 # other in a single libFuzzer process (no -jobs/-fork: the machines have 2 cores, shared), and
 # prints one summary line per target:
 #
-#   fuzz target=preparse seconds=600 execs=12345678 exec_per_sec=20576 cov=812 ft=2345 corpus=310 crashes=0
+#   fuzz target=preparse seconds=601 wall=640 execs=12345678 exec_per_sec=20576 cov=812 ft=2345 corpus=310 crashes=0
 #
-# cov/ft are libFuzzer's edge coverage and features at the end; crashes counts the crash, leak,
+# seconds is libFuzzer's fuzzing time, wall adds the build check, harness start and exit leak
+# check; cov/ft are libFuzzer's edge coverage and features at the end; crashes counts the crash, leak,
 # timeout and OOM inputs the run left in fuzz/artifacts/<target>/ (libFuzzer stops at the first).
 # Exit status 1 when any target crashed or did not run. Installs cargo-fuzz (crates.io,
 # --locked) when missing. cargo-fuzz needs nightly-only rustc flags (-Zsanitizer=address, ...);
@@ -52,7 +53,7 @@ for target in $targets; do
   [[ -f fuzz/dict/$target.dict ]] && args+=(-dict="fuzz/dict/$target.dict")
   started=$(date +%s)
   if cargo fuzz run "$target" "${dirs[@]}" -- "${args[@]}" >"$log" 2>&1; then ran=ok; else ran=failed; fi
-  elapsed=$(($(date +%s) - started))
+  wall=$(($(date +%s) - started))
   after=$(find "$artifacts" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
   crashes=$((after - before))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -61,11 +62,12 @@ for target in $targets; do
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corpus=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
+  fuzzed=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
   if [[ -z $execs ]]; then # no final stats (a crash): the last status line's count
     execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$last")
-    per_sec=$(( ${execs:-0} / (elapsed > 0 ? elapsed : 1) ))
+    per_sec=$(( ${execs:-0} / (wall > 0 ? wall : 1) ))
   fi
-  echo "fuzz target=$target seconds=$elapsed execs=${execs:-?} exec_per_sec=${per_sec:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corpus:-?} crashes=$crashes"
+  echo "fuzz target=$target seconds=${fuzzed:-$wall} wall=$wall execs=${execs:-?} exec_per_sec=${per_sec:-?} cov=${cov:-?} ft=${ft:-?} corpus=${corpus:-?} crashes=$crashes"
   if [[ $ran != ok || $crashes -gt 0 ]]; then
     status=1
     echo "fuzz target=$target: see $log" >&2
