@@ -276,15 +276,35 @@ if fuzz_secs:
         "fuzz", [], [f"`{l}`" for l in lines])
 else:
     readme = read(os.path.abspath("fuzz/README.md"))
-    recorded = [l.strip() for l in readme.splitlines() if "fuzz target=" in l and "crashes=" in l
-                and "execs=…" not in l]
+    # The recorded runs: the table of a "## … runs" section (not "## Running"), else any summary
+    # lines of scripts/fuzz.sh quoted there.
+    section, heading = [], None
+    for line in readme.splitlines():
+        if line.startswith("## "):
+            if heading:
+                break
+            if re.search(r"\bruns\b", line, re.I):
+                heading = line[3:].strip()
+            continue
+        if heading:
+            section.append(line)
+    table = [l for l in section if l.startswith("|")]
+    recorded = [l.strip().strip("`") for l in readme.splitlines()
+                if "fuzz target=" in l and "crashes=" in l and "execs=…" not in l]
     fuzz_section.append("## Fuzzing\n")
-    fuzz_section.append("Not run by this generation (set `FUZZ_SECS` to run `scripts/fuzz.sh` "
-                        "here). The 10-minute runs are recorded in [fuzz/README.md](fuzz/README.md)"
-                        + (":\n" if recorded else " (no `fuzz target=… crashes=…` summary line "
-                                                   "found there to quote).\n"))
-    if recorded:
-        fuzz_section.append("```\n" + "\n".join(l.strip("`") for l in recorded) + "\n```\n")
+    intro = ("Not run by this generation (set `FUZZ_SECS` to run `scripts/fuzz.sh` here). "
+             "The 10-minute runs are recorded in ")
+    if table:
+        anchor = re.sub(r"[^a-z0-9 -]", "", heading.lower()).replace(" ", "-")
+        fuzz_section.append(intro + f"[fuzz/README.md, {heading}](fuzz/README.md#{anchor}), "
+                            "quoted:\n")
+        fuzz_section.append("\n".join(table) + "\n")
+    elif recorded:
+        fuzz_section.append(intro + "[fuzz/README.md](fuzz/README.md):\n")
+        fuzz_section.append("```\n" + "\n".join(recorded) + "\n```\n")
+    else:
+        fuzz_section.append(intro + "[fuzz/README.md](fuzz/README.md); no table of runs or "
+                            "`fuzz target=… crashes=…` line was found there to quote.\n")
     fuzz_section.append("Its regression inputs are replayed above on every generation.\n")
 
 unmatched = [f for f in figures if not f[2]]
