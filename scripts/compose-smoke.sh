@@ -8,15 +8,17 @@
 #
 #   bash scripts/compose-smoke.sh
 #
-# Runs under its own project name on free host ports, so a mesh already running with
-# `docker compose up` is not touched. Needs a Docker Engine with the base images (on a machine
+# Runs under a project name of its own (per run) on free host ports, so a mesh already running
+# with `docker compose up`, or another run of this script, is not touched. Needs a Docker Engine with the base images (on a machine
 # that cannot pull: bash scripts/docker-base-images.sh) and Compose v2 or docker-compose 1.29.
 # Every wait is bounded; the first build of the images compiles the workspace in release mode
 # (about 15 minutes on 2 cores), later ones reuse the layer cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PROJECT=${SMOKE_PROJECT:-m2m-entra-smoke}
+# A project of its own per run: two runs on one engine (a developer's and CI's) must not take
+# over each other's containers.
+PROJECT=${SMOKE_PROJECT:-m2m-entra-smoke-$$}
 BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-3000} # seconds for `up --build` (a cold build compiles everything)
 HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-180}
 TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
@@ -73,8 +75,9 @@ teardown() {
       compose logs --no-color --tail 25 "$service" 2>&1 | sed 's/^/  /' || true
     done
   fi
-  say "tearing down (down -v)"
-  timeout 180 "${COMPOSE[@]}" -p "$PROJECT" down -v --remove-orphans >/dev/null 2>&1 ||
+  # The project's images go too (their layers stay in the build cache for the next run).
+  say "tearing down (down -v --rmi local)"
+  timeout 180 "${COMPOSE[@]}" -p "$PROJECT" down -v --rmi local --remove-orphans >/dev/null 2>&1 ||
     say "warning: \`down -v\` did not finish cleanly; see \`${COMPOSE[*]} -p $PROJECT ps\`"
   rm -rf "$WORK"
   local verdict=PASS
