@@ -33,7 +33,8 @@ pub struct ServerSettings {
     /// The URL clients reach the emulator by; it is the issuer's host and the base of every URL in
     /// discovery. Default `https://localhost:{https_port}`.
     pub public_url: Option<url::Url>,
-    /// Names the server certificate is issued for.
+    /// Names the server certificate is issued for (`EMULATOR__SERVER__TLS_NAMES=emulator,localhost`).
+    #[serde(deserialize_with = "shared::config::list")]
     pub tls_names: Vec<String>,
     /// Where the CA certificate PEM is written for clients. Default `{data_dir}/ca.pem`.
     pub ca_cert_out: Option<PathBuf>,

@@ -84,6 +84,19 @@ fn check_reports_the_directory() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("contoso.onmicrosoft.com"));
 }
 
+/// Lists can be given by environment, comma-separated, as compose does for the container's names.
+#[test]
+fn tls_names_can_be_given_by_environment() {
+    let data_dir = TempDir::new();
+    let output = emulator(&data_dir)
+        .env("EMULATOR__SERVER__TLS_NAMES", "emulator,localhost")
+        .arg("check")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+}
+
 #[tokio::test]
 async fn rotate_keys_goes_through_the_running_emulators_admin_api() {
     let emu = spawn_emulator().await;
