@@ -96,6 +96,11 @@ pub enum FetchError {
     Document { url: String, reason: String },
 }
 
+/// How long a request with an unknown kid waits for a JWKS fetch already under way. Entra answers
+/// a JWKS request in well under a second; a fetch slower than this is treated as failed for the
+/// waiting request, which is refused as it would have been without waiting.
+const KID_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Default)]
 pub struct KeyMetrics {
     pub fetches: AtomicU64,
@@ -374,10 +379,16 @@ impl KeyStore {
         let limit = self.settings.unknown_kid_refetch_secs;
         if now - self.last_kid_fetch.load(Ordering::Acquire) < limit {
             // A rotation reaches many requests at once: the first one fetches, and the others
-            // must wait for that fetch rather than be refused a key it is about to bring. With
-            // no fetch under way the lock is free and this costs nothing; no second fetch starts.
-            drop(self.fetching.lock().await);
-            return self.lookup_cached(kid);
+            // wait for that fetch rather than be refused a key it is about to bring. The wait is
+            // bounded (a hanging identity provider, or a flood of made-up kids during one, must
+            // not park connections for a fetch's whole timeout), only for a kid not in the keys
+            // in hand (no keys at all, or stale ones, are answered at once), and never starts a
+            // second fetch. With no fetch under way the lock is free and this costs nothing.
+            if matches!(cached, Lookup::Unknown) {
+                let _ = tokio::time::timeout(KID_FETCH_WAIT, self.fetching.lock()).await;
+                return self.lookup_cached(kid);
+            }
+            return cached;
         }
         let _single_flight = self.fetching.lock().await;
         // Whoever waited here while another request fetched finds the outcome without fetching.

@@ -151,6 +151,56 @@ async fn requests_arriving_during_a_rotation_fetch_wait_for_it() {
     );
 }
 
+/// A JWKS fetch that hangs must not park every request with an unknown kid for the fetch's whole
+/// timeout: the waiters give up after a bounded wait and are refused as before, without a second
+/// fetch. (The answer arrives only after 30 s, so a request that waited for it would find the key.)
+#[tokio::test]
+async fn waiting_for_a_hanging_fetch_is_bounded() {
+    let idp = TestIdp::start().await;
+    let old = TestKey::generate("old");
+    let new = TestKey::generate("new");
+    idp.serve_discovery().await;
+    let clock = TestClock::new();
+    let store = idp.key_store(clock.clock());
+    load_only(&idp, &store, &old).await;
+    Mock::given(method("GET"))
+        .and(path(TestIdp::jwks_path()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "keys": [old.jwk, new.jwk] }))
+                .set_delay(std::time::Duration::from_secs(30)),
+        )
+        .mount(&idp.server)
+        .await;
+    let fetching = {
+        let store = store.clone();
+        tokio::spawn(async move { store.lookup("new").await })
+    };
+    // The fetch is under way once its request reached the identity provider.
+    while idp.server.received_requests().await.map_or(0, |r| r.len()) < 3 {
+        tokio::task::yield_now().await;
+    }
+    let mut waiters = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let store = store.clone();
+        waiters.spawn(async move { store.lookup("new").await });
+    }
+    while let Some(result) = waiters.join_next().await {
+        assert!(
+            matches!(result.expect("task"), Lookup::Unknown),
+            "answered before the hanging fetch ended"
+        );
+    }
+    fetching.abort();
+    assert_eq!(
+        store
+            .metrics
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
 #[tokio::test]
 async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
     let idp = TestIdp::start().await;
