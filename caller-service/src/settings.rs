@@ -153,6 +153,9 @@ pub struct ServerSettings {
     /// On SIGTERM/SIGINT running jobs get this long to finish. Default 30 s, inside Kubernetes'
     /// default 30 s termination grace period only if jobs are short; raise both together.
     pub shutdown_deadline_secs: u64,
+    /// Stop on SIGTERM/SIGINT by itself. Default true; false when embedded in a process that
+    /// handles signals and stops the daemon through its handle (the mesh launcher).
+    pub handle_signals: bool,
 }
 
 impl Default for ServerSettings {
@@ -161,6 +164,7 @@ impl Default for ServerSettings {
             host: "127.0.0.1".into(),
             port: 9090,
             shutdown_deadline_secs: 30,
+            handle_signals: true,
         }
     }
 }

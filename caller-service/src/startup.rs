@@ -55,6 +55,7 @@ pub struct Application {
     scheduler: Scheduler,
     scopes: Vec<String>,
     shutdown: watch::Sender<bool>,
+    handle_signals: bool,
 }
 
 /// Stops a running [`Application`] as SIGTERM would.
@@ -120,6 +121,7 @@ impl Application {
             scheduler,
             scopes,
             shutdown: watch::Sender::new(false),
+            handle_signals: settings.server.handle_signals,
         })
     }
 
@@ -149,6 +151,7 @@ impl Application {
             scheduler,
             scopes,
             shutdown,
+            handle_signals,
             ..
         } = self;
         tracing::info!(scopes = ?scopes, "starting");
@@ -158,7 +161,7 @@ impl Application {
         let mut stop = shutdown.subscribe();
         let jobs = tokio::spawn(scheduler.run(shutdown.subscribe()));
         tokio::select! {
-            signal = shutdown_signal() => {
+            signal = shutdown_signal(), if handle_signals => {
                 tracing::info!(signal, "stopping: no new job runs; waiting for running ones");
                 shutdown.send_replace(true);
             }

@@ -661,6 +661,7 @@ impl Inner {
         } else {
             tracing::warn!(
                 scope = %entry.key.scope,
+                client_id = %entry.key.client_id,
                 reason = %error.reason(),
                 consecutive_failures = failures,
                 next_attempt_in_ms = next_in.as_millis() as u64,
