@@ -28,13 +28,16 @@ pub fn demo_directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/directory.toml")
 }
 
-/// One caller daemon: an identity from the demo directory and its jobs.
-#[derive(Debug, Clone)]
+/// One caller daemon: an identity from the demo directory and its jobs. Not `Debug`: it holds a
+/// secret.
+#[derive(Clone)]
 pub struct CallerSpec {
     pub name: &'static str,
     pub client_id: &'static str,
     /// DEMO value from the emulator's directory; never logged.
     pub secret: &'static str,
+    /// On the API's client allow-list.
+    pub allowed: bool,
     pub jobs: Vec<JobSpec>,
 }
 
@@ -69,12 +72,14 @@ pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
             name: "reader",
             client_id: "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
             secret: "rdr8Q~demo.reader.secret.not-for-production",
+            allowed: true,
             jobs: vec![JobSpec::get("list-tasks", "/api/tasks?limit=5", every)],
         },
         CallerSpec {
             name: "writer",
             client_id: "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
             secret: "wrt8Q~demo.writer.secret.not-for-production",
+            allowed: true,
             jobs: vec![JobSpec {
                 name: "create-task",
                 method: "POST",
@@ -88,6 +93,7 @@ pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
             name: "stranger",
             client_id: "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b",
             secret: "str8Q~demo.stranger.secret.not-for-production",
+            allowed: false,
             jobs: vec![JobSpec::get("peek-tasks", "/api/tasks?limit=5", every * 2)],
         },
     ]
@@ -108,10 +114,13 @@ pub struct MeshOptions {
     /// Clocks: the real one unless a test injects its own.
     pub caller_clock: Arc<dyn caller_service::clock::Clock>,
     pub emulator_clock: Arc<dyn entra_emulator::clock::Clock>,
+    /// The emulator's admin API (key rotation, fault injection; loopback only): for tests.
+    pub admin: bool,
 }
 
 impl MeshOptions {
-    /// The demo: fixed ports, a short token lifetime, jobs every `every`.
+    /// The demo: fixed ports, Entra's token lifetimes (the launcher shortens them), jobs every
+    /// `every`, no admin API.
     pub fn demo(data_dir: PathBuf, every: Duration) -> Self {
         Self {
             data_dir,
@@ -122,6 +131,7 @@ impl MeshOptions {
             token_manager: TokenManagerSettings::default(),
             caller_clock: Arc::new(caller_service::clock::SystemClock),
             emulator_clock: Arc::new(entra_emulator::clock::SystemClock),
+            admin: false,
         }
     }
 }
@@ -248,7 +258,7 @@ impl Mesh {
         settings.tokens.lifetime_min_secs = options.token_lifetime_secs.0;
         settings.tokens.lifetime_max_secs = options.token_lifetime_secs.1;
         // Loopback only (no secret): the tests rotate keys and inject faults through it.
-        settings.admin.enabled = true;
+        settings.admin.enabled = options.admin;
         let emulator = Emulator::start(settings, options.emulator_clock.clone()).await?;
 
         let api_dir = options.data_dir.join("api");
@@ -258,14 +268,16 @@ impl Mesh {
         api.server.port = options.api_port;
         api.server.workers = Some(1);
         api.server.handle_signals = false;
+        // On Ctrl-C a request still in flight gets 5 s, not a deployment's 30 s.
+        api.server.shutdown_timeout_secs = 5;
         api.entra.authority_host = emulator.url.clone();
         api.entra.tenants = vec![TENANT.into()];
         api.auth.audiences = vec![API_CLIENT_ID.into(), "api://tasks-api".into()];
-        // The allow-list: every caller but the stranger, and the demo's certificate job.
+        // The allow-list: the allowed callers, and the demo's certificate job.
         api.auth.allowed_clients = options
             .callers
             .iter()
-            .filter(|c| c.name != "stranger")
+            .filter(|c| c.allowed)
             .map(|c| c.client_id.to_owned())
             .chain(["2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a".to_owned()])
             .collect();
@@ -309,21 +321,27 @@ impl Mesh {
             .unwrap_or_else(|| panic!("no caller named {name}"))
     }
 
-    /// Stops the callers first (they finish running jobs), then the API, then the emulator.
+    /// Stops the callers first (they finish running jobs), then the API, then the emulator;
+    /// every one of them, whatever happens to the others, and reports the first error.
     pub async fn stop(self) -> anyhow::Result<()> {
         for caller in &self.callers {
             caller.stop.shutdown();
         }
+        let mut outcomes = Vec::new();
         for caller in self.callers {
-            caller
-                .running
-                .await
-                .context("caller task")?
-                .with_context(|| format!("caller {}", caller.name))?;
+            let outcome = match caller.running.await {
+                Ok(result) => result,
+                Err(error) => Err(error.into()),
+            };
+            outcomes.push(outcome.with_context(|| format!("caller {}", caller.name)));
         }
         self.api.handle.stop(true).await;
-        self.api.running.await.context("api task")??;
-        self.emulator.stop().await
+        outcomes.push(match self.api.running.await {
+            Ok(result) => result.context("api-service"),
+            Err(error) => Err(anyhow::Error::from(error).context("api-service")),
+        });
+        outcomes.push(self.emulator.stop().await);
+        outcomes.into_iter().collect()
     }
 
     /// A client-credentials token straight from the emulator's token endpoint.
@@ -461,6 +479,7 @@ async fn start_caller(
     };
     settings.http.extra_ca_file = Some(emulator.ca.clone());
     settings.server.port = 0;
+    settings.server.handle_signals = false;
     settings.jobs = spec
         .jobs
         .iter()

@@ -35,7 +35,7 @@ struct Cli {
     every_secs: u64,
     /// Token lifetime in seconds (drawn from [this, this × 1.25]). Entra's is 3600–5400; the
     /// default shows an early refresh every minute or so.
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(i64).range(60..=69_120))]
     token_lifetime_secs: i64,
     /// A summary line this often.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -81,8 +81,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .with_filter(EnvFilter::from_default_env())
     });
+    // The narrator reads only the callers' events: filtering here keeps every other library's
+    // trace callsites disabled, instead of building events it would drop.
+    let narrated = tracing_subscriber::filter::Targets::new()
+        .with_target("caller_service", tracing::Level::INFO);
     tracing_subscriber::registry()
-        .with(Narrator::new(Cast::new(&options.callers), out.clone()))
+        .with(Narrator::new(Cast::new(&options.callers), out.clone()).with_filter(narrated))
         .with(services_log)
         .try_init()
         .context("installing the log subscriber")?;
@@ -92,6 +96,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "mesh",
         "starting the Entra ID emulator, the tasks API and three callers in one process",
     );
+    for (port, flag, what) in [
+        (cli.emulator_port, "--emulator-port", "the emulator's"),
+        (cli.api_port, "--api-port", "the API's"),
+    ] {
+        if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            anyhow::bail!(
+                "{what} port {port} is in use: stop what holds it, or pick another with {flag} (0: any free port)"
+            );
+        }
+    }
+    // Created once, before anything else runs: a signal is never missed, and SIGTERM (timeout,
+    // systemd, an IDE's stop button) stops the mesh as Ctrl-C does.
+    let mut signals = Signals::new().context("listening for SIGINT and SIGTERM")?;
     let callers = options.callers.clone();
     let mesh = Mesh::start(options).await?;
     say(
@@ -145,10 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut check = tokio::time::interval(Duration::from_millis(200));
     let stop_reason = loop {
         tokio::select! {
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("listening for Ctrl-C")?;
-                break "Ctrl-C";
-            }
+            signal = signals.next() => break signal,
             _ = summary.tick() => print_summary(&mesh, &callers, &out).await,
             _ = check.tick(), if cli.exit_after_runs.is_some() => {
                 let wanted = cli.exit_after_runs.unwrap_or(0);
@@ -162,13 +176,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         &out,
         "mesh",
         &format!(
-            "{stop_reason}: stopping callers (running jobs finish), then the API, then the emulator"
+            "{stop_reason}: stopping callers (running jobs finish), then the API (in-flight requests get up to 5 s), then the emulator; a second signal quits at once"
         ),
     );
     print_summary(&mesh, &callers, &out).await;
-    mesh.stop().await?;
+    tokio::select! {
+        stopped = mesh.stop() => stopped?,
+        signal = signals.next() => {
+            say(&out, "mesh", &format!("{signal} again: quitting without waiting"));
+            std::process::exit(130);
+        }
+    }
     say(&out, "mesh", "stopped; nothing left running");
     Ok(())
+}
+
+/// SIGINT and SIGTERM, registered once.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "Ctrl-C",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 /// Ada signs in to the public CLI app with PKCE and sends her delegated token to the API.
@@ -229,12 +287,15 @@ async fn print_summary(mesh: &Mesh, callers: &[mesh::CallerSpec], out: &Sink) {
         .send()
         .await
     {
-        Ok(response) => {
-            let text = response.text().await.unwrap_or_default();
-            let accepted = sum_samples(&text, "api_auth_outcomes_total", r#"outcome="accepted""#);
-            let all = sum_samples(&text, "api_auth_outcomes_total", "");
-            format!("API accepted {accepted}, refused {}", all - accepted)
-        }
+        Ok(response) => match response.text().await {
+            Ok(text) => {
+                let accepted =
+                    sum_samples(&text, "api_auth_outcomes_total", r#"outcome="accepted""#);
+                let all = sum_samples(&text, "api_auth_outcomes_total", "");
+                format!("API accepted {accepted}, refused {}", all - accepted)
+            }
+            Err(error) => format!("API metrics unreadable: {error}"),
+        },
         Err(error) => format!("API metrics unavailable: {error}"),
     };
     say(

@@ -32,7 +32,6 @@ impl Drop for TempDir {
 pub struct TestMesh {
     pub mesh: Mesh,
     pub clock: Arc<ManualClock>,
-    /// Job runs counted so far, per caller, to wait for the next ones.
     _dir: TempDir,
 }
 
@@ -63,6 +62,7 @@ pub async fn start_with(
     options.api_port = 0;
     options.callers = callers;
     options.caller_clock = clock.clone();
+    options.admin = true;
     customise(&mut options);
     let mesh = Mesh::start(options).await.expect("the mesh starts");
     let test = TestMesh {
