@@ -239,9 +239,11 @@ impl KeyStore {
             .clone()
     }
 
-    /// Whether `published` is within the stale bound now (for a snapshot the caller holds).
-    pub fn is_fresh(&self, published: &Published) -> bool {
-        matches!(self.judge(published), Readiness::Ready { .. })
+    /// The keys in hand while they are within the stale bound: `None` before the first load and
+    /// past the bound, where validation fails closed. One snapshot, judged as taken.
+    pub fn fresh_snapshot(&self) -> Option<Arc<Published>> {
+        self.snapshot()
+            .filter(|published| matches!(self.judge(published), Readiness::Ready { .. }))
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -405,12 +407,12 @@ impl KeyStore {
     }
 
     fn lookup_cached(&self, kid: &str) -> Lookup {
-        match (self.snapshot(), self.readiness()) {
-            (Some(published), Readiness::Ready { .. }) => match published.keys.get(kid) {
+        match self.fresh_snapshot() {
+            Some(published) => match published.keys.get(kid) {
                 Some(keys) => Lookup::Found(keys.clone()),
                 None => Lookup::Unknown,
             },
-            _ => Lookup::Unavailable,
+            None => Lookup::Unavailable,
         }
     }
 

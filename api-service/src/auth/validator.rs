@@ -87,6 +87,8 @@ pub struct Validator {
     allowed_clients: HashSet<String>,
     clock: Clock,
     cache: moka::future::Cache<[u8; 32], Arc<Verified>>,
+    /// The signature check's rules, the same for every token: built once.
+    signature_only: Validation,
     pub metrics: ValidatorMetrics,
 }
 
@@ -96,6 +98,12 @@ impl Validator {
             .max_capacity(settings.cache_capacity)
             .expire_after(UntilExpiry)
             .build();
+        let mut signature_only = Validation::new(Algorithm::RS256);
+        // Claims are judged by `claims::check` on every request, each failure with its own reason.
+        signature_only.required_spec_claims.clear();
+        signature_only.validate_exp = false;
+        signature_only.validate_nbf = false;
+        signature_only.validate_aud = false;
         Self {
             allowed_clients: settings
                 .allowed_clients
@@ -106,6 +114,7 @@ impl Validator {
             settings,
             clock,
             cache,
+            signature_only,
             metrics: ValidatorMetrics::default(),
         }
     }
@@ -135,18 +144,15 @@ impl Validator {
                 // The header checks run only here: a cache hit is the very same bytes, which
                 // passed them when first verified.
                 let pre = check_jws(token)?;
-                let verified = Arc::new(self.verify_signature(pre.token, &pre.kid, now).await?);
+                let verified = Arc::new(self.verify_signature(pre.token, pre.kid, now).await?);
                 (verified, true)
             }
         };
+        // Keys past the stale bound fail closed for cached tokens too, not only for new ones.
         let published = self
             .keys
-            .snapshot()
+            .fresh_snapshot()
             .ok_or_else(|| AuthError::new(Reason::KeysUnavailable))?;
-        // Keys past the stale bound fail closed for cached tokens too, not only for new ones.
-        if !self.keys.is_fresh(&published) {
-            return Err(AuthError::new(Reason::KeysUnavailable));
-        }
         // A cached verification counts only while its key is still published: a retired key's
         // tokens stop working at once, not at their expiry.
         if !published.keys.contains_key(&verified.kid) {
@@ -177,33 +183,31 @@ impl Validator {
     async fn verify_signature(
         &self,
         token: &str,
-        kid: &str,
+        kid: String,
         now: i64,
     ) -> Result<Verified, AuthError> {
-        let keys = match self.keys.lookup(kid).await {
+        let keys = match self.keys.lookup(&kid).await {
             Lookup::Found(keys) => keys,
             Lookup::Unknown => return Err(AuthError::new(Reason::UnknownSigningKey)),
             Lookup::Unavailable => return Err(AuthError::new(Reason::KeysUnavailable)),
         };
-        let mut validation = Validation::new(Algorithm::RS256);
-        // Claims are judged by `claims::check` on every request, each failure with its own reason.
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
         self.metrics
             .signature_checks
             .fetch_add(1, Ordering::Relaxed);
         let mut last = Reason::InvalidSignature;
         for key in keys {
-            match jsonwebtoken::decode::<AccessTokenClaims>(token, &key.decoding, &validation) {
+            match jsonwebtoken::decode::<AccessTokenClaims>(
+                token,
+                &key.decoding,
+                &self.signature_only,
+            ) {
                 Ok(data) => {
                     // Saturating: `exp` is whatever the issuer signed, i64::MIN included.
                     let remaining = data.claims.exp.saturating_sub(now).max(0) as u64;
                     return Ok(Verified {
                         ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
                         claims: data.claims,
-                        kid: kid.to_owned(),
+                        kid,
                         key_issuer: key.issuer.clone(),
                     });
                 }
