@@ -172,14 +172,15 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(AppOnlyMiddleware {
             service: Rc::new(service),
-            auth: self.clone(),
+            auth: Rc::new(self.clone()),
         }))
     }
 }
 
+/// One per worker thread: what each request takes of it is an `Rc` count, never a shared atomic.
 pub struct AppOnlyMiddleware<S> {
     service: Rc<S>,
-    auth: AppOnly,
+    auth: Rc<AppOnly>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T>>>;
@@ -197,7 +198,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
-        let auth = self.auth.clone();
+        let auth = Rc::clone(&self.auth);
         Box::pin(async move {
             match auth.authorize(&req).await {
                 Ok(caller) => {
