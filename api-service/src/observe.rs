@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
+use actix_web::web;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -25,10 +25,6 @@ tokio::task_local! {
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
-
-/// The request id, also kept in the request's extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
 
 /// An incoming id is kept only if it is 1–64 characters of `[A-Za-z0-9._-]`: it goes into logs
 /// and response headers, so anything else (newlines, quotes, megabytes) is replaced.
@@ -68,11 +64,13 @@ pub async fn middleware(
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    req.extensions_mut().insert(RequestId(id.clone()));
+    // Made before the id moves into the task-local; an id that passed the filter, or a fresh one,
+    // is always a valid header value.
+    let echoed = HeaderValue::from_str(&id).ok();
     let span = tracing::info_span!("request", request_id = %id, method, %route);
     let started = Instant::now();
     let result = REQUEST_ID
-        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .scope(id, next.call(req).instrument(span.clone()))
         .await;
     let status = match &result {
         Ok(response) => response.status(),
@@ -98,7 +96,7 @@ pub async fn middleware(
         }
     });
     result.map(|mut response| {
-        if let Ok(value) = HeaderValue::from_str(&id) {
+        if let Some(value) = echoed {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         response
