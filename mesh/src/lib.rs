@@ -193,13 +193,29 @@ impl Emulator {
 
 pub struct Api {
     pub url: String,
+    validator: Arc<api_service::auth::Validator>,
     handle: actix_web::dev::ServerHandle,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+impl Api {
+    /// Fetches of the tenants' discovery documents and JWKS so far (`api_jwks_fetches_total`).
+    pub fn jwks_fetches(&self) -> u64 {
+        self.validator
+            .keys()
+            .metrics
+            .fetches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The outcomes of a job run that went ahead (every one but `skipped`).
+pub const FINISHED: [&str; 3] = ["success", "failure", "error"];
+
 pub struct Caller {
     pub name: &'static str,
     pub client_id: &'static str,
+    pub jobs: Vec<JobSpec>,
     /// The operator endpoint: `/healthz`, `/readyz`, `/metrics`.
     pub url: String,
     pub tokens: caller_service::token_manager::TokenManager,
@@ -217,18 +233,27 @@ impl Caller {
             .get()
     }
 
-    /// Token requests this caller sent to the identity provider, whatever the answer.
+    /// Runs of all this caller's jobs with `outcome`.
+    pub fn all_runs(&self, outcome: &str) -> u64 {
+        self.jobs
+            .iter()
+            .map(|job| self.runs(job.name, outcome))
+            .sum()
+    }
+
+    /// Token requests this caller sent to the identity provider, whatever the answer. From the
+    /// text exposition: the `status` label's values are whatever the identity provider answered.
     pub fn idp_requests(&self) -> u64 {
         sum_samples(&self.metrics.render(), "caller_idp_requests_total", "")
     }
 
-    /// Tokens this caller obtained (at start, by a caller, or refreshed in the background).
+    /// Tokens this caller obtained (at start, by a caller, or refreshed in the background). Every
+    /// job of a mesh caller uses [`API_SCOPE`].
     pub fn tokens_acquired(&self) -> u64 {
-        sum_samples(
-            &self.metrics.render(),
-            "caller_token_acquisitions_total",
-            r#"result="ok""#,
-        )
+        self.metrics
+            .acquisitions
+            .with_label_values(&[API_SCOPE, "ok", "ok"])
+            .get()
     }
 }
 
@@ -288,6 +313,7 @@ impl Mesh {
             .context("api-service")?;
         let api = Api {
             url: format!("http://{}", app.address()),
+            validator: app.validator(),
             handle: app.handle(),
             running: tokio::spawn(app.run_until_stopped()),
         };
@@ -411,21 +437,15 @@ impl Mesh {
         access_token(response).await
     }
 
-    /// Calls the API with `token`; returns the status and the problem+json `reason`, if any.
-    pub async fn call_api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-    ) -> anyhow::Result<(u16, Option<String>)> {
-        let mut request = self
+    /// GETs `path` on the API with `token`; returns the status and the problem+json `reason`, if
+    /// any.
+    pub async fn call_api(&self, path: &str, token: &str) -> anyhow::Result<(u16, Option<String>)> {
+        let response = self
             .http
-            .request(method.clone(), format!("{}{path}", self.api.url))
-            .bearer_auth(token);
-        if method == reqwest::Method::POST {
-            request = request.json(&serde_json::json!({ "title": "from the mesh" }));
-        }
-        let response = request.send().await?;
+            .get(format!("{}{path}", self.api.url))
+            .bearer_auth(token)
+            .send()
+            .await?;
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         Ok((status, body["reason"].as_str().map(str::to_owned)))
@@ -502,6 +522,7 @@ async fn start_caller(
     Ok(Caller {
         name: spec.name,
         client_id: spec.client_id,
+        jobs: spec.jobs.clone(),
         url: format!("http://127.0.0.1:{}", app.port()),
         tokens: app.tokens().clone(),
         metrics: app.metrics().clone(),

@@ -5,11 +5,10 @@
 
 use anyhow::Context;
 use clap::Parser;
-use mesh::narrate::{Cast, Narrator, Sink, duration, say};
-use mesh::{Mesh, MeshOptions, sum_samples};
+use mesh::narrate::{Cast, Narrator, duration, say};
+use mesh::{FINISHED, Mesh, MeshOptions, sum_samples};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -75,7 +74,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     options.token_manager.refresh_before_expiry_secs = (lifetime / 4).min(300);
     options.token_manager.safety_margin_secs = (lifetime / 6).min(60);
 
-    let out: Sink = Arc::new(Mutex::new(std::io::stdout()));
     let services_log = std::env::var_os("RUST_LOG").is_some().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -86,13 +84,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let narrated = tracing_subscriber::filter::Targets::new()
         .with_target("caller_service", tracing::Level::INFO);
     tracing_subscriber::registry()
-        .with(Narrator::new(Cast::new(&options.callers), out.clone()).with_filter(narrated))
+        .with(Narrator::new(Cast::new(&options.callers)).with_filter(narrated))
         .with(services_log)
         .try_init()
         .context("installing the log subscriber")?;
 
     say(
-        &out,
         "mesh",
         "starting the Entra ID emulator, the tasks API and three callers in one process",
     );
@@ -109,10 +106,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Created once, before anything else runs: a signal is never missed, and SIGTERM (timeout,
     // systemd, an IDE's stop button) stops the mesh as Ctrl-C does.
     let mut signals = Signals::new().context("listening for SIGINT and SIGTERM")?;
-    let callers = options.callers.clone();
     let mesh = Mesh::start(options).await?;
     say(
-        &out,
         "emulator",
         &format!(
             "{} (tenant {}; development CA {})",
@@ -122,18 +117,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
     );
     say(
-        &out,
         "api",
         &format!(
             "{} accepts app tokens of the reader and the writer (and the cert job); /metrics, /readyz",
             mesh.api.url
         ),
     );
-    for (spec, caller) in callers.iter().zip(&mesh.callers) {
-        for job in &spec.jobs {
+    for caller in &mesh.callers {
+        for job in &caller.jobs {
             say(
-                &out,
-                spec.name,
+                caller.name,
                 &format!(
                     "{}: {} {} every {}; operator endpoint {}/readyz",
                     job.name,
@@ -146,7 +139,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     say(
-        &out,
         "mesh",
         &format!(
             "tokens live {}–{} here (Entra: 60–90 min), so early refreshes show; Ctrl-C stops everything",
@@ -155,7 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
     );
 
-    user_is_turned_away(&mesh, &out).await;
+    user_is_turned_away(&mesh).await;
 
     let mut summary = tokio::time::interval(Duration::from_secs(cli.summary_secs));
     summary.tick().await;
@@ -163,31 +155,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let stop_reason = loop {
         tokio::select! {
             signal = signals.next() => break signal,
-            _ = summary.tick() => print_summary(&mesh, &callers, &out).await,
+            _ = summary.tick() => print_summary(&mesh).await,
             _ = check.tick(), if cli.exit_after_runs.is_some() => {
                 let wanted = cli.exit_after_runs.unwrap_or(0);
-                if every_job_ran(&mesh, &callers, wanted) {
+                if every_job_ran(&mesh, wanted) {
                     break "every job ran the requested number of times";
                 }
             }
         }
     };
     say(
-        &out,
         "mesh",
         &format!(
             "{stop_reason}: stopping callers (running jobs finish), then the API (in-flight requests get up to 5 s), then the emulator; a second signal quits at once"
         ),
     );
-    print_summary(&mesh, &callers, &out).await;
+    print_summary(&mesh).await;
     tokio::select! {
         stopped = mesh.stop() => stopped?,
         signal = signals.next() => {
-            say(&out, "mesh", &format!("{signal} again: quitting without waiting"));
+            say("mesh", &format!("{signal} again: quitting without waiting"));
             std::process::exit(130);
         }
     }
-    say(&out, "mesh", "stopped; nothing left running");
+    say("mesh", "stopped; nothing left running");
     Ok(())
 }
 
@@ -230,12 +221,9 @@ impl Signals {
 }
 
 /// Ada signs in to the public CLI app with PKCE and sends her delegated token to the API.
-async fn user_is_turned_away(mesh: &Mesh, out: &Sink) {
+async fn user_is_turned_away(mesh: &Mesh) {
     let what = match mesh.user_token().await {
-        Ok(token) => match mesh
-            .call_api(reqwest::Method::GET, "/api/whoami", &token)
-            .await
-        {
+        Ok(token) => match mesh.call_api("/api/whoami", &token).await {
             Ok((status, Some(reason))) => format!(
                 "signed in with PKCE (public client tasks-cli) and sent the user-delegated token: GET /api/whoami → {status} refused: {reason}"
             ),
@@ -244,13 +232,13 @@ async fn user_is_turned_away(mesh: &Mesh, out: &Sink) {
         },
         Err(error) => format!("the PKCE sign-in failed: {error:#}"),
     };
-    say(out, "ada", &what);
+    say("ada", &what);
 }
 
-fn every_job_ran(mesh: &Mesh, callers: &[mesh::CallerSpec], wanted: u64) -> bool {
-    callers.iter().zip(&mesh.callers).all(|(spec, caller)| {
-        spec.jobs.iter().all(|job| {
-            ["success", "failure", "error"]
+fn every_job_ran(mesh: &Mesh, wanted: u64) -> bool {
+    mesh.callers.iter().all(|caller| {
+        caller.jobs.iter().all(|job| {
+            FINISHED
                 .iter()
                 .map(|outcome| caller.runs(job.name, outcome))
                 .sum::<u64>()
@@ -259,20 +247,18 @@ fn every_job_ran(mesh: &Mesh, callers: &[mesh::CallerSpec], wanted: u64) -> bool
     })
 }
 
-async fn print_summary(mesh: &Mesh, callers: &[mesh::CallerSpec], out: &Sink) {
+async fn print_summary(mesh: &Mesh) {
     let mut parts = Vec::new();
     let (mut calls, mut tokens) = (0, 0);
-    for (spec, caller) in callers.iter().zip(&mesh.callers) {
-        let count = |outcome| {
-            spec.jobs
-                .iter()
-                .map(|job| caller.runs(job.name, outcome))
-                .sum::<u64>()
-        };
-        let (ok, refused, errors) = (count("success"), count("failure"), count("error"));
+    for caller in &mesh.callers {
+        let (ok, refused, errors) = (
+            caller.all_runs("success"),
+            caller.all_runs("failure"),
+            caller.all_runs("error"),
+        );
         calls += ok + refused + errors;
         tokens += caller.tokens_acquired();
-        let mut part = format!("{} {ok} ok", spec.name);
+        let mut part = format!("{} {ok} ok", caller.name);
         if refused > 0 {
             part += &format!(" {refused} refused");
         }
@@ -299,7 +285,6 @@ async fn print_summary(mesh: &Mesh, callers: &[mesh::CallerSpec], out: &Sink) {
         Err(error) => format!("API metrics unavailable: {error}"),
     };
     say(
-        out,
         "summary",
         &format!(
             "{} · {calls} calls on {tokens} tokens from the emulator · {api}",

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::io::Write as _;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
@@ -33,26 +33,20 @@ impl Cast {
     }
 }
 
-/// Where narration goes: stdout for the launcher, a buffer for tests.
-pub type Sink = Arc<Mutex<dyn std::io::Write + Send>>;
-
+/// Narrates the callers' events on stdout.
 pub struct Narrator {
     cast: Cast,
-    sink: Sink,
 }
 
 impl Narrator {
-    pub fn new(cast: Cast, sink: Sink) -> Self {
-        Self { cast, sink }
-    }
-
-    pub fn stdout(cast: Cast) -> Self {
-        Self::new(cast, Arc::new(Mutex::new(std::io::stdout())))
+    pub fn new(cast: Cast) -> Self {
+        Self { cast }
     }
 }
 
-/// Prints one narration line: time, who, what.
-pub fn say(sink: &Sink, who: &str, what: &str) {
+/// Prints one narration line on stdout: time, who, what. One write of the whole line under
+/// stdout's lock, so lines from the launcher and from the services' events never interleave.
+pub fn say(who: &str, what: &str) {
     let now = time::OffsetDateTime::now_utc();
     let line = format!(
         "{:02}:{:02}:{:02}  {who:<9} {what}\n",
@@ -60,7 +54,7 @@ pub fn say(sink: &Sink, who: &str, what: &str) {
         now.minute(),
         now.second()
     );
-    let mut out = sink.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = std::io::stdout().lock();
     // A closed stdout (a pipe whose reader left) must not take the mesh down.
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
@@ -178,6 +172,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Narrator {
         } else {
             return;
         };
-        say(&self.sink, who, &what);
+        say(who, &what);
     }
 }

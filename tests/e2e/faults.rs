@@ -3,23 +3,12 @@
 
 use crate::helpers::*;
 use entra_emulator::faults::{FaultKind, FaultRequest, FaultTarget};
-use mesh::{API_SCOPE, sum_samples};
+use mesh::API_SCOPE;
 use std::time::Duration;
 
 /// Past the latest refresh point of any token (half of 90 min), short of the earliest end of
 /// serving (60 min minus the 60 s safety margin).
 const PAST_REFRESH: Duration = Duration::from_secs(46 * 60);
-
-async fn kid_of(test: &TestMesh, caller: &str) -> String {
-    let token = test
-        .mesh
-        .caller(caller)
-        .tokens
-        .get_token(API_SCOPE)
-        .await
-        .expect("a token");
-    kid(token.secret())
-}
 
 fn assert_no_failed_job(test: &TestMesh) {
     for name in ["reader", "writer"] {
@@ -38,19 +27,23 @@ fn served(test: &TestMesh) -> u64 {
     test.runs("reader", "success") + test.runs("writer", "success")
 }
 
+/// The caller's `caller_token_serving_stale` gauge, set as a scrape of its `/metrics` sets it.
+fn serving_stale(caller: &mesh::Caller) -> i64 {
+    caller.tokens.update_gauges();
+    caller
+        .metrics
+        .serving_stale
+        .with_label_values(&[API_SCOPE])
+        .get()
+}
+
 #[tokio::test]
 async fn keys_rotated_mid_run_fail_no_call() {
     let test = start().await;
     test.advance_to_run(EVERY, 1).await;
-    let old_kid = kid_of(&test, "reader").await;
+    let old_kid = test.kid_of("reader").await;
 
-    let state = &test.mesh.emulator.state;
-    let new_kid = state
-        .tokens
-        .keys
-        .rotate(state.now())
-        .await
-        .expect("rotates");
+    let new_kid = test.rotate_keys().await;
     assert_ne!(new_kid, old_kid);
 
     // The refreshers fetch tokens signed with the new key while jobs keep running.
@@ -64,7 +57,7 @@ async fn keys_rotated_mid_run_fail_no_call() {
     }
     for name in ["reader", "writer", "stranger"] {
         assert_eq!(
-            kid_of(&test, name).await,
+            test.kid_of(name).await,
             new_kid,
             "{name} signs with the new key"
         );
@@ -72,12 +65,7 @@ async fn keys_rotated_mid_run_fail_no_call() {
     assert_no_failed_job(&test);
     assert_eq!(test.runs("writer", "success"), 4);
     // The API learned the new key on demand: one fetch at start, one for the new kid.
-    let metrics = test.api_metrics().await;
-    assert_eq!(
-        sum_samples(&metrics, "api_jwks_fetches_total", ""),
-        2,
-        "{metrics}"
-    );
+    assert_eq!(test.mesh.api.jwks_fetches(), 2);
     println!(
         "resilience: signing key rotated mid-run: {} reader and writer job runs, 0 failed; the \
          stranger's {} runs refused (403), none unanswered; every caller on the new kid; API JWKS \
@@ -132,10 +120,9 @@ async fn a_token_endpoint_outage_past_the_refresh_point_fails_no_job() {
             caller.name
         );
         assert_eq!(caller.tokens_acquired(), 1, "{}", caller.name);
-        caller.tokens.update_gauges();
-        let stale = sum_samples(&caller.metrics.render(), "caller_token_serving_stale", "");
         assert_eq!(
-            stale, 1,
+            serving_stale(caller),
+            1,
             "{}: serving a token whose refresh fails",
             caller.name
         );
@@ -151,9 +138,7 @@ async fn a_token_endpoint_outage_past_the_refresh_point_fails_no_job() {
     })
     .await;
     for caller in &test.mesh.callers {
-        caller.tokens.update_gauges();
-        let stale = sum_samples(&caller.metrics.render(), "caller_token_serving_stale", "");
-        assert_eq!(stale, 0, "{}", caller.name);
+        assert_eq!(serving_stale(caller), 0, "{}", caller.name);
     }
     assert_no_failed_job(&test);
     println!(
@@ -167,7 +152,7 @@ async fn a_token_endpoint_outage_past_the_refresh_point_fails_no_job() {
 async fn the_emulator_restarted_leaves_every_token_valid() {
     let mut test = start().await;
     test.advance_to_run(EVERY, 1).await;
-    let kid_before = kid_of(&test, "reader").await;
+    let kid_before = test.kid_of("reader").await;
 
     test.mesh.emulator.restart().await.expect("restarts");
     // Cached tokens keep working: the API never needed the emulator for them.
@@ -180,15 +165,10 @@ async fn the_emulator_restarted_leaves_every_token_valid() {
     )
     .await;
     test.advance_to_run(EVERY, 4).await;
-    assert_eq!(kid_of(&test, "reader").await, kid_before);
+    assert_eq!(test.kid_of("reader").await, kid_before);
     assert_no_failed_job(&test);
     assert_eq!(test.runs("reader", "success"), 4);
-    let metrics = test.api_metrics().await;
-    assert_eq!(
-        sum_samples(&metrics, "api_jwks_fetches_total", ""),
-        1,
-        "{metrics}"
-    );
+    assert_eq!(test.mesh.api.jwks_fetches(), 1);
     println!(
         "resilience: emulator restarted: {} reader and writer job runs, 0 failed; tokens from the \
          restarted emulator carry the same kid; API JWKS fetches 1 (start-up only)",

@@ -2,8 +2,7 @@
 //! delegated token are refused, and an expired token is answered 401.
 
 use crate::helpers::*;
-use mesh::{API_SCOPE, MeshOptions};
-use reqwest::Method;
+use mesh::MeshOptions;
 use std::sync::Arc;
 
 #[tokio::test]
@@ -29,13 +28,7 @@ async fn reader_reads_writer_writes_and_the_others_are_refused() {
     }
 
     // What the writer created, the reader sees.
-    let reader = test
-        .mesh
-        .caller("reader")
-        .tokens
-        .get_token(API_SCOPE)
-        .await
-        .expect("the reader's cached token");
+    let reader = test.token("reader").await;
     let listed: serde_json::Value = test
         .mesh
         .http
@@ -56,16 +49,10 @@ async fn reader_reads_writer_writes_and_the_others_are_refused() {
     );
 
     // The stranger's refusals carry their reason; so does a user's delegated token.
-    let stranger = test
-        .mesh
-        .caller("stranger")
-        .tokens
-        .get_token(API_SCOPE)
-        .await
-        .expect("the stranger holds a valid token");
+    let stranger = test.token("stranger").await;
     assert_eq!(
         test.mesh
-            .call_api(Method::GET, "/api/tasks", stranger.secret())
+            .call_api("/api/tasks", stranger.secret())
             .await
             .expect("answered"),
         (403, Some("client_not_allowed".into()))
@@ -77,7 +64,7 @@ async fn reader_reads_writer_writes_and_the_others_are_refused() {
         .expect("Ada signs in with PKCE");
     assert_eq!(
         test.mesh
-            .call_api(Method::GET, "/api/whoami", &user)
+            .call_api("/api/whoami", &user)
             .await
             .expect("answered"),
         (403, Some("user_delegated_token".into()))

@@ -1,5 +1,6 @@
 use caller_service::clock::ManualClock;
-use mesh::{CallerSpec, Mesh, MeshOptions};
+use caller_service::token_manager::CachedToken;
+use mesh::{API_SCOPE, CallerSpec, FINISHED, Mesh, MeshOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +90,8 @@ impl TestMesh {
     /// Not while a token request is under way: its timeout also waits on this clock, and moving
     /// the clock would time out a request the emulator is still answering.
     pub async fn advance_to_run(&self, by: Duration, runs: u64) {
-        let waiting = self.mesh.callers.len() * 2;
+        // Each job's loop, and each caller's one refresher (its jobs share one scope).
+        let waiting: usize = self.mesh.callers.iter().map(|c| c.jobs.len() + 1).sum();
         eventually(
             "every job loop and refresher waits on the clock",
             || async {
@@ -110,32 +112,41 @@ impl TestMesh {
     }
 
     pub fn total_runs(&self, caller: &mesh::Caller) -> u64 {
-        ["success", "failure", "error"]
+        FINISHED
             .iter()
-            .map(|outcome| {
-                self.job_names(caller)
-                    .iter()
-                    .map(|job| caller.runs(job, outcome))
-                    .sum::<u64>()
-            })
+            .map(|outcome| caller.all_runs(outcome))
             .sum()
     }
 
     /// Runs of the caller's jobs with `outcome`.
     pub fn runs(&self, name: &str, outcome: &str) -> u64 {
-        let caller = self.mesh.caller(name);
-        self.job_names(caller)
-            .iter()
-            .map(|job| caller.runs(job, outcome))
-            .sum()
+        self.mesh.caller(name).all_runs(outcome)
     }
 
-    fn job_names(&self, caller: &mesh::Caller) -> Vec<&'static str> {
-        mesh::demo_callers(EVERY)
-            .into_iter()
-            .filter(|spec| spec.name == caller.name)
-            .flat_map(|spec| spec.jobs.into_iter().map(|job| job.name))
-            .collect()
+    /// The token the caller `name` holds for the API.
+    pub async fn token(&self, name: &str) -> Arc<CachedToken> {
+        self.mesh
+            .caller(name)
+            .tokens
+            .get_token(API_SCOPE)
+            .await
+            .unwrap_or_else(|error| panic!("{name} holds a token: {error}"))
+    }
+
+    /// The `kid` of the token the caller `name` holds.
+    pub async fn kid_of(&self, name: &str) -> String {
+        kid(self.token(name).await.secret())
+    }
+
+    /// Rotates the emulator's signing key; the new key's `kid`.
+    pub async fn rotate_keys(&self) -> String {
+        let state = &self.mesh.emulator.state;
+        state
+            .tokens
+            .keys
+            .rotate(state.now())
+            .await
+            .expect("rotates")
     }
 
     pub async fn api_metrics(&self) -> String {
@@ -167,13 +178,9 @@ where
     assert!(met.is_ok(), "not within 10 s: {what}");
 }
 
-/// The `kid` of a JWT's header.
-pub fn kid(token: &str) -> String {
-    use base64::Engine as _;
-    let header = token.split('.').next().expect("JWT");
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .expect("base64url");
-    let header: serde_json::Value = serde_json::from_slice(&header).expect("JSON header");
-    header["kid"].as_str().expect("kid").to_owned()
+/// The `kid` of a JWT's header, as the API's pre-parse reads it.
+fn kid(token: &str) -> String {
+    api_service::auth::token::check_jws(token)
+        .expect("an RS256 JWS with a kid")
+        .kid
 }

@@ -2,7 +2,6 @@
 //! emulator rotates its signing key and the callers refresh onto it. Not one request may fail.
 
 use crate::helpers::*;
-use mesh::{API_SCOPE, sum_samples};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,12 +20,10 @@ async fn keys_rotated_under_load_fail_no_request() {
         load.spawn(async move {
             // Half the clients call as the reader, half as the writer, each with whatever token
             // its caller holds right now, as a job would.
-            let caller = test
-                .mesh
-                .caller(if client % 2 == 0 { "reader" } else { "writer" });
+            let caller = if client % 2 == 0 { "reader" } else { "writer" };
             let mut statuses = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let token = caller.tokens.get_token(API_SCOPE).await.expect("a token");
+                let token = test.token(caller).await;
                 let status = test
                     .mesh
                     .http
@@ -57,13 +54,7 @@ async fn keys_rotated_under_load_fail_no_request() {
     };
     served(200).await;
 
-    let state = &test.mesh.emulator.state;
-    let new_kid = state
-        .tokens
-        .keys
-        .rotate(state.now())
-        .await
-        .expect("rotates");
+    let new_kid = test.rotate_keys().await;
     // The callers refresh onto the new key while the load goes on.
     test.advance_to_run(Duration::from_secs(46 * 60), 2).await;
     eventually("every caller refreshed its token", || async {
@@ -78,27 +69,19 @@ async fn keys_rotated_under_load_fail_no_request() {
         refused.extend(statuses.expect("client task"));
     }
 
-    let reader = test
-        .mesh
-        .caller("reader")
-        .tokens
-        .get_token(API_SCOPE)
-        .await
-        .expect("token");
     assert_eq!(
-        kid(reader.secret()),
+        test.kid_of("reader").await,
         new_kid,
         "the load ended on the new key"
     );
     assert_eq!(refused, Vec::<u16>::new(), "statuses other than 200");
     let served = ok.load(Ordering::Relaxed);
-    let metrics = test.api_metrics().await;
-    let fetches = sum_samples(&metrics, "api_jwks_fetches_total", "");
+    let fetches = test.mesh.api.jwks_fetches();
     println!(
         "resilience: key rotation under load: {served} requests from {CLIENTS} clients, 0 failed, \
          {after_rotation} before the callers held new-key tokens; JWKS fetches {fetches}"
     );
-    assert_eq!(fetches, 2, "start-up and the new kid: {metrics}");
+    assert_eq!(fetches, 2, "start-up and the new kid");
     let Ok(test) = Arc::try_unwrap(test) else {
         panic!("the load tasks have ended");
     };
