@@ -7,13 +7,18 @@
 
 use std::process::Command;
 
-/// Every client secret of the demo directory (DEMO values, committed on purpose).
-const SECRETS: [&str; 4] = [
-    "rdr8Q~demo.reader.secret.not-for-production",
-    "wrt8Q~demo.writer.secret.not-for-production",
-    "str8Q~demo.stranger.secret.not-for-production",
-    "old8Q~demo.writer.expired.secret.value",
-];
+/// Every client secret of the demo directory the mesh runs on (DEMO values, committed on purpose).
+fn directory_secrets() -> Vec<String> {
+    let directory = entra_emulator::directory::Directory::load(&mesh::demo_directory())
+        .expect("the demo directory");
+    directory
+        .tenants
+        .iter()
+        .flat_map(|tenant| &tenant.applications)
+        .flat_map(|app| &app.client_secrets)
+        .map(|secret| secret.value.expose().to_owned())
+        .collect()
+}
 
 /// Whether `text` holds a compact JWS/JWT: base64url JSON header, payload and a signature.
 fn find_jwt(text: &str) -> Option<&str> {
@@ -64,12 +69,15 @@ fn the_mesh_at_trace_level_prints_no_secret_key_or_token() {
     let keys = std::fs::read_to_string(dir.join("emulator/keys.json")).expect("keys file");
     let _ = std::fs::remove_dir_all(&dir);
     let all = format!("{stdout}\n{stderr}");
-    for secret in SECRETS {
+    let secrets = directory_secrets();
+    // The reader's, the writer's two and the stranger's, at least.
+    assert!(secrets.len() >= 4, "the directory's secrets were read");
+    for secret in secrets {
         // As written, form-encoded (`~` is %7E in a token request body), and the distinctive
         // middle part alone (a secret cut or re-encoded on its way to a log).
         let middle = &secret[6..secret.len() - 6];
         for form in [
-            secret.to_owned(),
+            secret.clone(),
             secret.replace('~', "%7E"),
             middle.to_owned(),
         ] {
