@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Runs MSAL for Python (unmodified, instance discovery on) against a freshly started emulator:
 # client secret, certificate (SHA-1 and SHA-256 thumbprint forms), claims and signature checked.
-# Needs python3 with venv; installs msal into .venv/msal on first use (PyPI).
+# Needs python3 with venv; installs msal into .venv/msal on first use (PyPI), and, run as root on
+# Debian, python3-venv with apt-get when python3 cannot make a venv (Debian ships ensurepip there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv/msal
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import msal' 2>/dev/null; then
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "msal-interop: installing python3-venv (apt-get)"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    python3 -c 'import ensurepip, venv' 2>/dev/null ||
+      { echo "msal-interop: python3 cannot make a venv: install python3-venv (Debian, Ubuntu)" >&2; exit 1; }
+  fi
   echo "msal-interop: installing msal into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'msal>=1.35,<2'
 fi
 
-cargo build --quiet -p entra-emulator
+cargo build --quiet --locked -p entra-emulator
 work=$(mktemp -d)
 cleanup() {
   [ -n "${emulator_pid:-}" ] && kill "$emulator_pid" 2>/dev/null && wait "$emulator_pid" 2>/dev/null
