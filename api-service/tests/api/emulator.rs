@@ -65,22 +65,28 @@ async fn spawn_mesh() -> Mesh {
 }
 
 impl Mesh {
-    async fn app_token(&self, client_id: &str, secret: &str) -> String {
+    /// The access token the emulator's token endpoint answers `form` with.
+    async fn token(&self, form: &[(&str, &str)]) -> String {
         let response = self
             .idp
             .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.emulator_url))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("scope", SCOPE),
-            ])
+            .form(form)
             .send()
             .await
             .expect("token endpoint answers");
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.expect("json");
         body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    async fn app_token(&self, client_id: &str, secret: &str) -> String {
+        self.token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", SCOPE),
+        ])
+        .await
     }
 
     /// Ada signs in to the public CLI client with PKCE and gets a delegated token for the API.
@@ -114,22 +120,14 @@ impl Mesh {
             .expect("code")
             .1
             .into_owned();
-        let response = self
-            .idp
-            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.emulator_url))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", CLI_ID),
-                ("code", code.as_str()),
-                ("redirect_uri", CLI_REDIRECT),
-                ("code_verifier", verifier),
-            ])
-            .send()
-            .await
-            .expect("token endpoint answers");
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.expect("json");
-        body["access_token"].as_str().expect("token").to_owned()
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI_ID),
+            ("code", code.as_str()),
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .await
     }
 }
 
@@ -186,13 +184,7 @@ async fn demo_callers_are_let_in_or_refused_as_the_directory_says() {
         (403, Some("insufficient_scope"), "user_delegated_token")
     );
 
-    let whoami: Value = mesh
-        .api
-        .get("/api/whoami", Some(&reader))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let whoami = mesh.api.get_json("/api/whoami", Some(&reader)).await;
     assert_eq!(whoami["client_app_id"], READER_ID);
     assert_eq!(whoami["roles"], json!(["Tasks.Read.All"]));
     assert_eq!(whoami["token_version"], "2.0");

@@ -58,6 +58,17 @@ impl TestKey {
             .der()
             .to_vec()
     }
+
+    /// An Entra-shaped v2 app-only token for the test API, signed with this key; `edit` changes
+    /// claims before signing.
+    pub fn mint(&self, now: i64, edit: impl FnOnce(&mut Value)) -> String {
+        let mut claims = claims(now);
+        edit(&mut claims);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("signs")
+    }
 }
 
 /// A clock the test moves.
@@ -80,6 +91,11 @@ impl TestClock {
                 .expect("after 1970")
                 .as_secs() as i64,
         )
+    }
+
+    /// The time it shows now.
+    pub fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 
     pub fn clock(&self) -> Clock {
@@ -135,13 +151,23 @@ impl TestIdp {
 
     /// Serves `keys` as the JWKS, expecting exactly `times` fetches (checked when the server drops).
     pub async fn serve_jwks(&self, keys: &[&TestKey], times: u64) {
-        let keys: Vec<&Value> = keys.iter().map(|k| &k.jwk).collect();
-        Mock::given(method("GET"))
-            .and(path(Self::jwks_path()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "keys": keys })))
+        Self::on_jwks(Self::publishing(keys))
             .expect(times)
             .mount(&self.server)
             .await;
+    }
+
+    /// A JWKS answer publishing `keys`.
+    pub fn publishing(keys: &[&TestKey]) -> ResponseTemplate {
+        let keys: Vec<&Value> = keys.iter().map(|k| &k.jwk).collect();
+        ResponseTemplate::new(200).set_body_json(json!({ "keys": keys }))
+    }
+
+    /// A mock answering the JWKS requests with `response`, for the test to limit, expect and mount.
+    pub fn on_jwks(response: ResponseTemplate) -> Mock {
+        Mock::given(method("GET"))
+            .and(path(Self::jwks_path()))
+            .respond_with(response)
     }
 
     pub fn key_store(&self, clock: Clock) -> Arc<KeyStore> {
@@ -152,19 +178,6 @@ impl TestIdp {
             KeySettings::default(),
             clock,
         ))
-    }
-}
-
-impl TestKey {
-    /// An Entra-shaped v2 app-only token for the test API, signed with this key; `edit` changes
-    /// claims before signing.
-    pub fn mint(&self, now: i64, edit: impl FnOnce(&mut Value)) -> String {
-        let mut claims = claims(now);
-        edit(&mut claims);
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("signs")
     }
 }
 
@@ -286,6 +299,11 @@ impl TestApi {
             .expect("answers")
     }
 
+    /// The JSON body of a `GET`, whatever its status.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        self.get(path, token).await.json().await.expect("json")
+    }
+
     pub async fn send_json(
         &self,
         method: reqwest::Method,
@@ -308,12 +326,7 @@ pub async fn refusal(response: reqwest::Response) -> (u16, Option<String>, Strin
         .headers()
         .get("www-authenticate")
         .map(|v| v.to_str().expect("ascii").to_owned());
-    let error = challenge.as_deref().and_then(|c| {
-        c.split("error=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .map(str::to_owned)
-    });
+    let error = challenge.as_deref().and_then(challenge_error);
     assert_eq!(
         response.headers()["content-type"],
         "application/problem+json",
@@ -329,6 +342,15 @@ pub async fn refusal(response: reqwest::Response) -> (u16, Option<String>, Strin
         error,
         body["reason"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// The `error` parameter of a `WWW-Authenticate: Bearer` challenge.
+pub fn challenge_error(challenge: &str) -> Option<String> {
+    challenge
+        .split("error=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(str::to_owned)
 }
 
 /// Signs `header` and `claims` exactly as given (RS256 over the two parts), for headers the
@@ -350,11 +372,22 @@ pub fn forge_raw(
     key: &jsonwebtoken::EncodingKey,
     alg: jsonwebtoken::Algorithm,
 ) -> String {
-    let input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header),
-        URL_SAFE_NO_PAD.encode(claims)
-    );
+    sign_parts(
+        &URL_SAFE_NO_PAD.encode(header),
+        &URL_SAFE_NO_PAD.encode(claims),
+        key,
+        alg,
+    )
+}
+
+/// Signs the two encoded parts exactly as given, whatever their encoding.
+pub fn sign_parts(
+    header: &str,
+    claims: &str,
+    key: &jsonwebtoken::EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+) -> String {
+    let input = format!("{header}.{claims}");
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("signs");
     format!("{input}.{signature}")
 }

@@ -3,21 +3,34 @@
 
 use crate::helpers::*;
 use api_service::auth::keys::{KeyStore, Lookup, Readiness};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use wiremock::ResponseTemplate;
 
 fn found(lookup: &Lookup) -> bool {
     matches!(lookup, Lookup::Found(_))
 }
 
-#[tokio::test]
-async fn keys_and_issuers_load_before_readiness() {
+fn fetches(store: &KeyStore) -> u64 {
+    store.metrics.fetches.load(Ordering::Relaxed)
+}
+
+/// A wiremock identity provider serving the discovery documents (the JWKS is each test's), a test
+/// clock, and a key store over them, not loaded yet.
+async fn arrange() -> (TestIdp, TestClock, Arc<KeyStore>) {
     let idp = TestIdp::start().await;
-    let key = TestKey::generate("k1");
     idp.serve_discovery().await;
-    idp.serve_jwks(&[&key], 1).await;
     let clock = TestClock::new();
     let store = idp.key_store(clock.clock());
+    (idp, clock, store)
+}
+
+#[tokio::test]
+async fn keys_and_issuers_load_before_readiness() {
+    let (idp, _clock, store) = arrange().await;
+    let key = TestKey::generate("k1");
+    idp.serve_jwks(&[&key], 1).await;
     assert_eq!(store.readiness(), Readiness::NotLoaded);
     store.refresh().await.expect("loads");
     assert_eq!(store.readiness(), Readiness::Ready { age_secs: 0 });
@@ -33,13 +46,10 @@ async fn keys_and_issuers_load_before_readiness() {
 
 #[tokio::test]
 async fn an_unknown_kid_flood_causes_one_fetch_per_five_minutes() {
-    let idp = TestIdp::start().await;
+    let (idp, clock, store) = arrange().await;
     let key = TestKey::generate("k1");
-    idp.serve_discovery().await;
     // The initial load, one fetch for the flood, one more after five minutes: 3 in all.
     idp.serve_jwks(&[&key], 3).await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
     store.refresh().await.expect("loads");
 
     let mut flood = tokio::task::JoinSet::new();
@@ -64,22 +74,12 @@ async fn an_unknown_kid_flood_causes_one_fetch_per_five_minutes() {
         store.lookup("attacker-after-5-min").await,
         Lookup::Unknown
     ));
-    assert_eq!(
-        store
-            .metrics
-            .fetches
-            .load(std::sync::atomic::Ordering::Relaxed),
-        3
-    );
+    assert_eq!(fetches(&store), 3);
 }
 
 /// The store's first load finds `key` alone; later fetches get whatever is mounted next.
 async fn load_only(idp: &TestIdp, store: &KeyStore, key: &TestKey) {
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [key.jwk] })),
-        )
+    TestIdp::on_jwks(TestIdp::publishing(&[key]))
         .up_to_n_times(1)
         .expect(1)
         .mount(&idp.server)
@@ -89,12 +89,9 @@ async fn load_only(idp: &TestIdp, store: &KeyStore, key: &TestKey) {
 
 #[tokio::test]
 async fn a_rotated_in_key_is_found_without_a_restart() {
-    let idp = TestIdp::start().await;
+    let (idp, _clock, store) = arrange().await;
     let old = TestKey::generate("old");
     let new = TestKey::generate("new");
-    idp.serve_discovery().await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
     load_only(&idp, &store, &old).await;
     idp.serve_jwks(&[&old, &new], 1).await;
     assert!(
@@ -111,21 +108,12 @@ async fn a_rotated_in_key_is_found_without_a_restart() {
 /// the requests arriving during that fetch were refused `unknown_signing_key` at once.
 #[tokio::test]
 async fn requests_arriving_during_a_rotation_fetch_wait_for_it() {
-    let idp = TestIdp::start().await;
+    let (idp, _clock, store) = arrange().await;
     let old = TestKey::generate("old");
     let new = TestKey::generate("new");
-    idp.serve_discovery().await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
     load_only(&idp, &store, &old).await;
     // The rotated JWKS answers slowly, so the other lookups arrive while it is being fetched.
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({ "keys": [old.jwk, new.jwk] }))
-                .set_delay(std::time::Duration::from_millis(200)),
-        )
+    TestIdp::on_jwks(TestIdp::publishing(&[&old, &new]).set_delay(Duration::from_millis(200)))
         .expect(1)
         .mount(&idp.server)
         .await;
@@ -142,10 +130,7 @@ async fn requests_arriving_during_a_rotation_fetch_wait_for_it() {
         );
     }
     assert_eq!(
-        store
-            .metrics
-            .fetches
-            .load(std::sync::atomic::Ordering::Relaxed),
+        fetches(&store),
         2,
         "the start-up load and one fetch for the rotation"
     );
@@ -156,20 +141,11 @@ async fn requests_arriving_during_a_rotation_fetch_wait_for_it() {
 /// fetch. (The answer arrives only after 30 s, so a request that waited for it would find the key.)
 #[tokio::test]
 async fn waiting_for_a_hanging_fetch_is_bounded() {
-    let idp = TestIdp::start().await;
+    let (idp, _clock, store) = arrange().await;
     let old = TestKey::generate("old");
     let new = TestKey::generate("new");
-    idp.serve_discovery().await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
     load_only(&idp, &store, &old).await;
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({ "keys": [old.jwk, new.jwk] }))
-                .set_delay(std::time::Duration::from_secs(30)),
-        )
+    TestIdp::on_jwks(TestIdp::publishing(&[&old, &new]).set_delay(Duration::from_secs(30)))
         .mount(&idp.server)
         .await;
     let fetching = {
@@ -192,34 +168,19 @@ async fn waiting_for_a_hanging_fetch_is_bounded() {
         );
     }
     fetching.abort();
-    assert_eq!(
-        store
-            .metrics
-            .fetches
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(fetches(&store), 2);
 }
 
 #[tokio::test]
 async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
-    let idp = TestIdp::start().await;
+    let (idp, clock, store) = arrange().await;
     let key = TestKey::generate("k1");
-    idp.serve_discovery().await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "keys": [key.jwk] })),
-        )
+    TestIdp::on_jwks(TestIdp::publishing(&[&key]))
         .up_to_n_times(1)
         .mount(&idp.server)
         .await;
     store.refresh().await.expect("loads");
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(ResponseTemplate::new(503))
+    TestIdp::on_jwks(ResponseTemplate::new(503))
         .mount(&idp.server)
         .await;
 
@@ -250,13 +211,7 @@ async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
             age_secs: 24 * 3600 + 1
         }
     );
-    assert_eq!(
-        store
-            .metrics
-            .failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        2
-    );
+    assert_eq!(store.metrics.failures.load(Ordering::Relaxed), 2);
     println!(
         "resilience: JWKS outage: last good keys served 12 h into the outage (readiness ready, \
          age 43200 s); at 24 h + 1 s lookups refused (fail closed, readiness stale, age 86401 s); \

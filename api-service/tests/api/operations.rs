@@ -2,9 +2,7 @@
 
 use crate::helpers::*;
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 #[tokio::test]
 async fn not_ready_until_keys_load_then_ready_without_a_restart() {
@@ -12,9 +10,7 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
     idp.serve_discovery().await;
     let key = TestKey::generate("k1");
     // The identity provider is down when the API starts.
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(ResponseTemplate::new(503))
+    TestIdp::on_jwks(ResponseTemplate::new(503))
         .up_to_n_times(1)
         .expect(1)
         .mount(&idp.server)
@@ -32,7 +28,7 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
     assert_eq!(body["keys"]["state"], "not_loaded");
     assert_eq!(body["store"], "ok");
 
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = key.mint(clock.now(), |_| {});
     let refused = api.get("/api/whoami", Some(&token)).await;
     assert_eq!(refused.headers()["retry-after"], "30");
     assert!(
@@ -45,7 +41,7 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
     // The provider recovers; five minutes later a request may fetch again.
     idp.serve_jwks(&[&key], 1).await;
     clock.advance(301);
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = key.mint(clock.now(), |_| {});
     assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
     assert_eq!(api.get("/readyz", None).await.status(), 200);
 }
@@ -55,15 +51,11 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
     let idp = TestIdp::start().await;
     idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "keys": [key.jwk] })))
+    TestIdp::on_jwks(TestIdp::publishing(&[&key]))
         .up_to_n_times(1)
         .mount(&idp.server)
         .await;
-    Mock::given(method("GET"))
-        .and(path(TestIdp::jwks_path()))
-        .respond_with(ResponseTemplate::new(500))
+    TestIdp::on_jwks(ResponseTemplate::new(500))
         .mount(&idp.server)
         .await;
     let clock = TestClock::new();
@@ -75,19 +67,19 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
         .expect_err("the outage begins");
 
     clock.advance(23 * 3600);
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = key.mint(clock.now(), |_| {});
     assert_eq!(
         api.get("/api/whoami", Some(&token)).await.status(),
         200,
         "last good keys"
     );
     let cached = token.clone();
-    let ready: Value = api.get("/readyz", None).await.json().await.expect("json");
+    let ready = api.get_json("/readyz", None).await;
     assert_eq!(ready["keys"]["state"], "ready");
     assert_eq!(ready["keys"]["age_secs"], 23 * 3600);
 
     clock.advance(3600 + 1);
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = key.mint(clock.now(), |_| {});
     let (status, _, reason) = refusal(api.get("/api/whoami", Some(&token)).await).await;
     assert_eq!(
         (status, reason.as_str()),
@@ -112,7 +104,7 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
 async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
     let key = TestKey::generate("k1");
     let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = key.mint(clock.now(), |_| {});
     for _ in 0..3 {
         assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
     }
@@ -182,12 +174,7 @@ async fn request_ids_are_echoed_or_made_and_bad_ones_replaced() {
 #[tokio::test]
 async fn the_openapi_document_names_the_token_url_and_each_routes_roles() {
     let (idp, _clock, api) = spawn_api_publishing(&TestKey::generate("k1"), 1).await;
-    let doc: Value = api
-        .get("/openapi.json", None)
-        .await
-        .json()
-        .await
-        .expect("json");
+    let doc = api.get_json("/openapi.json", None).await;
     let flow = &doc["components"]["securitySchemes"]["entra"]["flows"]["clientCredentials"];
     assert_eq!(
         flow["tokenUrl"],

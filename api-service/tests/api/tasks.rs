@@ -3,7 +3,6 @@
 use crate::helpers::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::sync::atomic::Ordering;
 
 struct Setup {
     _idp: TestIdp,
@@ -15,7 +14,7 @@ struct Setup {
 async fn setup() -> Setup {
     let key = TestKey::generate("k1");
     let (idp, clock, api) = spawn_api_publishing(&key, 1).await;
-    let now = clock.0.load(Ordering::SeqCst);
+    let now = clock.now();
     Setup {
         reader: key.mint(now, |_| {}),
         writer: key.mint(now, |c| {
@@ -69,13 +68,7 @@ async fn the_writer_creates_changes_and_deletes_and_the_reader_lists() {
         "the API's clock"
     );
 
-    let listed: Value = s
-        .api
-        .get("/api/tasks", Some(&s.reader))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed = s.api.get_json("/api/tasks", Some(&s.reader)).await;
     assert_eq!(listed["items"][0]["id"], task["id"]);
     assert!(listed.get("next").is_none());
 
@@ -111,13 +104,7 @@ async fn the_writer_creates_changes_and_deletes_and_the_reader_lists() {
     );
     assert_eq!(body["current_version"], 2);
 
-    let fetched: Value = s
-        .api
-        .get(&location, Some(&s.writer))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let fetched = s.api.get_json(&location, Some(&s.writer)).await;
     assert_eq!(fetched, changed);
 
     let deleted = s
@@ -151,13 +138,7 @@ async fn a_repeated_external_id_is_a_conflict_naming_the_existing_task() {
     assert_eq!(status, 409);
     assert_eq!(problem["reason"], "duplicate_external_id");
     assert_eq!(problem["existing_id"], first["id"]);
-    let listed: Value = s
-        .api
-        .get("/api/tasks", Some(&s.reader))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed = s.api.get_json("/api/tasks", Some(&s.reader)).await;
     assert_eq!(
         listed["items"].as_array().map(Vec::len),
         Some(1),
@@ -168,82 +149,81 @@ async fn a_repeated_external_id_is_a_conflict_naming_the_existing_task() {
 #[tokio::test]
 async fn bad_input_is_answered_with_the_field_and_the_right_status() {
     let s = setup().await;
-    let post = |body: Value| {
-        s.api
-            .request(Method::POST, "/api/tasks", Some(&s.writer))
-            .json(&body)
-            .send()
+    let (api, writer) = (&s.api, s.writer.as_str());
+    let post = move |body: Value| {
+        let request = api.request(Method::POST, "/api/tasks", Some(writer));
+        async move { request.json(&body).send().await.expect("answers") }
+    };
+    // A well-formed task id that names no task.
+    let patch_absent = move |body: Value| async move {
+        api.send_json(
+            Method::PATCH,
+            "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
+            writer,
+            &body,
+        )
+        .await
     };
     let cases: Vec<(&str, reqwest::Response, u16, &str, Option<&str>)> = vec![
         (
             "unknown field",
-            post(json!({ "title": "t", "priority": 1 }))
-                .await
-                .expect("answers"),
+            post(json!({ "title": "t", "priority": 1 })).await,
             422,
             "invalid_field",
             Some("priority"),
         ),
         (
             "missing title",
-            post(json!({ "description": "d" })).await.expect("answers"),
+            post(json!({ "description": "d" })).await,
             422,
             "invalid_field",
             Some("title"),
         ),
         (
             "wrong type",
-            post(json!({ "title": 5 })).await.expect("answers"),
+            post(json!({ "title": 5 })).await,
             422,
             "invalid_field",
             Some("title"),
         ),
         (
             "empty title",
-            post(json!({ "title": "   " })).await.expect("answers"),
+            post(json!({ "title": "   " })).await,
             422,
             "invalid_field",
             Some("title"),
         ),
         (
             "long title",
-            post(json!({ "title": "x".repeat(201) }))
-                .await
-                .expect("answers"),
+            post(json!({ "title": "x".repeat(201) })).await,
             422,
             "invalid_field",
             Some("title"),
         ),
         (
             "control character",
-            post(json!({ "title": "a\u{7}b" })).await.expect("answers"),
+            post(json!({ "title": "a\u{7}b" })).await,
             422,
             "invalid_field",
             Some("title"),
         ),
         (
             "long description",
-            post(json!({ "title": "t", "description": "d".repeat(4001) }))
-                .await
-                .expect("answers"),
+            post(json!({ "title": "t", "description": "d".repeat(4001) })).await,
             422,
             "invalid_field",
             Some("description"),
         ),
         (
             "bad status",
-            post(json!({ "title": "t", "status": "later" }))
-                .await
-                .expect("answers"),
+            post(json!({ "title": "t", "status": "later" })).await,
             422,
             "invalid_field",
             Some("status"),
         ),
         (
             "bad external id",
-            post(json!({ "title": "t", "external_id": "a b" }))
-                .await
-                .expect("answers"),
+            post(json!({ "title": "t", "external_id": "a b" })).await,
             422,
             "invalid_field",
             Some("external_id"),
@@ -276,51 +256,28 @@ async fn bad_input_is_answered_with_the_field_and_the_right_status() {
         ),
         (
             "body too large",
-            post(json!({ "title": "t", "description": "d".repeat(70 * 1024) }))
-                .await
-                .expect("answers"),
+            post(json!({ "title": "t", "description": "d".repeat(70 * 1024) })).await,
             413,
             "payload_too_large",
             None,
         ),
         (
             "empty patch",
-            s.api
-                .send_json(
-                    Method::PATCH,
-                    "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
-                    &s.writer,
-                    &json!({}),
-                )
-                .await,
+            patch_absent(json!({})).await,
             422,
             "invalid_field",
             Some("body"),
         ),
         (
             "null title",
-            s.api
-                .send_json(
-                    Method::PATCH,
-                    "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
-                    &s.writer,
-                    &json!({ "title": null }),
-                )
-                .await,
+            patch_absent(json!({ "title": null })).await,
             422,
             "invalid_field",
             Some("title"),
         ),
         (
             "no such task",
-            s.api
-                .send_json(
-                    Method::PATCH,
-                    "/api/tasks/6f1c6a52-8a3e-4a0e-9d55-0d9c2b0c8e11",
-                    &s.writer,
-                    &json!({ "title": "x" }),
-                )
-                .await,
+            patch_absent(json!({ "title": "x" })).await,
             404,
             "not_found",
             None,
@@ -369,13 +326,7 @@ async fn bad_input_is_answered_with_the_field_and_the_right_status() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let listed: Value = s
-        .api
-        .get("/api/tasks", Some(&s.reader))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed = s.api.get_json("/api/tasks", Some(&s.reader)).await;
     assert_eq!(listed["items"], json!([]), "nothing was stored");
 }
 
@@ -397,13 +348,7 @@ async fn listing_pages_with_a_cursor() {
     let mut titles = Vec::new();
     let mut path = "/api/tasks?limit=2".to_owned();
     loop {
-        let page: Value = s
-            .api
-            .get(&path, Some(&s.reader))
-            .await
-            .json()
-            .await
-            .expect("json");
+        let page = s.api.get_json(&path, Some(&s.reader)).await;
         titles.extend(
             page["items"]
                 .as_array()
@@ -423,7 +368,7 @@ async fn listing_pages_with_a_cursor() {
 async fn tasks_survive_a_restart_on_the_same_file() {
     let key = TestKey::generate("k1");
     let (idp, clock, first) = spawn_api_publishing(&key, 2).await;
-    let writer = key.mint(clock.0.load(Ordering::SeqCst), |c| {
+    let writer = key.mint(clock.now(), |c| {
         c["azp"] = json!(WRITER_ID);
         c["roles"] = json!(["Tasks.ReadWrite.All"]);
     });
@@ -441,11 +386,6 @@ async fn tasks_survive_a_restart_on_the_same_file() {
     first.handle.stop(true).await;
     let second = spawn_api_with(&idp.server.uri(), &clock, first.db.clone(), |_| {}).await;
     let path = format!("/api/tasks/{}", created["id"].as_str().expect("id"));
-    let fetched: Value = second
-        .get(&path, Some(&writer))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let fetched = second.get_json(&path, Some(&writer)).await;
     assert_eq!(fetched, created);
 }

@@ -14,16 +14,22 @@ async fn setup() -> (TestIdp, TestKey, TestClock, api_service::auth::Validator) 
     (idp, key, clock, validator)
 }
 
+/// As [`setup`], with the key published (one JWKS fetch) and loaded.
+async fn loaded() -> (TestIdp, TestKey, TestClock, api_service::auth::Validator) {
+    let (idp, key, clock, validator) = setup().await;
+    idp.serve_jwks(&[&key], 1).await;
+    validator.keys().refresh().await.expect("keys");
+    (idp, key, clock, validator)
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
 #[tokio::test]
 async fn a_valid_app_token_is_accepted_and_its_signature_checked_once() {
-    let (idp, key, clock, validator) = setup().await;
-    idp.serve_jwks(&[&key], 1).await;
-    validator.keys().refresh().await.expect("keys");
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let (_idp, key, clock, validator) = loaded().await;
+    let token = key.mint(clock.now(), |_| {});
     for _ in 0..5 {
         let caller = validator
             .validate(Some(&bearer(&token)))
@@ -41,12 +47,8 @@ async fn a_valid_app_token_is_accepted_and_its_signature_checked_once() {
 
 #[tokio::test]
 async fn the_cache_spares_the_signature_never_the_claims() {
-    let (idp, key, clock, validator) = setup().await;
-    idp.serve_jwks(&[&key], 1).await;
-    validator.keys().refresh().await.expect("keys");
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |c| {
-        c["exp"] = (1_800_000_000i64 + 600).into()
-    });
+    let (_idp, key, clock, validator) = loaded().await;
+    let token = key.mint(clock.now(), |c| c["exp"] = (1_800_000_000i64 + 600).into());
     assert!(validator.validate(Some(&bearer(&token))).await.is_ok());
     clock.advance(661);
     let err = validator
@@ -58,11 +60,9 @@ async fn the_cache_spares_the_signature_never_the_claims() {
 
 #[tokio::test]
 async fn a_signature_by_another_key_under_a_published_kid_is_refused() {
-    let (idp, key, clock, validator) = setup().await;
-    idp.serve_jwks(&[&key], 1).await;
-    validator.keys().refresh().await.expect("keys");
+    let (_idp, _key, clock, validator) = loaded().await;
     let impostor = TestKey::generate("k1");
-    let token = impostor.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = impostor.mint(clock.now(), |_| {});
     let err = validator
         .validate(Some(&bearer(&token)))
         .await
@@ -72,10 +72,8 @@ async fn a_signature_by_another_key_under_a_published_kid_is_refused() {
 
 #[tokio::test]
 async fn a_user_token_and_a_stranger_are_refused_with_403_reasons() {
-    let (idp, key, clock, validator) = setup().await;
-    idp.serve_jwks(&[&key], 1).await;
-    validator.keys().refresh().await.expect("keys");
-    let now = clock.0.load(Ordering::SeqCst);
+    let (_idp, key, clock, validator) = loaded().await;
+    let now = clock.now();
     let user = key.mint(now, |c| {
         c["idtyp"] = "user".into();
         c["scp"] = "Tasks.Read".into();
@@ -106,17 +104,12 @@ async fn a_user_token_and_a_stranger_are_refused_with_403_reasons() {
 async fn a_cached_token_stops_working_when_its_key_is_retired() {
     let (idp, key, clock, validator) = setup().await;
     let successor = TestKey::generate("k2");
-    wiremock::Mock::given(wiremock::matchers::method("GET"))
-        .and(wiremock::matchers::path(TestIdp::jwks_path()))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({ "keys": [key.jwk] })),
-        )
+    TestIdp::on_jwks(TestIdp::publishing(&[&key]))
         .up_to_n_times(1)
         .mount(&idp.server)
         .await;
     validator.keys().refresh().await.expect("keys");
-    let token = key.mint(clock.0.load(Ordering::SeqCst), |_| {});
+    let token = key.mint(clock.now(), |_| {});
     assert!(
         validator.validate(Some(&bearer(&token))).await.is_ok(),
         "verified and cached"
