@@ -152,8 +152,9 @@ async fn waiting_for_a_hanging_fetch_is_bounded() {
         let store = store.clone();
         tokio::spawn(async move { store.lookup("new").await })
     };
-    // The fetch is under way once its request reached the identity provider.
-    while idp.server.received_requests().await.map_or(0, |r| r.len()) < 3 {
+    // The fetch hangs once its JWKS request reached the identity provider: the 6th request, after
+    // the start-up load's 3 and the fetch's 2 discovery documents.
+    while idp.server.received_requests().await.map_or(0, |r| r.len()) < 6 {
         tokio::task::yield_now().await;
     }
     let mut waiters = tokio::task::JoinSet::new();
