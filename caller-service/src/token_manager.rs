@@ -1,7 +1,7 @@
 //! The token manager: client-credentials tokens for many scopes, kept fresh in the background.
 //!
 //! # Shape
-//! One [`Entry`] per (tenant, client, scope). Each entry has
+//! One [`Entry`] per scope (a manager acquires for one identity). Each entry has
 //! - `state`, a `std::sync::RwLock`: the current token and the refresh/failure bookkeeping. It is
 //!   never held across an `.await`, so a reader waits at most for another thread's few-nanosecond
 //!   update, never for the network. A std lock (not tokio's) because the critical sections are
@@ -20,7 +20,7 @@
 //! initialisation, errors included, and errors are not cached for later callers), without a
 //! second cache whose expiry runs on its own clock: our validity rules (refresh point, safety
 //! margin, serving a previous token while refreshes fail) need our clock, and the read path
-//! stays one uncontended read lock.
+//! stays two uncontended read locks (the scope map's and the entry's).
 //!
 //! # Numbers
 //! See [`TokenManagerSettings`](crate::settings::TokenManagerSettings) for the defaults and where
@@ -42,13 +42,6 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, broadcast, watch};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TokenKey {
-    pub tenant_id: Arc<str>,
-    pub client_id: Arc<str>,
-    pub scope: Arc<str>,
-}
 
 /// A token and when it was acquired and must be refreshed. `Debug` never shows the token.
 pub struct CachedToken {
@@ -231,7 +224,7 @@ impl EntryState {
 }
 
 struct Entry {
-    key: TokenKey,
+    scope: Arc<str>,
     state: RwLock<EntryState>,
     single_flight: tokio::sync::Mutex<()>,
     /// Wakes the refresher to re-plan (after a caller's acquisition or an invalidation).
@@ -310,10 +303,23 @@ impl TokenManager {
     /// cached (the refresher replaces it before it stops being usable). Otherwise joins (or
     /// starts) the one acquisition for this scope.
     pub async fn get_token(&self, scope: &str) -> Result<Arc<CachedToken>, AcquireError> {
-        let entry = self.entry(scope);
-        if let Some(token) = entry.state().usable(self.inner.clock.now()) {
-            return Ok(token);
-        }
+        let now = self.inner.clock.now();
+        // A hit reads the entry under the map's read lock instead of cloning its `Arc`: the
+        // entry's reference count is not one more cache line every reader writes.
+        let missed = {
+            let entries = self.entries();
+            match entries.get(scope) {
+                Some(entry) => match entry.state().usable(now) {
+                    Some(token) => return Ok(token),
+                    None => Some(entry.clone()),
+                },
+                None => None,
+            }
+        };
+        let entry = match missed {
+            Some(entry) => entry,
+            None => self.entry(scope),
+        };
         self.inner.acquire_for_caller(&entry).await
     }
 
@@ -373,14 +379,14 @@ impl TokenManager {
 
     pub fn status(&self) -> Vec<ScopeStatus> {
         let now = self.inner.clock.now();
-        let entries: Vec<Arc<Entry>> = self.entries().values().cloned().collect();
-        let mut statuses: Vec<ScopeStatus> = entries
-            .iter()
+        let mut statuses: Vec<ScopeStatus> = self
+            .entries()
+            .values()
             .map(|entry| {
                 let state = entry.state();
                 let token = state.usable(now);
                 ScopeStatus {
-                    scope: entry.key.scope.to_string(),
+                    scope: entry.scope.to_string(),
                     has_token: token.is_some(),
                     serving_stale: token.is_some() && state.consecutive_failures > 0,
                     permanent_failure: state
@@ -442,11 +448,7 @@ impl TokenManager {
         }
         let scope: Arc<str> = Arc::from(scope);
         let entry = Arc::new(Entry {
-            key: TokenKey {
-                tenant_id: Arc::from(self.inner.source.tenant_id()),
-                client_id: Arc::from(self.inner.source.client_id()),
-                scope: scope.clone(),
-            },
+            scope: scope.clone(),
             state: RwLock::new(EntryState::default()),
             single_flight: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -546,7 +548,7 @@ impl Inner {
         entry: &Entry,
         trigger: Trigger,
     ) -> Result<Arc<CachedToken>, AcquireError> {
-        let scope = &*entry.key.scope;
+        let scope = &*entry.scope;
         let timeout = self.tuning.acquire_timeout;
         let result = clock::timeout(&*self.clock, timeout, self.source.acquire(scope))
             .await
@@ -593,8 +595,8 @@ impl Inner {
             failures
         };
         tracing::info!(
-            scope = %entry.key.scope,
-            client_id = %entry.key.client_id,
+            scope = %entry.scope,
+            client_id = %self.source.client_id(),
             kind = token.kind,
             fingerprint = %token.fingerprint,
             expires_at = %token.expires_at.format(&Rfc3339).unwrap_or_default(),
@@ -606,10 +608,10 @@ impl Inner {
         );
         self.metrics
             .acquisitions
-            .with_label_values(&[scope_label(entry), "ok", "ok"])
+            .with_label_values(&[&entry.scope, "ok", "ok"])
             .inc();
         let _ = self.events.send(TokenEvent::Acquired {
-            scope: entry.key.scope.to_string(),
+            scope: entry.scope.to_string(),
             fingerprint: token.fingerprint.clone(),
             trigger,
         });
@@ -650,8 +652,8 @@ impl Inner {
         let serving_fingerprint = serving.as_ref().map(|t| t.fingerprint.as_str());
         if error.is_permanent() {
             tracing::error!(
-                scope = %entry.key.scope,
-                client_id = %entry.key.client_id,
+                scope = %entry.scope,
+                client_id = %self.source.client_id(),
                 reason = %error.reason(),
                 next_attempt_in_secs = next_in.as_secs(),
                 serving_previous_token = serving_fingerprint,
@@ -660,8 +662,8 @@ impl Inner {
             );
         } else {
             tracing::warn!(
-                scope = %entry.key.scope,
-                client_id = %entry.key.client_id,
+                scope = %entry.scope,
+                client_id = %self.source.client_id(),
                 reason = %error.reason(),
                 consecutive_failures = failures,
                 next_attempt_in_ms = next_in.as_millis() as u64,
@@ -672,20 +674,16 @@ impl Inner {
         }
         self.metrics
             .acquisitions
-            .with_label_values(&[scope_label(entry), "error", &error.reason()])
+            .with_label_values(&[&entry.scope, "error", &error.reason()])
             .inc();
         let _ = self.events.send(TokenEvent::Failed {
-            scope: entry.key.scope.to_string(),
+            scope: entry.scope.to_string(),
             error: error.clone(),
             trigger,
             next_attempt_in: next_in,
         });
         error
     }
-}
-
-fn scope_label(entry: &Entry) -> &str {
-    &entry.key.scope
 }
 
 #[cfg(test)]
@@ -745,12 +743,16 @@ mod tests {
         })
     }
 
-    fn manager(source: Arc<Scripted>, clock: Arc<ManualClock>) -> TokenManager {
+    /// A manager without refresh jitter, its scripted source and its clock.
+    fn manager() -> (Arc<Scripted>, Arc<ManualClock>, TokenManager) {
+        let source = Arc::new(Scripted::default());
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
         let settings = TokenManagerSettings {
             refresh_jitter_fraction: 0.0,
             ..Default::default()
         };
-        TokenManager::new(source, &settings, clock, Metrics::new())
+        let manager = TokenManager::new(source.clone(), &settings, clock.clone(), Metrics::new());
+        (source, clock, manager)
     }
 
     fn poll_once<F: std::future::Future>(future: F) -> Poll<F::Output> {
@@ -805,9 +807,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cached_token_is_returned_without_waiting_and_refreshed_in_the_background() {
-        let source = Arc::new(Scripted::default());
-        let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-        let manager = manager(source.clone(), clock.clone());
+        let (source, clock, manager) = manager();
         let mut events = manager.subscribe();
         source.push(token("first", 3600));
         let first = manager.get_token(SCOPE).await.expect("token");
@@ -843,9 +843,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_refresh_keeps_serving_until_the_safety_margin() {
-        let source = Arc::new(Scripted::default());
-        let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-        let manager = manager(source.clone(), clock.clone());
+        let (source, clock, manager) = manager();
         let mut events = manager.subscribe();
         source.push(token("only", 3600));
         manager.get_token(SCOPE).await.expect("token");
@@ -880,9 +878,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_permanent_error_is_shared_by_waiting_callers_and_not_retried_by_them() {
-        let source = Arc::new(Scripted::default());
-        let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-        let manager = manager(source.clone(), clock.clone());
+        let (source, _, manager) = manager();
         source.push(Err(AcquireError::Permanent {
             status: Some(401),
             error: "invalid_client".into(),
@@ -910,9 +906,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalidation_is_rate_limited() {
-        let source = Arc::new(Scripted::default());
-        let clock = Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH));
-        let manager = manager(source.clone(), clock.clone());
+        let (source, _, manager) = manager();
         source.push(token("a", 3600));
         source.push(token("b", 3600));
         let a = manager.get_token(SCOPE).await.expect("token");
