@@ -35,7 +35,8 @@ use anyhow::Context as _;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::headers::{Headers, RETRY_AFTER};
+use azure_core::http::policies::{Policy, PolicyResult, get_retry_after};
 use azure_core::http::{
     ClientMethodOptions, ClientOptions, Context, Request, RetryOptions, Transport,
 };
@@ -230,19 +231,15 @@ impl StdError for IdpRejection {}
 impl IdpRejection {
     fn classify(&self) -> AcquireError {
         let status = Some(self.status);
+        let transient = |reason| AcquireError::Transient {
+            reason,
+            status,
+            retry_after: self.retry_after,
+            detail: self.to_string(),
+        };
         match self.status {
-            429 => AcquireError::Transient {
-                reason: TransientReason::Throttled,
-                status,
-                retry_after: self.retry_after,
-                detail: self.to_string(),
-            },
-            408 | 500..=599 => AcquireError::Transient {
-                reason: TransientReason::ServerError,
-                status,
-                retry_after: self.retry_after,
-                detail: self.to_string(),
-            },
+            429 => transient(TransientReason::Throttled),
+            408 | 500..=599 => transient(TransientReason::ServerError),
             _ => match &self.body {
                 Some(body) => AcquireError::Permanent {
                     status,
@@ -265,6 +262,13 @@ impl IdpRejection {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CredentialInputError(pub String);
+
+impl CredentialInputError {
+    /// As `azure_identity` passes it on from a [`ClientAssertion`]: [`classify`] finds it again.
+    fn into_azure(self, doing: &'static str) -> azure_core::Error {
+        azure_core::Error::with_error(ErrorKind::Credential, self, doing)
+    }
+}
 
 /// Finds what went wrong in an `azure_core::Error`'s source chain.
 pub fn classify(err: &azure_core::Error) -> AcquireError {
@@ -304,8 +308,9 @@ pub fn classify(err: &azure_core::Error) -> AcquireError {
     });
     for kind in kinds {
         match kind {
-            ErrorKind::Connection => return transient(TransientReason::Connection),
-            ErrorKind::Io => return transient(TransientReason::Connection),
+            ErrorKind::Connection | ErrorKind::Io => {
+                return transient(TransientReason::Connection);
+            }
             ErrorKind::DataConversion => return transient(TransientReason::MalformedResponse),
             _ => {}
         }
@@ -323,19 +328,11 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `Retry-After`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
-pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let at = time::PrimitiveDateTime::parse(value, format)
-        .ok()?
-        .assume_utc();
-    Some(crate::clock::to_std(at - now))
+/// `Retry-After`: delta-seconds or an HTTP-date (RFC 9110 §10.2.3), read by azure_core's own
+/// parser (the one its retry policy, switched off here, would have used); a date already past is
+/// zero.
+fn retry_after(headers: &Headers, now: fn() -> OffsetDateTime) -> Option<Duration> {
+    get_retry_after(headers, now, &[RETRY_AFTER]).map(crate::clock::to_std)
 }
 
 /// Per-try pipeline policy: counts identity-provider requests and turns error answers into
@@ -377,10 +374,7 @@ impl Policy for IdpProbe {
         if (200..300).contains(&status) {
             return Ok(response);
         }
-        let retry_after = response
-            .headers()
-            .get_optional_str(&azure_core::http::headers::RETRY_AFTER)
-            .and_then(|v| parse_retry_after(v, OffsetDateTime::now_utc()));
+        let retry_after = retry_after(response.headers(), OffsetDateTime::now_utc);
         let body = response.into_body().collect().await.ok();
         let body = body.and_then(|b| serde_json::from_slice::<EntraErrorBody>(&b).ok());
         let rejection = IdpRejection {
@@ -411,11 +405,7 @@ impl ClientAssertion for CertificateSigner {
             .sign(&self.audience, OffsetDateTime::now_utc().unix_timestamp())
             .map(|s| s.expose().to_owned())
             .map_err(|e| {
-                azure_core::Error::with_error(
-                    ErrorKind::Credential,
-                    CredentialInputError(e.to_string()),
-                    "signing the client assertion",
-                )
+                CredentialInputError(e.to_string()).into_azure("signing the client assertion")
             })
     }
 }
@@ -429,23 +419,19 @@ pub struct FederatedTokenFile {
 #[async_trait::async_trait]
 impl ClientAssertion for FederatedTokenFile {
     async fn secret(&self, _: Option<ClientMethodOptions<'_>>) -> azure_core::Result<String> {
-        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
-            azure_core::Error::with_error(
-                ErrorKind::Credential,
-                CredentialInputError(format!("federated token file {}: {e}", self.path.display())),
-                "reading the federated token file",
-            )
-        })?;
+        let unusable = |problem: String| {
+            CredentialInputError(format!(
+                "federated token file {}{problem}",
+                self.path.display()
+            ))
+            .into_azure("reading the federated token file")
+        };
+        let text = tokio::fs::read_to_string(&self.path)
+            .await
+            .map_err(|e| unusable(format!(": {e}")))?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(azure_core::Error::with_error(
-                ErrorKind::Credential,
-                CredentialInputError(format!(
-                    "federated token file {} is empty",
-                    self.path.display()
-                )),
-                "reading the federated token file",
-            ));
+            return Err(unusable(" is empty".to_owned()));
         }
         Ok(token.to_owned())
     }
@@ -527,10 +513,6 @@ impl AzureTokenSource {
             probe: Arc::new(IdpProbe { metrics }),
             certificate,
         })
-    }
-
-    pub fn identity(&self) -> &Identity {
-        &self.identity
     }
 
     fn client_options(&self) -> ClientOptions {
@@ -663,13 +645,17 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_and_as_a_date() {
-        let now = datetime!(2026-11-21 08:00:00 UTC);
-        assert_eq!(parse_retry_after("60", now), Some(Duration::from_secs(60)));
+        let parse_retry_after = |value: &str| {
+            let mut headers = Headers::new();
+            headers.insert(RETRY_AFTER, value.to_owned());
+            retry_after(&headers, || datetime!(2026-11-21 08:00:00 UTC))
+        };
+        assert_eq!(parse_retry_after("60"), Some(Duration::from_secs(60)));
         assert_eq!(
-            parse_retry_after("Sat, 21 Nov 2026 08:00:30 GMT", now),
+            parse_retry_after("Sat, 21 Nov 2026 08:00:30 GMT"),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
