@@ -63,10 +63,6 @@ impl JobRunner {
         }
     }
 
-    pub fn tokens(&self) -> &TokenManager {
-        &self.tokens
-    }
-
     /// Runs `job` once, logs and counts the outcome.
     pub async fn run(&self, job: &Job) -> JobReport {
         let started = Instant::now();
