@@ -514,6 +514,13 @@ mod tests {
         shared::config::load_with_env(&Settings::sources(None), env)
     }
 
+    /// The identity from a tenant, a client and the variables in `pairs`.
+    fn resolve(pairs: &[(&str, &str)]) -> Result<Identity, ConfigError> {
+        let mut env = vec![("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
+        env.extend_from_slice(pairs);
+        load(&env).expect("loads").identity.resolve()
+    }
+
     fn job(name: &str) -> JobSettings {
         JobSettings {
             name: name.into(),
@@ -532,13 +539,7 @@ mod tests {
 
     #[test]
     fn azure_variables_infer_a_secret_credential() {
-        let settings = load(&[
-            ("AZURE_TENANT_ID", "t"),
-            ("AZURE_CLIENT_ID", "c"),
-            ("AZURE_CLIENT_SECRET", "s3cret"),
-        ])
-        .expect("loads");
-        let identity = settings.identity.resolve().expect("valid");
+        let identity = resolve(&[("AZURE_CLIENT_SECRET", "s3cret")]).expect("valid");
         assert!(
             matches!(identity.credential, CredentialSpec::Secret(ref s) if s.expose() == "s3cret")
         );
@@ -548,25 +549,14 @@ mod tests {
 
     #[test]
     fn a_federated_token_file_infers_workload_identity() {
-        let settings = load(&[
-            ("AZURE_TENANT_ID", "t"),
-            ("AZURE_CLIENT_ID", "c"),
-            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
-        ])
-        .expect("loads");
-        let identity = settings.identity.resolve().expect("valid");
+        let identity = resolve(&[("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token")]).expect("valid");
         assert_eq!(identity.credential.kind(), "workload_identity");
     }
 
     #[test]
     fn an_explicit_kind_without_its_input_names_the_key() {
-        let settings = load(&[
-            ("AZURE_TENANT_ID", "t"),
-            ("AZURE_CLIENT_ID", "c"),
-            ("CALLER__IDENTITY__CREDENTIAL", "certificate"),
-        ])
-        .expect("loads");
-        let err = settings.identity.resolve().expect_err("no certificate");
+        let err = resolve(&[("CALLER__IDENTITY__CREDENTIAL", "certificate")])
+            .expect_err("no certificate");
         assert!(
             err.to_string().contains("identity.client_certificate_path"),
             "{err}"
@@ -586,14 +576,11 @@ mod tests {
 
     #[test]
     fn plain_http_authority_is_refused() {
-        let settings = load(&[
-            ("AZURE_TENANT_ID", "t"),
-            ("AZURE_CLIENT_ID", "c"),
+        let err = resolve(&[
             ("AZURE_CLIENT_SECRET", "s"),
             ("AZURE_AUTHORITY_HOST", "http://localhost:8443"),
         ])
-        .expect("loads");
-        let err = settings.identity.resolve().expect_err("http");
+        .expect_err("http");
         assert!(err.to_string().contains("identity.authority_host"), "{err}");
     }
 
