@@ -112,13 +112,7 @@ async fn a_run_still_going_makes_the_next_one_skip_and_shutdown_lets_it_finish()
     eventually(|| async { app.tokens.status().first().is_some_and(|s| s.has_token) }).await;
     sleepers(&app.clock, 2).await;
     app.clock.advance(Duration::from_secs(60));
-    eventually(|| async {
-        app.api
-            .received_requests()
-            .await
-            .is_some_and(|r| r.len() == 1)
-    })
-    .await;
+    eventually(|| async { received(&app.api).await == 1 }).await;
     // The first run is waiting for its answer: the next tick is skipped.
     app.clock.advance(Duration::from_secs(60));
     eventually(|| async {

@@ -4,9 +4,7 @@
 use crate::helpers::*;
 use caller_service::Application;
 use caller_service::clock::ManualClock;
-use caller_service::settings::{
-    CredentialKind, IdentityConfig, JobSettings, OverlapPolicy, Settings,
-};
+use caller_service::settings::{CredentialKind, IdentityConfig, JobSettings, Settings};
 use entra_emulator::clock::{Clock as _, SystemClock};
 use entra_emulator::settings::EmulatorSettings;
 use std::path::PathBuf;
@@ -15,9 +13,9 @@ use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
-const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
-const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+pub const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+pub const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
+pub const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
 
 pub struct Emulator {
     pub url: String,
@@ -61,6 +59,20 @@ pub fn identity(emu: &Emulator, client_id: &str) -> IdentityConfig {
     }
 }
 
+/// The demo directory's certificate caller, its certificate and key in two files.
+pub fn certificate_identity(emu: &Emulator) -> IdentityConfig {
+    IdentityConfig {
+        credential: Some(CredentialKind::Certificate),
+        client_certificate_path: Some(demo_certs().join("cert-job.crt")),
+        client_certificate_key_path: Some(demo_certs().join("cert-job.key")),
+        ..identity(emu, CERT_ID)
+    }
+}
+
+fn demo_certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs")
+}
+
 pub fn settings(emu: &Emulator, identity: IdentityConfig) -> Settings {
     let mut settings = Settings {
         identity,
@@ -98,17 +110,10 @@ async fn the_daemon_runs_the_writer_job_on_schedule_with_an_emulator_token() {
         },
     );
     settings.jobs.push(JobSettings {
-        name: "writer".into(),
-        schedule: None,
-        interval_secs: Some(60),
-        jitter_secs: 0,
         method: "POST".into(),
-        url: format!("{}/tasks", api.uri()),
         body: Some(serde_json::json!({"title": "from the caller"})),
-        scope: SCOPE.into(),
-        timeout_secs: 30,
         success_status: vec![201],
-        overlap: OverlapPolicy::Skip,
+        ..interval_job("writer", format!("{}/tasks", api.uri()))
     });
     let clock = Arc::new(ManualClock::new(start_time()));
     let app = Application::build_with_clock(settings, clock.clone())
@@ -194,19 +199,8 @@ async fn the_daemon_runs_the_writer_job_on_schedule_with_an_emulator_token() {
 #[tokio::test]
 async fn a_certificate_credential_gets_a_certificate_token_from_the_emulator() {
     let emu = spawn_emulator().await;
-    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs");
-    let settings = settings(
-        &emu,
-        IdentityConfig {
-            credential: Some(CredentialKind::Certificate),
-            client_certificate_path: Some(certs.join("cert-job.crt")),
-            client_certificate_key_path: Some(certs.join("cert-job.key")),
-            ..identity(&emu, CERT_ID)
-        },
-    );
-    let (identity, _) = settings.validate().expect("valid");
-    let clock = Arc::new(ManualClock::new(start_time()));
-    let core = caller_service::Core::build(&settings, identity, clock).expect("core");
+    let settings = settings(&emu, certificate_identity(&emu));
+    let (core, _) = core_for(&settings);
     let token = core.tokens.get_token(SCOPE).await.expect("token");
     let claims = claims(token.secret());
     assert_eq!(claims["azp"], CERT_ID);
@@ -224,9 +218,7 @@ async fn a_wrong_secret_against_the_emulator_is_a_permanent_aadsts_error() {
             ..identity(&emu, WRITER_ID)
         },
     );
-    let (identity, _) = settings.validate().expect("valid");
-    let clock = Arc::new(ManualClock::new(start_time()));
-    let core = caller_service::Core::build(&settings, identity, clock).expect("core");
+    let (core, _) = core_for(&settings);
     let error = core.tokens.get_token(SCOPE).await.expect_err("refused");
     assert!(error.is_permanent());
     assert_eq!(error.reason(), "aadsts_7000215");
@@ -236,11 +228,10 @@ async fn a_wrong_secret_against_the_emulator_is_a_permanent_aadsts_error() {
 #[tokio::test]
 async fn a_single_pem_with_certificate_and_key_is_enough() {
     let emu = spawn_emulator().await;
-    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs");
     let dir = TempDir::new();
     let combined = dir.0.join("cert-job.pem");
-    let mut pem = std::fs::read(certs.join("cert-job.crt")).expect("cert");
-    pem.extend(std::fs::read(certs.join("cert-job.key")).expect("key"));
+    let mut pem = std::fs::read(demo_certs().join("cert-job.crt")).expect("cert");
+    pem.extend(std::fs::read(demo_certs().join("cert-job.key")).expect("key"));
     std::fs::write(&combined, pem).expect("write");
     let settings = settings(
         &emu,
@@ -255,8 +246,7 @@ async fn a_single_pem_with_certificate_and_key_is_enough() {
         "certificate",
         "inferred from the path"
     );
-    let clock = Arc::new(ManualClock::new(start_time()));
-    let core = caller_service::Core::build(&settings, identity, clock).expect("core");
+    let (core, _) = core_for(&settings);
     let token = core.tokens.get_token(SCOPE).await.expect("token");
     assert_eq!(claims(token.secret())["azpacr"], "2");
 }

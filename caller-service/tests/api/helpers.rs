@@ -5,8 +5,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use caller_service::Core;
 use caller_service::clock::ManualClock;
+use caller_service::idp::AcquireError;
 use caller_service::settings::{CredentialKind, IdentityConfig, Settings};
-use caller_service::token_manager::TokenEvent;
+use caller_service::token_manager::{TokenEvent, Trigger};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,7 +15,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
@@ -143,6 +144,14 @@ pub fn token_request() -> wiremock::MockBuilder {
     Mock::given(method("POST")).and(path(TOKEN_PATH))
 }
 
+/// `GET /tasks` on the target API, sent with the `n`-th token [`Tokens`] issued.
+pub fn tasks_with_token(n: u32) -> wiremock::MockBuilder {
+    Mock::given(method("GET")).and(path("/tasks")).and(header(
+        "authorization",
+        format!("Bearer {}", fake_jwt(n)).as_str(),
+    ))
+}
+
 pub fn entra_error(status: u16, error: &str, code: u32, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(serde_json::json!({
         "error": error,
@@ -163,13 +172,9 @@ pub fn start_time() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-/// The caller with a client secret, wiremock as identity provider and as target API.
-pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
-    init_logs();
-    let dir = TempDir::new();
-    let idp = MockServer::start().await;
-    let api = MockServer::start().await;
-    let (port, ca) = tls_front(*idp.address(), &dir).await;
+/// The caller with a client secret, signing in at `idp` through a TLS front (its CA in `dir`).
+async fn secret_caller_settings(idp: &MockServer, dir: &TempDir) -> Settings {
+    let (port, ca) = tls_front(*idp.address(), dir).await;
     let mut settings = Settings {
         identity: IdentityConfig {
             tenant_id: Some(TENANT.into()),
@@ -183,10 +188,26 @@ pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
     };
     settings.http.extra_ca_file = Some(ca);
     settings.server.port = 0;
-    customise(&mut settings);
+    settings
+}
+
+/// The token manager and job runner from valid `settings`, on a manual clock.
+pub fn core_for(settings: &Settings) -> (Core, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(start_time()));
     let (identity, _) = settings.validate().expect("valid settings");
-    let core = Core::build(&settings, identity, clock.clone()).expect("core");
+    let core = Core::build(settings, identity, clock.clone()).expect("core");
+    (core, clock)
+}
+
+/// The caller with a client secret, wiremock as identity provider and as target API.
+pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
+    init_logs();
+    let dir = TempDir::new();
+    let idp = MockServer::start().await;
+    let api = MockServer::start().await;
+    let mut settings = secret_caller_settings(&idp, &dir).await;
+    customise(&mut settings);
+    let (core, clock) = core_for(&settings);
     TestCaller {
         idp,
         api,
@@ -196,10 +217,9 @@ pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
     }
 }
 
-impl TestCaller {
-    pub async fn idp_requests(&self) -> usize {
-        self.idp.received_requests().await.map_or(0, |r| r.len())
-    }
+/// How many requests `server` has received.
+pub async fn received(server: &MockServer) -> usize {
+    server.received_requests().await.map_or(0, |r| r.len())
 }
 
 /// Waits (without sleeping) until `n` tasks are waiting on the clock.
@@ -240,6 +260,37 @@ pub async fn next_event(
     .expect("event within 10 s")
 }
 
+/// A [`TokenEvent::Failed`], unpacked.
+pub struct Failure {
+    pub error: AcquireError,
+    pub next_attempt_in: Duration,
+    pub trigger: Trigger,
+}
+
+/// The next failed acquisition (by `trigger` when given), other events skipped.
+pub async fn next_failure(
+    events: &mut broadcast::Receiver<TokenEvent>,
+    trigger: Option<Trigger>,
+) -> Failure {
+    let wanted = |event: &TokenEvent| match event {
+        TokenEvent::Failed { trigger: t, .. } => trigger.is_none_or(|wanted| *t == wanted),
+        _ => false,
+    };
+    match next_event(events, wanted).await {
+        TokenEvent::Failed {
+            error,
+            next_attempt_in,
+            trigger,
+            ..
+        } => Failure {
+            error,
+            next_attempt_in,
+            trigger,
+        },
+        _ => unreachable!("only failures are wanted"),
+    }
+}
+
 pub fn is_acquired(event: &TokenEvent) -> bool {
     matches!(event, TokenEvent::Acquired { .. })
 }
@@ -275,19 +326,7 @@ where
     let dir = TempDir::new();
     let idp = before_start(MockServer::start().await).await;
     let api = MockServer::start().await;
-    let (port, ca) = tls_front(*idp.address(), &dir).await;
-    let mut settings = Settings {
-        identity: IdentityConfig {
-            tenant_id: Some(TENANT.into()),
-            client_id: Some(CLIENT.into()),
-            client_secret: Some(SECRET.into()),
-            authority_host: Some(format!("https://localhost:{port}")),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    settings.http.extra_ca_file = Some(ca);
-    settings.server.port = 0;
+    let mut settings = secret_caller_settings(&idp, &dir).await;
     customise(&mut settings, &api.uri());
     let clock = Arc::new(ManualClock::new(start_time()));
     let app = caller_service::Application::build_with_clock(settings, clock.clone())

@@ -1,26 +1,14 @@
 //! Job runs: success statuses, the problem+json reason on 4xx, the retry after a 401.
 
 use crate::helpers::*;
-use caller_service::settings::{Job, JobSettings, OverlapPolicy};
-use wiremock::matchers::{header, method, path};
+use caller_service::settings::Job;
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 pub fn job(name: &str, url: &str) -> Job {
-    JobSettings {
-        name: name.into(),
-        schedule: None,
-        interval_secs: Some(60),
-        jitter_secs: 0,
-        method: "GET".into(),
-        url: url.into(),
-        body: None,
-        scope: SCOPE.into(),
-        timeout_secs: 30,
-        success_status: vec![],
-        overlap: OverlapPolicy::Skip,
-    }
-    .validate()
-    .expect("valid job")
+    interval_job(name, url.into())
+        .validate()
+        .expect("valid job")
 }
 
 fn invalid_token() -> ResponseTemplate {
@@ -38,22 +26,12 @@ async fn a_401_invalid_token_causes_one_refresh_and_one_retry() {
         .expect(2)
         .mount(&caller.idp)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/tasks"))
-        .and(header(
-            "authorization",
-            format!("Bearer {}", fake_jwt(0)).as_str(),
-        ))
+    tasks_with_token(0)
         .respond_with(invalid_token())
         .expect(1)
         .mount(&caller.api)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/tasks"))
-        .and(header(
-            "authorization",
-            format!("Bearer {}", fake_jwt(1)).as_str(),
-        ))
+    tasks_with_token(1)
         .respond_with(ResponseTemplate::new(200))
         .expect(1)
         .mount(&caller.api)

@@ -4,19 +4,17 @@
 //! gets a 403 whose reason the job report carries. The daemons running these jobs on schedule
 //! against the same services are tested end to end in `tests/e2e/flows.rs`.
 
-use crate::emulator::{Emulator, identity, settings, spawn_emulator};
+use crate::emulator::{
+    CERT_ID, Emulator, WRITER_ID, WRITER_SECRET, certificate_identity, identity, settings,
+    spawn_emulator,
+};
 use crate::helpers::*;
-use caller_service::clock::ManualClock;
 use caller_service::jobs::Outcome;
-use caller_service::settings::{CredentialKind, IdentityConfig};
-use std::path::PathBuf;
-use std::sync::Arc;
+use caller_service::settings::IdentityConfig;
 
-const READER_ID: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
-const READER_SECRET: &str = "rdr8Q~demo.reader.secret.not-for-production";
-const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
-const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
-const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+/// The demo reader-job is the identity the wiremock tests use.
+const READER_ID: &str = CLIENT;
+const READER_SECRET: &str = SECRET;
 const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
 const STRANGER_SECRET: &str = "str8Q~demo.stranger.secret.not-for-production";
 
@@ -57,9 +55,8 @@ async fn run_once(
         job.body = Some(serde_json::json!({ "title": "from the mesh test" }));
     }
     settings.jobs.push(job);
-    let (identity, jobs) = settings.validate().expect("valid settings");
-    let clock = Arc::new(ManualClock::new(start_time()));
-    let core = caller_service::Core::build(&settings, identity, clock).expect("core");
+    let (_, jobs) = settings.validate().expect("valid settings");
+    let (core, _) = core_for(&settings);
     let report = core.runner.run(&jobs[0]).await;
     core.tokens.shutdown();
     report
@@ -96,14 +93,7 @@ async fn demo_callers_meet_the_real_api_as_the_directory_says() {
         "{reader:?}"
     );
 
-    let certs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs");
-    let certificate = IdentityConfig {
-        credential: Some(CredentialKind::Certificate),
-        client_certificate_path: Some(certs.join("cert-job.crt")),
-        client_certificate_key_path: Some(certs.join("cert-job.key")),
-        ..identity(&emu, CERT_ID)
-    };
-    let cert = run_once(&emu, certificate, "GET", tasks.clone()).await;
+    let cert = run_once(&emu, certificate_identity(&emu), "GET", tasks.clone()).await;
     assert_eq!(
         (cert.outcome, cert.status),
         (Outcome::Success, Some(200)),

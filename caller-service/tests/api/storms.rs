@@ -138,11 +138,6 @@ async fn start(answer: Answer, with_token: bool) -> TestApp {
     app
 }
 
-/// Token requests wiremock received, whatever it answered.
-async fn idp_requests(app: &TestApp) -> usize {
-    app.idp.received_requests().await.map_or(0, |r| r.len())
-}
-
 fn status(app: &TestApp) -> ScopeStatus {
     let statuses = app.tokens.status();
     assert_eq!(statuses.len(), 1, "one scope");
@@ -153,8 +148,11 @@ fn offset(app: &TestApp, origin: OffsetDateTime) -> Duration {
     to_std(app.clock.now() - origin)
 }
 
+/// The job's outcomes, in the order [`runs`] counts them.
+const OUTCOMES: [&str; 4] = ["success", "failure", "error", "skipped"];
+
 fn runs(app: &TestApp) -> [u64; 4] {
-    ["success", "failure", "error", "skipped"].map(|outcome| {
+    OUTCOMES.map(|outcome| {
         app.metrics
             .job_runs
             .with_label_values(&["storm", outcome])
@@ -176,7 +174,7 @@ async fn settle(app: &TestApp) {
 /// attempt and run to finish and records it.
 async fn drive(app: &TestApp, origin: OffsetDateTime, until: Duration, record: &mut Record) {
     let mut next_job = JOB_EVERY * (record.runs.len() as u32 + 1);
-    let mut expected_requests = idp_requests(app).await;
+    let mut expected_requests = received(&app.idp).await;
     loop {
         settle(app).await;
         let now = offset(app, origin);
@@ -206,7 +204,7 @@ async fn drive(app: &TestApp, origin: OffsetDateTime, until: Duration, record: &
             })
             .await;
             assert_eq!(
-                idp_requests(app).await,
+                received(&app.idp).await,
                 expected_requests,
                 "one request per planned attempt"
             );
@@ -218,7 +216,7 @@ async fn drive(app: &TestApp, origin: OffsetDateTime, until: Duration, record: &
             })
             .await;
             let after = runs(app);
-            let outcome = ["success", "failure", "error", "skipped"]
+            let outcome = OUTCOMES
                 .into_iter()
                 .zip(after.iter().zip(runs_before))
                 .find(|(_, (a, b))| **a > *b)
@@ -304,7 +302,7 @@ async fn storm_without_a_token(answer: Answer) {
             .is_some_and(|s| s.consecutive_failures == 1 && !s.acquiring)
     })
     .await;
-    assert_eq!(idp_requests(&app).await, 1);
+    assert_eq!(received(&app.idp).await, 1);
     let mut record = Record {
         requests: vec![Duration::ZERO],
         ..Default::default()
@@ -313,7 +311,7 @@ async fn storm_without_a_token(answer: Answer) {
 
     let requests = judge_requests(answer, &record.requests, Duration::ZERO);
     assert_eq!(
-        idp_requests(&app).await,
+        received(&app.idp).await,
         record.requests.len(),
         "no request outside the planned attempts"
     );
@@ -321,7 +319,7 @@ async fn storm_without_a_token(answer: Answer) {
     let errors = record.runs.iter().filter(|(_, o)| *o == "error").count();
     assert_eq!(record.runs.len(), (STORM.as_secs() / 60) as usize);
     assert_eq!(errors, record.runs.len(), "{:?}", record.runs);
-    assert_eq!(app.api.received_requests().await.map_or(0, |r| r.len()), 0);
+    assert_eq!(received(&app.api).await, 0);
     let (ready, body) = app.readyz().await;
     assert_eq!(ready, 503);
     assert_eq!(body["status"], "not_ready");
@@ -355,7 +353,7 @@ async fn storm_past_the_refresh_point(answer: Answer) {
     );
     let refresh_at = to_std(status(&app).next_attempt_at.expect("a refresh planned") - origin);
     assert!(refresh_at < usable_until);
-    assert_eq!(idp_requests(&app).await, 1);
+    assert_eq!(received(&app.idp).await, 1);
 
     // Up to the refresh point nothing is asked; from it on, every request is refused for 2 h.
     let mut record = Record::default();
@@ -364,7 +362,7 @@ async fn storm_past_the_refresh_point(answer: Answer) {
     let requests = judge_requests(answer, &record.requests, refresh_at);
     assert_eq!(record.requests.first(), Some(&refresh_at));
     assert_eq!(
-        idp_requests(&app).await,
+        received(&app.idp).await,
         1 + record.requests.len(),
         "no request outside the planned attempts"
     );

@@ -62,7 +62,7 @@ async fn refresh_happens_at_about_half_life_without_any_caller_waiting() {
         .await;
     sleepers(&caller.clock, 1).await;
     caller.clock.advance(Duration::from_secs(1800));
-    eventually(|| async { caller.idp_requests().await == 2 }).await;
+    eventually(|| async { received(&caller.idp).await == 2 }).await;
 
     let read = tokens.get_token(SCOPE);
     let mut read = std::pin::pin!(read);
@@ -104,13 +104,7 @@ async fn a_503_then_a_429_during_refresh_fail_no_job_and_retry_after_is_honoured
         settings.token_manager.refresh_jitter_fraction = 0.0;
     })
     .await;
-    use wiremock::matchers::{header, method, path};
-    wiremock::Mock::given(method("GET"))
-        .and(path("/tasks"))
-        .and(header(
-            "authorization",
-            format!("Bearer {}", fake_jwt(0)).as_str(),
-        ))
+    tasks_with_token(0)
         .respond_with(ResponseTemplate::new(200))
         .expect(3)
         .mount(&caller.api)
@@ -144,14 +138,11 @@ async fn a_503_then_a_429_during_refresh_fail_no_job_and_retry_after_is_honoured
 
     sleepers(&caller.clock, 1).await;
     caller.clock.advance(Duration::from_secs(1800));
-    let TokenEvent::Failed {
+    let Failure {
         error,
         next_attempt_in,
         ..
-    } = next_event(&mut events, is_failed).await
-    else {
-        unreachable!()
-    };
+    } = next_failure(&mut events, None).await;
     assert_eq!(error.reason(), "server_error");
     assert!(
         next_attempt_in <= Duration::from_secs(1),
@@ -165,14 +156,11 @@ async fn a_503_then_a_429_during_refresh_fail_no_job_and_retry_after_is_honoured
 
     sleepers(&caller.clock, 1).await;
     caller.clock.advance(next_attempt_in);
-    let TokenEvent::Failed {
+    let Failure {
         error,
         next_attempt_in,
         ..
-    } = next_event(&mut events, is_failed).await
-    else {
-        unreachable!()
-    };
+    } = next_failure(&mut events, None).await;
     assert_eq!(error.reason(), "throttled");
     assert_eq!(error.retry_after(), Some(Duration::from_secs(120)));
     assert_eq!(
@@ -228,28 +216,16 @@ async fn a_permanent_aadsts_error_causes_no_retry_storm() {
     for _ in 0..20 {
         assert!(tokens.get_token(SCOPE).await.is_err());
     }
-    assert_eq!(caller.idp_requests().await, 1);
+    assert_eq!(received(&caller.idp).await, 1);
 
     // One slow retry after 5 minutes, by the refresher.
     sleepers(&caller.clock, 1).await;
     caller.clock.advance(Duration::from_secs(300));
-    let TokenEvent::Failed {
+    let Failure {
         trigger,
         next_attempt_in,
         ..
-    } = next_event(&mut events, |e| {
-        matches!(
-            e,
-            TokenEvent::Failed {
-                trigger: Trigger::Background,
-                ..
-            }
-        )
-    })
-    .await
-    else {
-        unreachable!()
-    };
+    } = next_failure(&mut events, Some(Trigger::Background)).await;
     assert_eq!(trigger, Trigger::Background);
     assert_eq!(next_attempt_in, Duration::from_secs(300));
     assert!(tokens.status()[0].permanent_failure);
@@ -285,22 +261,16 @@ async fn malformed_token_responses_are_retried_not_cached() {
     let mut events = tokens.subscribe();
     let error = tokens.get_token(SCOPE).await.expect_err("not JSON");
     assert_eq!(error.reason(), "malformed_response");
-    let TokenEvent::Failed {
+    let Failure {
         next_attempt_in, ..
-    } = next_event(&mut events, is_failed).await
-    else {
-        unreachable!()
-    };
+    } = next_failure(&mut events, None).await;
     sleepers(&caller.clock, 1).await;
     caller.clock.advance(next_attempt_in);
-    let TokenEvent::Failed {
+    let Failure {
         error,
         next_attempt_in,
         ..
-    } = next_event(&mut events, is_failed).await
-    else {
-        unreachable!()
-    };
+    } = next_failure(&mut events, None).await;
     assert_eq!(
         error.reason(),
         "malformed_response",
@@ -325,7 +295,7 @@ async fn a_hanging_token_endpoint_times_out_on_the_clock() {
     let call = tokio::spawn(async move { tokens.get_token(SCOPE).await });
     // The acquisition's timeout is waiting on the clock, and the request has arrived.
     sleepers(&caller.clock, 1).await;
-    eventually(|| async { caller.idp_requests().await == 1 }).await;
+    eventually(|| async { received(&caller.idp).await == 1 }).await;
     caller.clock.advance(Duration::from_secs(10));
     let error = call.await.expect("joins").expect_err("timed out");
     assert_eq!(error.reason(), "timeout");
