@@ -72,6 +72,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The `type` of a problem: one URN per stable `reason`, for refusals and errors alike.
+pub fn problem_type(reason: &str) -> String {
+    format!("urn:m2m-entra:problem:{reason}")
+}
+
+/// An RFC 9457 answer: `application/problem+json`, never stored by caches.
+pub fn problem_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
 /// The RFC 9457 body every error of this API has.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -130,7 +143,7 @@ impl ResponseError for ApiError {
             }
         };
         let problem = Problem {
-            kind: format!("urn:m2m-entra:problem:{}", self.reason()),
+            kind: problem_type(self.reason()),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
@@ -149,10 +162,7 @@ impl ResponseError for ApiError {
             },
             request_id: crate::observe::current_request_id().unwrap_or_default(),
         };
-        HttpResponse::build(status)
-            .content_type("application/problem+json")
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .json(problem)
+        problem_response(status, &problem)
     }
 }
 

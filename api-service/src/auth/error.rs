@@ -4,6 +4,7 @@
 //! or role (RFC 6750 §3.1). The body is RFC 9457 problem+json with a stable machine-readable
 //! `reason` and the request id; it never echoes the token and never names internals.
 
+use crate::problem::{problem_response, problem_type};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
@@ -286,7 +287,7 @@ impl ResponseError for AuthError {
             self.request_id.clone()
         };
         let problem = Problem {
-            kind: format!("urn:m2m-entra:problem:{}", self.reason.as_str()),
+            kind: problem_type(self.reason.as_str()),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.reason.detail(),
@@ -294,10 +295,7 @@ impl ResponseError for AuthError {
             required_roles: &self.required_roles,
             request_id: &request_id,
         };
-        let mut response = HttpResponse::build(status)
-            .content_type("application/problem+json")
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(problem);
+        let mut response = problem_response(status, &problem);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Not the token's fault: no challenge (RFC 6750 challenges are for 401/403); the
             // key store retries at least every 5 minutes, so suggest a short wait.
