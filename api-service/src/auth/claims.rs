@@ -97,20 +97,7 @@ fn issuer_matches(template: &str, tid: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TID: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
-    const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
-    const NOW: i64 = 1_800_000_000;
-
-    fn tenants() -> HashMap<String, TenantIssuers> {
-        HashMap::from([(
-            TID.to_owned(),
-            TenantIssuers {
-                v2: format!("https://login.microsoftonline.com/{TID}/v2.0"),
-                v1: format!("https://sts.windows.net/{TID}/"),
-            },
-        )])
-    }
+    use crate::auth::keys::tests::{API, NOW, TID, issuers};
 
     fn v2() -> AccessTokenClaims {
         AccessTokenClaims {
@@ -126,7 +113,7 @@ mod tests {
     }
 
     fn reason(claims: &AccessTokenClaims, key_issuer: Option<&str>) -> Option<Reason> {
-        let (tenants, audiences) = (tenants(), [API.to_owned(), "api://tasks-api".to_owned()]);
+        let (tenants, audiences) = (issuers(), [API.to_owned(), "api://tasks-api".to_owned()]);
         let rules = ClaimRules {
             tenants: &tenants,
             audiences: &audiences,

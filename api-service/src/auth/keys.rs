@@ -299,12 +299,11 @@ impl KeyStore {
         let mut issuers = HashMap::new();
         let mut jwks_uris: Vec<String> = Vec::new();
         for tenant in &self.tenants {
-            let v2: Discovery = self
-                .get_json(&format!(
-                    "{}/{tenant}/v2.0/.well-known/openid-configuration",
-                    self.authority_host
-                ))
-                .await?;
+            let v2_url = format!(
+                "{}/{tenant}/v2.0/.well-known/openid-configuration",
+                self.authority_host
+            );
+            let v2: Discovery = self.get_json(&v2_url).await?;
             let v1: Discovery = self
                 .get_json(&format!(
                     "{}/{tenant}/.well-known/openid-configuration",
@@ -312,10 +311,7 @@ impl KeyStore {
                 ))
                 .await?;
             let jwks_uri = v2.jwks_uri.ok_or_else(|| FetchError::Document {
-                url: format!(
-                    "{}/{tenant}/v2.0/.well-known/openid-configuration",
-                    self.authority_host
-                ),
+                url: v2_url,
                 reason: "no jwks_uri".into(),
             })?;
             if !jwks_uris.contains(&jwks_uri) {

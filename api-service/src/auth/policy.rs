@@ -72,8 +72,8 @@ pub fn app_caller(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::tests::READER;
 
-    const READER: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
     const SP: &str = "c3d4e5f6-a7b8-4c9d-8e0f-2a3b4c5d6e7f";
 
     fn allowed() -> HashSet<String> {
