@@ -38,7 +38,14 @@ fn incoming_or_new(req: &ServiceRequest) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+        .unwrap_or_else(|| {
+            // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` (this build of uuid has no
+            // `fast-rng`) makes a getrandom syscall for every id, ~400 ns against ~60 ns here.
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .simple()
+                .to_string()
+        })
 }
 
 /// The middleware (`App::wrap(from_fn(observe::middleware))`), outermost, so that it sees every
