@@ -34,6 +34,6 @@ pub struct AppState {
     pub validator: Arc<Validator>,
     pub outcomes: Arc<AuthOutcomes>,
     pub clock: Clock,
-    /// The OpenAPI document, rendered once at start.
-    pub openapi: String,
+    /// The OpenAPI document, rendered once at start; each answer shares these bytes.
+    pub openapi: actix_web::web::Bytes,
 }

@@ -65,7 +65,9 @@ impl Application {
             validator,
             outcomes: auth.outcomes().clone(),
             clock,
-            openapi: serde_json::to_string(&document).context("rendering the OpenAPI document")?,
+            openapi: serde_json::to_vec(&document)
+                .context("rendering the OpenAPI document")?
+                .into(),
         });
         let metrics = web::Data::new(Metrics::new());
 
