@@ -462,8 +462,8 @@ pub fn load_certificate(path: &Path) -> Result<CertificateCredential, String> {
     let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
         .map_err(|e| format!("notAfter out of range: {e}"))?;
     Ok(CertificateCredential {
-        x5t: crate::keys::thumbprint_sha1(&pem.contents),
-        x5t_s256: crate::keys::thumbprint_sha256(&pem.contents),
+        x5t: shared::assertion::thumbprint_sha1(&pem.contents),
+        x5t_s256: shared::assertion::thumbprint_sha256(&pem.contents),
         public_key_der: spki.subject_public_key.data.to_vec(),
         not_after,
     })

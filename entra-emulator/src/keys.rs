@@ -7,7 +7,6 @@
 //! `retire`d, so tokens already issued keep validating — the sequence a validator must survive.
 
 use anyhow::Context;
-use aws_lc_rs::digest;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
@@ -15,16 +14,9 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::EncodingKey;
 use serde::{Deserialize, Serialize};
+use shared::assertion::thumbprint_sha1;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-
-pub fn thumbprint_sha1(der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der))
-}
-
-pub fn thumbprint_sha256(der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, der))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

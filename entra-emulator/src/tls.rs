@@ -46,7 +46,7 @@ pub fn load_or_create(dir: &Path, names: &[String], ca_out: &Path) -> anyhow::Re
     let wanted_names = format!(
         "{}\nissuer-sha256={}",
         names.join("\n"),
-        crate::keys::thumbprint_sha256(ca_pem.as_bytes())
+        shared::assertion::thumbprint_sha256(ca_pem.as_bytes())
     );
     let reusable = server_cert_path.exists()
         && server_key_path.exists()

@@ -13,6 +13,16 @@ use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// base64url SHA-1 of a certificate's DER: the `x5t` an RS256 assertion (and a JWK) names it by.
+pub fn thumbprint_sha1(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, der))
+}
+
+/// base64url SHA-256 of a certificate's DER: the `x5t#S256` a PS256 assertion names it by.
+pub fn thumbprint_sha256(der: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, der))
+}
+
 /// MSAL signs assertions for 10 minutes; long enough for any retry, short enough that a leaked
 /// assertion is soon worthless.
 pub const ASSERTION_LIFETIME_SECS: i64 = 600;
@@ -86,8 +96,8 @@ impl CertificateAssertion {
         Ok(Self {
             client_id: client_id.into(),
             key,
-            x5t: URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &der)),
-            x5t_s256: URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, &der)),
+            x5t: thumbprint_sha1(&der),
+            x5t_s256: thumbprint_sha256(&der),
             algorithm,
         })
     }
