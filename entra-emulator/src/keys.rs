@@ -7,12 +7,13 @@
 //! `retire`d, so tokens already issued keep validating — the sequence a validator must survive.
 
 use anyhow::Context;
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::rsa::{KeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::EncodingKey;
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use shared::assertion::thumbprint_sha1;
 use std::path::{Path, PathBuf};
@@ -204,25 +205,24 @@ pub enum RetireOutcome {
 
 impl SigningKey {
     fn generate(state: KeyState, now: i64) -> anyhow::Result<Self> {
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
-        let pkcs8 = pair
-            .as_der()
-            .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
-        let private_key_pem = pem_encode("PRIVATE KEY", pkcs8.as_ref());
-        let certificate = self_signed_certificate(&private_key_pem)?;
+        // rcgen makes RSA keys of 2048 bits, the size of Entra's, and keeps them as PKCS#8.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+            .map_err(|e| anyhow::anyhow!("RSA key generation failed: {e}"))?;
+        let certificate = self_signed_certificate(&key)?;
         Self::from_stored(StoredKey {
             kid: thumbprint_sha1(&certificate),
             state,
             created_at: now,
-            private_key_pem,
+            private_key_pem: key.serialize_pem(),
             certificate_der_b64: STANDARD.encode(&certificate),
         })
     }
 
     fn from_stored(stored: StoredKey) -> anyhow::Result<Self> {
-        let der = pem_decode(&stored.private_key_pem).context("private key PEM")?;
-        let pair = KeyPair::from_pkcs8(&der).map_err(|e| anyhow::anyhow!("private key: {e}"))?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(stored.private_key_pem.as_bytes())
+            .context("private key PEM")?;
+        let pair = KeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .map_err(|e| anyhow::anyhow!("private key: {e}"))?;
         let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
         let encoding_key = EncodingKey::from_rsa_pem(stored.private_key_pem.as_bytes())
             .context("private key for jsonwebtoken")?;
@@ -247,10 +247,7 @@ impl SigningKey {
 }
 
 /// Entra's signing certificates are self-signed; the certificate only carries the key in `x5c`.
-fn self_signed_certificate(private_key_pem: &str) -> anyhow::Result<Vec<u8>> {
-    let key =
-        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(private_key_pem, &rcgen::PKCS_RSA_SHA256)
-            .context("loading the key into rcgen")?;
+fn self_signed_certificate(key: &rcgen::KeyPair) -> anyhow::Result<Vec<u8>> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(
         rcgen::DnType::CommonName,
@@ -258,7 +255,7 @@ fn self_signed_certificate(private_key_pem: &str) -> anyhow::Result<Vec<u8>> {
     );
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(1);
     params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5 * 365);
-    Ok(params.self_signed(&key)?.der().to_vec())
+    Ok(params.self_signed(key)?.der().to_vec())
 }
 
 fn write_keys(path: &Path, keys: &[SigningKey]) -> anyhow::Result<()> {
@@ -267,20 +264,4 @@ fn write_keys(path: &Path, keys: &[SigningKey]) -> anyhow::Result<()> {
     };
     let json = serde_json::to_vec_pretty(&stored)?;
     crate::fsutil::write_private(path, &json)
-}
-
-pub fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn pem_decode(pem: &str) -> anyhow::Result<Vec<u8>> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    Ok(STANDARD.decode(body.trim())?)
 }
