@@ -6,7 +6,10 @@
 use actix_web::http::StatusCode;
 use shared::entra_error::EntraErrorBody;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Displays as `AADSTS{code}: {message}`, the first line of Entra's `error_description` and what
+/// its sign-in pages show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("AADSTS{code}: {message}")]
 pub struct AadError {
     pub status: StatusCode,
     pub error: &'static str,
@@ -377,8 +380,7 @@ impl AadError {
         EntraErrorBody {
             error: self.error.to_owned(),
             error_description: format!(
-                "AADSTS{}: {}\r\nTrace ID: {trace_id}\r\nCorrelation ID: {correlation_id}\r\nTimestamp: {timestamp}",
-                self.code, self.message
+                "{self}\r\nTrace ID: {trace_id}\r\nCorrelation ID: {correlation_id}\r\nTimestamp: {timestamp}"
             ),
             error_codes: vec![self.code],
             timestamp: Some(timestamp),

@@ -44,8 +44,7 @@ pub fn token(
     };
     let issued = service
         .resolve_default_scope(tenant, &tenant_ref, scope)
-        .and_then(|resource| service.app_token(tenant, app, &resource, auth))
-        .map_err(|e| anyhow::anyhow!("AADSTS{}: {}", e.code, e.message))?;
+        .and_then(|resource| service.app_token(tenant, app, &resource, auth))?;
     if raw {
         return Ok(issued.access_token);
     }

@@ -173,12 +173,7 @@ fn redirect(base: &str, params: &[(&str, &str)]) -> HttpResponse {
 }
 
 fn redirect_aad(base: &str, state: &Option<String>, err: &AadError) -> HttpResponse {
-    redirect_error(
-        base,
-        state,
-        err.error,
-        &format!("AADSTS{}: {}", err.code, err.message),
-    )
+    redirect_error(base, state, err.error, &err.to_string())
 }
 
 fn redirect_error(
@@ -197,10 +192,9 @@ fn redirect_error(
 fn error_page(err: &AadError) -> HttpResponse {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in error</title></head><body>\
-         <h1>Sorry, but we're having trouble signing you in.</h1><p><code>{}</code>: AADSTS{}: {}</p></body></html>",
+         <h1>Sorry, but we're having trouble signing you in.</h1><p><code>{}</code>: {}</p></body></html>",
         escape(err.error),
-        err.code,
-        escape(&err.message)
+        escape(&err.to_string())
     );
     HttpResponse::build(err.status)
         .content_type("text/html; charset=utf-8")
@@ -224,13 +218,7 @@ fn sign_in_page(
         ));
     }
     let message = err
-        .map(|e| {
-            format!(
-                "<p role=\"alert\">AADSTS{}: {}</p>",
-                e.code,
-                escape(&e.message)
-            )
-        })
+        .map(|e| format!("<p role=\"alert\">{}</p>", escape(&e.to_string())))
         .unwrap_or_default();
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
