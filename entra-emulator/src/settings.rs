@@ -114,6 +114,14 @@ impl Default for TokenSettings {
     }
 }
 
+impl ServerSettings {
+    /// Whether the server certificate names `host` (an IPv6 literal with or without brackets).
+    pub fn is_tls_name(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.tls_names.iter().any(|n| n.eq_ignore_ascii_case(host))
+    }
+}
+
 impl EmulatorSettings {
     pub fn load(file: Option<PathBuf>) -> Result<Self, ConfigError> {
         let settings: Self = shared::config::load(&shared::config::Sources {
@@ -168,11 +176,7 @@ impl EmulatorSettings {
         }
         if let Some(url) = &self.server.public_url
             && let Some(host) = url.host_str()
-            && !self
-                .server
-                .tls_names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']')))
+            && !self.server.is_tls_name(host)
         {
             return Err(ConfigError::key(
                 "server.public_url",

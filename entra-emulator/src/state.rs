@@ -33,11 +33,6 @@ impl AppState {
         let public = url::Url::parse(self.public_url()).ok();
         let public_host = public.as_ref().and_then(|u| u.host_str());
         public_host.is_some_and(|h| h.eq_ignore_ascii_case(host))
-            || self
-                .settings
-                .server
-                .tls_names
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']')))
+            || self.settings.server.is_tls_name(host)
     }
 }
