@@ -21,8 +21,25 @@ use std::sync::Arc;
 /// tolerates them in client-credentials requests and ignores them. Compared case-insensitively.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
 
-pub fn is_oidc_scope(scope: &str) -> bool {
+fn is_oidc_scope(scope: &str) -> bool {
     OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(scope))
+}
+
+/// The one resource a `scope` parameter names, and the scopes naming it (OIDC scopes dropped).
+/// Client credentials and `/authorize` both refuse none (AADSTS70011) and several (AADSTS700022).
+pub fn resource_scopes(scope: &str) -> Result<(&str, Vec<&str>), AadError> {
+    let requested: Vec<&str> = scope
+        .split_whitespace()
+        .filter(|s| !is_oidc_scope(s))
+        .collect();
+    let Some(first) = requested.first() else {
+        return Err(AadError::invalid_scope(scope));
+    };
+    let identifier = resource_of(first);
+    if requested.iter().any(|s| resource_of(s) != identifier) {
+        return Err(AadError::several_resources(scope));
+    }
+    Ok((identifier, requested))
 }
 
 /// Entra back-dates `iat`/`nbf` by five minutes (real tokens: `exp - iat` = 3900 s while
@@ -109,21 +126,10 @@ impl TokenService {
         tenant_as_requested: &str,
         scope: &str,
     ) -> Result<ResourceRef<'t>, AadError> {
-        let requested: Vec<&str> = scope
-            .split_whitespace()
-            .filter(|s| !is_oidc_scope(s))
-            .collect();
-        if requested.is_empty() {
-            return Err(AadError::invalid_scope(scope));
-        }
-        let resources: Vec<&str> = requested.iter().map(|s| resource_of(s)).collect();
-        if resources.iter().any(|r| *r != resources[0]) {
-            return Err(AadError::several_resources(scope));
-        }
-        if requested.len() > 1 || !requested[0].ends_with("/.default") {
+        let (identifier, requested) = resource_scopes(scope)?;
+        if !matches!(requested.as_slice(), [only] if only.ends_with("/.default")) {
             return Err(AadError::scope_without_default(scope));
         }
-        let identifier = resources[0];
         let app = tenant
             .resource(identifier)
             .ok_or_else(|| AadError::resource_not_found(identifier, tenant_as_requested))?;

@@ -7,7 +7,7 @@
 use crate::aadsts::AadError;
 use crate::codes::PendingCode;
 use crate::directory::{Application, Tenant};
-use crate::mint::{is_oidc_scope, resource_of};
+use crate::mint::resource_scopes;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -131,22 +131,12 @@ fn delegated_scopes<'t>(
     tenant_param: &str,
     scope: &str,
 ) -> Result<(&'t Application, String, Vec<String>), AadError> {
-    let resource_scopes: Vec<&str> = scope
-        .split_whitespace()
-        .filter(|s| !is_oidc_scope(s))
-        .collect();
-    let Some(first) = resource_scopes.first() else {
-        return Err(AadError::invalid_scope(scope));
-    };
-    let identifier = resource_of(first);
-    if resource_scopes.iter().any(|s| resource_of(s) != identifier) {
-        return Err(AadError::several_resources(scope));
-    }
+    let (identifier, requested) = resource_scopes(scope)?;
     let resource = tenant
         .resource(identifier)
         .ok_or_else(|| AadError::resource_not_found(identifier, tenant_param))?;
-    let mut names = Vec::with_capacity(resource_scopes.len());
-    for s in resource_scopes {
+    let mut names = Vec::with_capacity(requested.len());
+    for s in requested {
         // `resource_of` may name Graph for a bare permission, which is then no prefix of `s`.
         let name = s
             .strip_prefix(identifier)
