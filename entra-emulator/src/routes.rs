@@ -9,8 +9,10 @@ pub mod token;
 use crate::aadsts::AadError;
 use crate::faults::{FaultKind, FaultTarget};
 use crate::state::AppState;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
 use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
@@ -95,7 +97,7 @@ impl RequestIds {
     }
 }
 
-/// An Entra error body with the token endpoint's no-store headers.
+/// An Entra error body, not to be cached.
 pub fn aad_error(state: &AppState, ids: &RequestIds, err: &AadError) -> HttpResponse {
     tracing::info!(
         aadsts = err.code,
@@ -104,10 +106,19 @@ pub fn aad_error(state: &AppState, ids: &RequestIds, err: &AadError) -> HttpResp
         correlation_id = %ids.correlation_id,
         "request refused"
     );
-    let mut response = HttpResponse::build(err.status)
+    no_store_json(
+        err.status,
+        ids,
+        &err.body(&ids.trace_id, &ids.correlation_id, state.now()),
+    )
+}
+
+/// A JSON answer that must not be cached, as Entra sends tokens and errors.
+pub fn no_store_json(status: StatusCode, ids: &RequestIds, body: &impl Serialize) -> HttpResponse {
+    let mut response = HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store, no-cache"))
         .insert_header((header::PRAGMA, "no-cache"))
-        .json(err.body(&ids.trace_id, &ids.correlation_id, state.now()));
+        .json(body);
     ids.stamp(&mut response);
     response
 }

@@ -2,14 +2,14 @@
 //! Client credentials with a secret (body or HTTP Basic) or a client assertion; authorization code
 //! with PKCE. Every failure, malformed input included, is answered with an Entra-shaped error.
 
-use super::{RequestIds, aad_error};
+use super::{RequestIds, aad_error, no_store_json};
 use crate::aadsts::AadError;
 use crate::codes::Redemption;
 use crate::directory::{Application, Tenant};
 use crate::faults::FaultTarget;
 use crate::mint::{DelegatedGrant, IssuedToken, ResourceRef};
 use crate::state::AppState;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -355,12 +355,7 @@ fn success(ids: &RequestIds, issued: &IssuedToken, endpoint: Endpoint) -> HttpRe
             "access_token": issued.access_token,
         }),
     };
-    let mut response = HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store, no-cache"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body);
-    ids.stamp(&mut response);
-    response
+    no_store_json(StatusCode::OK, ids, &body)
 }
 
 #[cfg(test)]
