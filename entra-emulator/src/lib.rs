@@ -39,7 +39,6 @@ pub struct Application {
     http_addr: Option<SocketAddr>,
     public_url: String,
     ca_cert_path: PathBuf,
-    ca_pem: String,
     state: web::Data<AppState>,
 }
 
@@ -135,7 +134,6 @@ impl Application {
             http_addr,
             public_url,
             ca_cert_path,
-            ca_pem: pki.ca_pem,
             state,
         })
     }
@@ -155,10 +153,6 @@ impl Application {
 
     pub fn ca_cert_path(&self) -> &PathBuf {
         &self.ca_cert_path
-    }
-
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
     }
 
     pub fn state(&self) -> web::Data<AppState> {

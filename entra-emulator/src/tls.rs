@@ -17,7 +17,6 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 pub struct DevPki {
-    pub ca_pem: String,
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
@@ -82,7 +81,6 @@ pub fn load_or_create(dir: &Path, names: &[String], ca_out: &Path) -> anyhow::Re
     .context("server certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(DevPki {
-        ca_pem,
         server_config: Arc::new(config),
     })
 }
