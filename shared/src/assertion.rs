@@ -114,6 +114,21 @@ impl CertificateAssertion {
     /// Signs an assertion for `audience` (the token endpoint URL), valid from `now` for
     /// [`ASSERTION_LIFETIME_SECS`], with a fresh `jti`.
     pub fn sign(&self, audience: &str, now: i64) -> Result<Secret, AssertionError> {
+        self.sign_claims(&Claims {
+            aud: audience,
+            iss: &self.client_id,
+            sub: &self.client_id,
+            jti: uuid::Uuid::new_v4().to_string(),
+            nbf: now,
+            iat: now,
+            exp: now + ASSERTION_LIFETIME_SECS,
+        })
+    }
+
+    /// Signs `claims` under the header [`sign`](Self::sign) uses (algorithm, certificate
+    /// thumbprint), for assertions whose claims `sign` would not write, such as a verifier's
+    /// tests of malformed ones.
+    pub fn sign_claims(&self, claims: &impl Serialize) -> Result<Secret, AssertionError> {
         let mut header = match self.algorithm {
             AssertionAlgorithm::Ps256 => {
                 let mut h = Header::new(Algorithm::PS256);
@@ -127,16 +142,7 @@ impl CertificateAssertion {
             }
         };
         header.typ = Some("JWT".into());
-        let claims = Claims {
-            aud: audience,
-            iss: &self.client_id,
-            sub: &self.client_id,
-            jti: uuid::Uuid::new_v4().to_string(),
-            nbf: now,
-            iat: now,
-            exp: now + ASSERTION_LIFETIME_SECS,
-        };
-        jsonwebtoken::encode(&header, &claims, &self.key)
+        jsonwebtoken::encode(&header, claims, &self.key)
             .map(Secret::new)
             .map_err(|e| AssertionError::Signing(e.to_string()))
     }
