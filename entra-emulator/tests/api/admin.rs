@@ -33,6 +33,14 @@ async fn admin_post(emu: &TestEmulator, path: &str, body: Option<Value>) -> reqw
     request.send().await.expect("admin answers")
 }
 
+/// Injects `fault` through the admin API, which accepts it.
+async fn inject(emu: &TestEmulator, fault: Value) {
+    assert_eq!(
+        admin_post(emu, "/admin/faults", Some(fault)).await.status(),
+        201
+    );
+}
+
 #[tokio::test]
 async fn rotation_publishes_then_signs_then_retires() {
     let emu = spawn_emulator().await;
@@ -115,12 +123,7 @@ async fn keys_and_ca_survive_a_restart() {
 async fn throttling_for_n_requests_then_recovery() {
     let emu = spawn_emulator().await;
     let fault = serde_json::json!({"target": "token", "kind": "throttle", "retry_after_secs": 7, "requests": 2});
-    assert_eq!(
-        admin_post(&emu, "/admin/faults", Some(fault))
-            .await
-            .status(),
-        201
-    );
+    inject(&emu, fault).await;
     for _ in 0..2 {
         let response = emu
             .post_token(&[("grant_type", "client_credentials")])
@@ -143,12 +146,7 @@ async fn throttling_for_n_requests_then_recovery() {
 async fn unavailable_for_n_seconds_then_recovery() {
     let emu = spawn_emulator().await;
     let fault = serde_json::json!({"target": "token", "kind": "unavailable", "seconds": 30});
-    assert_eq!(
-        admin_post(&emu, "/admin/faults", Some(fault))
-            .await
-            .status(),
-        201
-    );
+    inject(&emu, fault).await;
     let response = emu.post_secret(READER_ID, READER_SECRET, API_SCOPE).await;
     assert_aadsts(response, 503, "temporarily_unavailable", 90033).await;
     emu.clock.advance(31);
@@ -159,12 +157,7 @@ async fn unavailable_for_n_seconds_then_recovery() {
 async fn jwks_fault_and_clearing_faults() {
     let emu = spawn_emulator().await;
     let fault = serde_json::json!({"target": "jwks", "kind": "unavailable", "seconds": 600});
-    assert_eq!(
-        admin_post(&emu, "/admin/faults", Some(fault))
-            .await
-            .status(),
-        201
-    );
+    inject(&emu, fault).await;
     let response = emu
         .client
         .get(format!("{}/{TENANT}/discovery/v2.0/keys", emu.http_url))
@@ -188,12 +181,7 @@ async fn hanging_token_endpoint_makes_clients_time_out() {
     let emu = spawn_emulator().await;
     let fault =
         serde_json::json!({"target": "token", "kind": "hang", "hang_secs": 30, "requests": 1});
-    assert_eq!(
-        admin_post(&emu, "/admin/faults", Some(fault))
-            .await
-            .status(),
-        201
-    );
+    inject(&emu, fault).await;
     let err = emu
         .client
         .post(emu.token_url())

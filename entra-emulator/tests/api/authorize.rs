@@ -5,9 +5,29 @@ use serde_json::Value;
 
 const VERIFIER: &str = "x-verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFG";
 
+/// `defaults`, each replaced by the parameter of the same name in `extra`, then the rest of
+/// `extra`: a repeated parameter would make the request malformed.
+fn overridden<'a>(
+    mut defaults: Vec<(&'a str, &'a str)>,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    defaults.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
+    defaults.extend_from_slice(extra);
+    defaults
+}
+
+async fn get_authorize(emu: &TestEmulator, query: &[(&str, &str)]) -> reqwest::Response {
+    emu.client
+        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
+        .query(query)
+        .send()
+        .await
+        .expect("answers")
+}
+
 async fn authorize(emu: &TestEmulator, extra: &[(&str, &str)]) -> reqwest::Response {
     let challenge = entra_emulator::codes::s256(VERIFIER);
-    let mut query = vec![
+    let defaults = vec![
         ("client_id", CLI_ID),
         ("response_type", "code"),
         ("redirect_uri", CLI_REDIRECT),
@@ -20,16 +40,7 @@ async fn authorize(emu: &TestEmulator, extra: &[(&str, &str)]) -> reqwest::Respo
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
-    // A parameter in `extra` replaces the default of the same name: a repeated parameter would
-    // make the request malformed.
-    query.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
-    query.extend_from_slice(extra);
-    emu.client
-        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
-        .query(&query)
-        .send()
-        .await
-        .expect("answers")
+    get_authorize(emu, &overridden(defaults, extra)).await
 }
 
 fn redirect_params(response: &reqwest::Response) -> std::collections::HashMap<String, String> {
@@ -43,15 +54,20 @@ fn redirect_params(response: &reqwest::Response) -> std::collections::HashMap<St
         .collect()
 }
 
-async fn redeem(emu: &TestEmulator, code: &str, verifier: &str) -> reqwest::Response {
-    emu.post_token(&[
+/// Redeems `code` as the CLI client with `VERIFIER`, but for the parameters `extra` gives.
+async fn redeem_with(emu: &TestEmulator, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+    let defaults = vec![
         ("grant_type", "authorization_code"),
         ("client_id", CLI_ID),
         ("code", code),
         ("redirect_uri", CLI_REDIRECT),
-        ("code_verifier", verifier),
-    ])
-    .await
+        ("code_verifier", VERIFIER),
+    ];
+    emu.post_token(&overridden(defaults, extra)).await
+}
+
+async fn redeem(emu: &TestEmulator, code: &str, verifier: &str) -> reqwest::Response {
+    redeem_with(emu, code, &[("code_verifier", verifier)]).await
 }
 
 #[tokio::test]
@@ -152,10 +168,9 @@ async fn without_login_hint_a_sign_in_form_is_shown() {
 async fn an_unregistered_redirect_uri_is_never_redirected_to() {
     let emu = spawn_emulator().await;
     let challenge = entra_emulator::codes::s256(VERIFIER);
-    let response = emu
-        .client
-        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
-        .query(&[
+    let response = get_authorize(
+        &emu,
+        &[
             ("client_id", CLI_ID),
             ("response_type", "code"),
             ("redirect_uri", "https://evil.example/cb"),
@@ -163,10 +178,9 @@ async fn an_unregistered_redirect_uri_is_never_redirected_to() {
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
             ("login_hint", USER),
-        ])
-        .send()
-        .await
-        .expect("answers");
+        ],
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert!(response.headers().get("location").is_none());
     assert!(response.text().await.expect("html").contains("AADSTS50011"));
@@ -175,20 +189,18 @@ async fn an_unregistered_redirect_uri_is_never_redirected_to() {
 #[tokio::test]
 async fn pkce_is_required() {
     let emu = spawn_emulator().await;
-    let response = emu
-        .client
-        .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
-        .query(&[
+    let response = get_authorize(
+        &emu,
+        &[
             ("client_id", CLI_ID),
             ("response_type", "code"),
             ("redirect_uri", CLI_REDIRECT),
             ("scope", "api://tasks-api/Tasks.Read"),
             ("state", "s"),
             ("login_hint", USER),
-        ])
-        .send()
-        .await
-        .expect("answers");
+        ],
+    )
+    .await;
     let params = redirect_params(&response);
     assert_eq!(params["error"], "invalid_request");
     assert!(params["error_description"].starts_with("AADSTS9002325"));
@@ -199,28 +211,21 @@ async fn pkce_is_required() {
 async fn a_code_is_bound_to_its_client_and_redirect_uri() {
     let emu = spawn_emulator().await;
     let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
-    let response = emu
-        .post_token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", READER_ID),
-            ("client_secret", READER_SECRET),
-            ("code", &params["code"]),
-            ("redirect_uri", CLI_REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .await;
+    let response = redeem_with(
+        &emu,
+        &params["code"],
+        &[("client_id", READER_ID), ("client_secret", READER_SECRET)],
+    )
+    .await;
     assert_aadsts(response, 400, "invalid_grant", 70000).await;
 
     let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
-    let response = emu
-        .post_token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", CLI_ID),
-            ("code", &params["code"]),
-            ("redirect_uri", "http://localhost:8400/other"),
-            ("code_verifier", VERIFIER),
-        ])
-        .await;
+    let response = redeem_with(
+        &emu,
+        &params["code"],
+        &[("redirect_uri", "http://localhost:8400/other")],
+    )
+    .await;
     assert_aadsts(response, 400, "invalid_grant", 70000).await;
 }
 
@@ -237,16 +242,7 @@ async fn client_info_is_answered_when_msal_asks_for_it() {
         )
         .await,
     );
-    let response = emu
-        .post_token(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", CLI_ID),
-            ("code", &params["code"]),
-            ("redirect_uri", CLI_REDIRECT),
-            ("code_verifier", VERIFIER),
-            ("client_info", "1"),
-        ])
-        .await;
+    let response = redeem_with(&emu, &params["code"], &[("client_info", "1")]).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     use base64::Engine;

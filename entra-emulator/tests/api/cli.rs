@@ -3,6 +3,16 @@
 use crate::helpers::*;
 use std::process::Command;
 
+/// `token` for reader-job, printing only the token.
+const READER_RAW_TOKEN: [&str; 6] = [
+    "token",
+    "--client",
+    "reader-job",
+    "--scope",
+    API_SCOPE,
+    "--raw",
+];
+
 fn emulator(data_dir: &TempDir) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_entra-emulator"));
     command
@@ -16,14 +26,7 @@ fn emulator(data_dir: &TempDir) -> Command {
 fn token_prints_a_token_for_a_configured_client() {
     let data_dir = TempDir::new();
     let output = emulator(&data_dir)
-        .args([
-            "token",
-            "--client",
-            "reader-job",
-            "--scope",
-            API_SCOPE,
-            "--raw",
-        ])
+        .args(READER_RAW_TOKEN)
         .output()
         .expect("runs");
     assert!(
@@ -166,14 +169,7 @@ fn logs_are_json_lines_when_asked_and_rust_log_filters_them() {
     let data_dir = TempDir::new();
     let output = emulator(&data_dir)
         .env("EMULATOR__LOG__FORMAT", "json")
-        .args([
-            "token",
-            "--client",
-            "reader-job",
-            "--scope",
-            API_SCOPE,
-            "--raw",
-        ])
+        .args(READER_RAW_TOKEN)
         .output()
         .expect("runs");
     assert!(output.status.success());
@@ -191,14 +187,7 @@ fn logs_are_json_lines_when_asked_and_rust_log_filters_them() {
     let quiet_dir = TempDir::new();
     let output = emulator(&quiet_dir)
         .env("RUST_LOG", "warn")
-        .args([
-            "token",
-            "--client",
-            "reader-job",
-            "--scope",
-            API_SCOPE,
-            "--raw",
-        ])
+        .args(READER_RAW_TOKEN)
         .output()
         .expect("runs");
     assert!(output.status.success());

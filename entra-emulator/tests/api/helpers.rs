@@ -107,10 +107,7 @@ pub async fn spawn_in(
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
-        .tls_certs_only(
-            reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca_path).expect("ca"))
-                .expect("ca pem"),
-        )
+        .tls_certs_only(shared::http::read_ca_bundle(&ca_path).expect("ca"))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
@@ -155,12 +152,26 @@ impl TestEmulator {
         secret: &str,
         scope: &str,
     ) -> reqwest::Response {
-        self.post_token(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("scope", scope),
-        ])
+        self.post_secret_at(&self.token_url(), client_id, secret, scope)
+            .await
+    }
+
+    pub async fn post_secret_at(
+        &self,
+        url: &str,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> reqwest::Response {
+        self.post_token_at(
+            url,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+                ("scope", scope),
+            ],
+        )
         .await
     }
 
@@ -237,6 +248,11 @@ pub async fn assert_aadsts(
     body
 }
 
+/// An error body's `error_description` ("" when it has none).
+pub fn description(body: &Value) -> &str {
+    body["error_description"].as_str().unwrap_or_default()
+}
+
 /// A directory file written for one test (with any certificate files it names), for cases the
 /// demo directory must not contain (an expired certificate, a Graph-like resource).
 pub fn write_directory(dir: &TempDir, toml: &str, certificates: &[(&str, &str)]) -> PathBuf {
@@ -250,17 +266,9 @@ pub fn write_directory(dir: &TempDir, toml: &str, certificates: &[(&str, &str)])
 
 /// Signs arbitrary assertion claims with the demo certificate's key, naming it by `x5t#S256`.
 pub fn demo_signed(claims: &Value) -> String {
-    let key = std::fs::read(demo_dir().join("certs/cert-job.key")).expect("demo key");
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
-    header.x5t_s256 = Some(
-        demo_cert(AssertionAlgorithm::Ps256)
-            .thumbprint_sha256()
-            .to_owned(),
-    );
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).expect("key"),
-    )
-    .expect("signs")
+    demo_cert(AssertionAlgorithm::Ps256)
+        .sign_claims(claims)
+        .expect("signs")
+        .expose()
+        .to_owned()
 }

@@ -27,18 +27,26 @@ fn client_options(emu: &TestEmulator) -> ClientOptions {
     }
 }
 
+fn secret_credential(
+    emu: &TestEmulator,
+    client_id: &str,
+    secret: &str,
+) -> Arc<ClientSecretCredential> {
+    ClientSecretCredential::new(
+        TENANT,
+        client_id.to_owned(),
+        secret.to_owned().into(),
+        Some(ClientSecretCredentialOptions {
+            client_options: client_options(emu),
+        }),
+    )
+    .expect("credential")
+}
+
 #[tokio::test]
 async fn client_secret_credential_gets_the_directorys_claims() {
     let emu = spawn_emulator().await;
-    let credential = ClientSecretCredential::new(
-        TENANT,
-        WRITER_ID.to_owned(),
-        WRITER_SECRET.to_owned().into(),
-        Some(ClientSecretCredentialOptions {
-            client_options: client_options(&emu),
-        }),
-    )
-    .expect("credential");
+    let credential = secret_credential(&emu, WRITER_ID, WRITER_SECRET);
     let token = credential
         .get_token(&[API_SCOPE], None)
         .await
@@ -56,15 +64,7 @@ async fn client_secret_credential_gets_the_directorys_claims() {
 #[tokio::test]
 async fn client_secret_credential_reports_the_aadsts_code() {
     let emu = spawn_emulator().await;
-    let credential = ClientSecretCredential::new(
-        TENANT,
-        READER_ID.to_owned(),
-        "definitely-not-the-secret".to_owned().into(),
-        Some(ClientSecretCredentialOptions {
-            client_options: client_options(&emu),
-        }),
-    )
-    .expect("credential");
+    let credential = secret_credential(&emu, READER_ID, "definitely-not-the-secret");
     let err = credential
         .get_token(&[API_SCOPE], None)
         .await

@@ -39,12 +39,7 @@ async fn unknown_application_is_700016() {
     let unknown = "99999999-9999-4999-8999-999999999999";
     let response = emu.post_secret(unknown, READER_SECRET, API_SCOPE).await;
     let body = assert_aadsts(response, 400, "unauthorized_client", 700016).await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains(unknown)
-    );
+    assert!(description(&body).contains(unknown));
 }
 
 async fn scope_error(scope: &str, status: u16, error: &str, code: u32) {
@@ -96,12 +91,7 @@ async fn missing_scope_is_900144() {
         ])
         .await;
     let body = assert_aadsts(response, 400, "invalid_request", 900144).await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("'scope'")
-    );
+    assert!(description(&body).contains("'scope'"));
 }
 
 #[tokio::test]
@@ -131,15 +121,7 @@ async fn unknown_tenant_is_90002() {
     let emu = spawn_emulator().await;
     let url = format!("{}/nowhere.onmicrosoft.com/oauth2/v2.0/token", emu.http_url);
     let response = emu
-        .post_token_at(
-            &url,
-            &[
-                CC,
-                ("client_id", READER_ID),
-                ("client_secret", READER_SECRET),
-                ("scope", API_SCOPE),
-            ],
-        )
+        .post_secret_at(&url, READER_ID, READER_SECRET, API_SCOPE)
         .await;
     assert_aadsts(response, 400, "invalid_tenant", 90002).await;
 }
@@ -158,6 +140,25 @@ async fn post_assertion(emu: &TestEmulator, assertion: &str) -> reqwest::Respons
     .await
 }
 
+fn rsa_key() -> rcgen::KeyPair {
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key")
+}
+
+/// An assertion for cert-job, signed now by `key_pem` and naming `certificate_pem`.
+fn signed_as_cert_job(
+    emu: &TestEmulator,
+    certificate_pem: &[u8],
+    key_pem: &[u8],
+    algorithm: AssertionAlgorithm,
+) -> String {
+    CertificateAssertion::from_pem(CERT_ID, certificate_pem, key_pem, algorithm)
+        .expect("credential")
+        .sign(&emu.assertion_audience(), emu.now())
+        .expect("signs")
+        .expose()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn expired_assertion_is_700024() {
     let emu = spawn_emulator().await;
@@ -171,53 +172,36 @@ async fn expired_assertion_is_700024() {
 #[tokio::test]
 async fn assertion_signed_with_another_key_is_700027() {
     let emu = spawn_emulator().await;
-    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
     let registered_cert = std::fs::read(demo_dir().join("certs/cert-job.crt")).expect("cert");
     // Names the registered certificate's thumbprint but is signed by a key the attacker holds.
-    let forged = CertificateAssertion::from_pem(
-        CERT_ID,
+    let forged = signed_as_cert_job(
+        &emu,
         &registered_cert,
-        other.serialize_pem().as_bytes(),
+        rsa_key().serialize_pem().as_bytes(),
         AssertionAlgorithm::Ps256,
-    )
-    .expect("credential")
-    .sign(&emu.assertion_audience(), emu.now())
-    .expect("signs");
-    let response = post_assertion(&emu, forged.expose()).await;
-    let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("signature validation")
     );
+    let response = post_assertion(&emu, &forged).await;
+    let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
+    assert!(description(&body).contains("signature validation"));
 }
 
 #[tokio::test]
 async fn assertion_naming_an_unregistered_certificate_is_700027() {
     let emu = spawn_emulator().await;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let key = rsa_key();
     let cert = rcgen::CertificateParams::new(vec!["unregistered".to_string()])
         .expect("params")
         .self_signed(&key)
         .expect("cert");
-    let assertion = CertificateAssertion::from_pem(
-        CERT_ID,
+    let assertion = signed_as_cert_job(
+        &emu,
         cert.pem().as_bytes(),
         key.serialize_pem().as_bytes(),
         AssertionAlgorithm::Rs256,
-    )
-    .expect("credential")
-    .sign(&emu.assertion_audience(), emu.now())
-    .expect("signs");
-    let response = post_assertion(&emu, assertion.expose()).await;
-    let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("key was not found")
     );
+    let response = post_assertion(&emu, &assertion).await;
+    let body = assert_aadsts(response, 401, "invalid_client", 700027).await;
+    assert!(description(&body).contains("key was not found"));
 }
 
 #[tokio::test]
@@ -268,12 +252,7 @@ async fn assertion_replayed_while_valid_is_refused() {
         700027,
     )
     .await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("jti")
-    );
+    assert!(description(&body).contains("jti"));
 }
 
 #[tokio::test]
@@ -283,6 +262,17 @@ async fn public_client_presenting_a_secret_is_700025() {
         .post_secret(CLI_ID, "whatever-whatever", API_SCOPE)
         .await;
     assert_aadsts(response, 401, "invalid_client", 700025).await;
+}
+
+/// Posts `body` as it is, labelled as a form.
+async fn post_body(emu: &TestEmulator, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    emu.client
+        .post(emu.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("answers")
 }
 
 #[tokio::test]
@@ -316,22 +306,9 @@ async fn malformed_bodies_get_entra_errors_never_500() {
         ),
     ];
     for (name, body, error, code) in cases {
-        let response = emu
-            .client
-            .post(emu.token_url())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("answers");
+        let response = post_body(&emu, body).await;
         let body = assert_aadsts(response, 400, error, code).await;
-        assert!(
-            body["error_description"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("grant"),
-            "{name}: {body}"
-        );
+        assert!(description(&body).contains("grant"), "{name}: {body}");
     }
 }
 
@@ -342,14 +319,7 @@ async fn a_body_over_the_size_cap_is_refused() {
         "grant_type=client_credentials&client_secret={}",
         "a".repeat(200 * 1024)
     );
-    let response = emu
-        .client
-        .post(emu.token_url())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(huge)
-        .send()
-        .await
-        .expect("answers");
+    let response = post_body(&emu, huge).await;
     assert_aadsts(response, 400, "invalid_request", 90023).await;
 }
 
@@ -442,7 +412,7 @@ async fn assertion_with_absurd_times_is_refused_not_a_crash() {
 #[tokio::test]
 async fn an_expired_certificate_credential_is_700027() {
     let dir = TempDir::new();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let key = rsa_key();
     let mut params =
         rcgen::CertificateParams::new(vec!["expired-job".to_string()]).expect("params");
     params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(60);
@@ -459,26 +429,18 @@ async fn an_expired_certificate_credential_is_700027() {
         &[("expired.crt", &cert.pem())],
     );
     let emu = spawn_with(|s| s.directory = directory).await;
-    let assertion = CertificateAssertion::from_pem(
-        CERT_ID,
+    let assertion = signed_as_cert_job(
+        &emu,
         cert.pem().as_bytes(),
         key.serialize_pem().as_bytes(),
         AssertionAlgorithm::Ps256,
-    )
-    .expect("credential")
-    .sign(&emu.assertion_audience(), emu.now())
-    .expect("signs");
+    );
     let body = assert_aadsts(
-        post_assertion(&emu, assertion.expose()).await,
+        post_assertion(&emu, &assertion).await,
         401,
         "invalid_client",
         700027,
     )
     .await;
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("expired")
-    );
+    assert!(description(&body).contains("expired"));
 }

@@ -122,15 +122,7 @@ async fn tenant_domain_works_like_its_guid() {
     let emu = spawn_emulator().await;
     let url = format!("{}/{TENANT_DOMAIN}/oauth2/v2.0/token", emu.http_url);
     let response = emu
-        .post_token_at(
-            &url,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", READER_ID),
-                ("client_secret", READER_SECRET),
-                ("scope", API_SCOPE),
-            ],
-        )
+        .post_secret_at(&url, READER_ID, READER_SECRET, API_SCOPE)
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
