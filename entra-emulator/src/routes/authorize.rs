@@ -118,11 +118,7 @@ pub async fn authorize(
         Err(err) => return redirect_aad(redirect_uri, &q.state, &err),
     };
     tracing::info!(client = %client.name, user = %user.username, "issued authorization code");
-    let mut params = vec![("code", code.as_str())];
-    if let Some(s) = q.state.as_deref() {
-        params.push(("state", s));
-    }
-    redirect(redirect_uri, &params)
+    redirect(redirect_uri, &q.state, &[("code", code.as_str())])
 }
 
 /// The delegated scopes of one resource: `api://x/Tasks.Read api://x/Tasks.Write openid`.
@@ -150,12 +146,15 @@ fn delegated_scopes<'t>(
     Ok((resource, identifier.to_owned(), names))
 }
 
-fn redirect(base: &str, params: &[(&str, &str)]) -> HttpResponse {
+/// Back to the client with `params`, then the request's `state` when it sent one.
+fn redirect(base: &str, state: &Option<String>, params: &[(&str, &str)]) -> HttpResponse {
     let mut url = match url::Url::parse(base) {
         Ok(url) => url,
         Err(_) => return error_page(&AadError::redirect_mismatch(base, "")),
     };
-    url.query_pairs_mut().extend_pairs(params);
+    url.query_pairs_mut()
+        .extend_pairs(params)
+        .extend_pairs(state.as_deref().map(|s| ("state", s)));
     HttpResponse::Found()
         .insert_header((header::LOCATION, url.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -172,11 +171,11 @@ fn redirect_error(
     error: &str,
     description: &str,
 ) -> HttpResponse {
-    let mut params = vec![("error", error), ("error_description", description)];
-    if let Some(s) = state.as_deref() {
-        params.push(("state", s));
-    }
-    redirect(base, &params)
+    redirect(
+        base,
+        state,
+        &[("error", error), ("error_description", description)],
+    )
 }
 
 fn error_page(err: &AadError) -> HttpResponse {
