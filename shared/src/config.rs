@@ -6,7 +6,6 @@
 //! Errors come back as one line naming the key, so a bad deployment fails with a message an
 //! operator can act on instead of a backtrace.
 
-use crate::secret::Secret;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -40,20 +39,6 @@ pub const AZURE_SDK_ALIASES: &[(&str, &str)] = &[
     ),
     ("AZURE_AUTHORITY_HOST", "identity.authority_host"),
 ];
-
-/// The `identity` section the Azure SDK variables fill: who a caller is and where it signs in.
-/// Which credential these make (secret, certificate, workload identity) is the caller's choice.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IdentitySettings {
-    pub tenant_id: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<Secret>,
-    pub client_certificate_path: Option<PathBuf>,
-    pub federated_token_file: Option<PathBuf>,
-    /// e.g. `https://login.microsoftonline.com`, a sovereign cloud, or the emulator.
-    pub authority_host: Option<String>,
-}
 
 /// A list of strings from a file's array, or from an environment variable holding them separated
 /// by commas or spaces (`API__AUTH__AUDIENCES="guid,api://tasks-api"`): environment values arrive
@@ -140,6 +125,7 @@ fn one_line(err: config::ConfigError) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]
@@ -263,6 +249,18 @@ mod tests {
             load_with_env(&sources(Some(path)), HashMap::new()).expect("loads");
         assert_eq!(from_file.audiences, ["a", "b c"]);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    /// The keys the Azure SDK variables fill, as a service's `identity` section holds them.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct IdentitySettings {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+        client_secret: Option<Secret>,
+        client_certificate_path: Option<PathBuf>,
+        federated_token_file: Option<PathBuf>,
+        authority_host: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
