@@ -102,15 +102,6 @@ impl CertificateAssertion {
         })
     }
 
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    /// base64url SHA-256 thumbprint of the certificate, as `x5t#S256`.
-    pub fn thumbprint_sha256(&self) -> &str {
-        &self.x5t_s256
-    }
-
     /// Signs an assertion for `audience` (the token endpoint URL), valid from `now` for
     /// [`ASSERTION_LIFETIME_SECS`], with a fresh `jti`.
     pub fn sign(&self, audience: &str, now: i64) -> Result<Secret, AssertionError> {
