@@ -54,6 +54,11 @@ fn redirect_params(response: &reqwest::Response) -> std::collections::HashMap<St
         .collect()
 }
 
+/// A code for the demo user, signed in by `login_hint` on the default request.
+async fn user_code(emu: &TestEmulator) -> String {
+    redirect_params(&authorize(emu, &[("login_hint", USER)]).await)["code"].clone()
+}
+
 /// Redeems `code` as the CLI client with `VERIFIER`, but for the parameters `extra` gives.
 async fn redeem_with(emu: &TestEmulator, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
     let defaults = vec![
@@ -105,10 +110,10 @@ async fn login_hint_signs_in_without_a_page_and_yields_a_user_token() {
 #[tokio::test]
 async fn a_code_is_single_use() {
     let emu = spawn_emulator().await;
-    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
-    assert_eq!(redeem(&emu, &params["code"], VERIFIER).await.status(), 200);
+    let code = user_code(&emu).await;
+    assert_eq!(redeem(&emu, &code, VERIFIER).await.status(), 200);
     assert_aadsts(
-        redeem(&emu, &params["code"], VERIFIER).await,
+        redeem(&emu, &code, VERIFIER).await,
         400,
         "invalid_grant",
         54005,
@@ -119,17 +124,17 @@ async fn a_code_is_single_use() {
 #[tokio::test]
 async fn a_wrong_verifier_is_501481_and_burns_the_code() {
     let emu = spawn_emulator().await;
-    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let code = user_code(&emu).await;
     let wrong = "another-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
     assert_aadsts(
-        redeem(&emu, &params["code"], wrong).await,
+        redeem(&emu, &code, wrong).await,
         400,
         "invalid_grant",
         501481,
     )
     .await;
     assert_aadsts(
-        redeem(&emu, &params["code"], VERIFIER).await,
+        redeem(&emu, &code, VERIFIER).await,
         400,
         "invalid_grant",
         54005,
@@ -140,10 +145,10 @@ async fn a_wrong_verifier_is_501481_and_burns_the_code() {
 #[tokio::test]
 async fn a_code_expires_after_its_lifetime() {
     let emu = spawn_emulator().await;
-    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let code = user_code(&emu).await;
     emu.clock.advance(601);
     assert_aadsts(
-        redeem(&emu, &params["code"], VERIFIER).await,
+        redeem(&emu, &code, VERIFIER).await,
         400,
         "invalid_grant",
         70008,
@@ -210,19 +215,19 @@ async fn pkce_is_required() {
 #[tokio::test]
 async fn a_code_is_bound_to_its_client_and_redirect_uri() {
     let emu = spawn_emulator().await;
-    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let code = user_code(&emu).await;
     let response = redeem_with(
         &emu,
-        &params["code"],
+        &code,
         &[("client_id", READER_ID), ("client_secret", READER_SECRET)],
     )
     .await;
     assert_aadsts(response, 400, "invalid_grant", 70000).await;
 
-    let params = redirect_params(&authorize(&emu, &[("login_hint", USER)]).await);
+    let code = user_code(&emu).await;
     let response = redeem_with(
         &emu,
-        &params["code"],
+        &code,
         &[("redirect_uri", "http://localhost:8400/other")],
     )
     .await;
