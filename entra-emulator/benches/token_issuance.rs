@@ -5,10 +5,8 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use entra_emulator::Application;
 use entra_emulator::clock::SystemClock;
-use entra_emulator::directory::Directory;
-use entra_emulator::keys::KeyStore;
 use entra_emulator::mint::TokenService;
-use entra_emulator::settings::{EmulatorSettings, TokenSettings};
+use entra_emulator::settings::EmulatorSettings;
 use shared::claims::ClientAuth;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,27 +14,26 @@ use std::time::{Duration, Instant};
 
 const IN_FLIGHT: usize = 64;
 
-fn demo_directory() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/directory.toml")
-}
-
-fn data_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("emulator-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// The demo directory, keys in a scratch data directory, HTTP and HTTPS on free ports.
+fn settings() -> EmulatorSettings {
+    let mut settings = EmulatorSettings {
+        data_dir: std::env::temp_dir().join(format!("emulator-bench-{}", std::process::id())),
+        directory: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("demo/directory.toml"),
+        ..Default::default()
+    };
+    settings.server.https_port = 0;
+    settings.server.http_port = Some(0);
+    settings
 }
 
 fn mint(c: &mut Criterion) {
-    let directory = Arc::new(Directory::load(&demo_directory()).expect("demo directory"));
-    let keys = Arc::new(KeyStore::open(&data_dir(), 0).expect("keys"));
-    let service = TokenService {
-        directory: directory.clone(),
-        keys,
-        clock: Arc::new(SystemClock),
-        public_url: "https://localhost:8443".into(),
-        settings: TokenSettings::default(),
-    };
-    let tenant = &directory.tenants[0];
+    let service = TokenService::open(
+        &settings(),
+        Arc::new(SystemClock),
+        "https://localhost:8443".into(),
+    )
+    .expect("the demo directory and keys");
+    let tenant = &service.directory.tenants[0];
     let client = tenant.application("reader-job").expect("reader");
     let mut group = c.benchmark_group("issuance");
     group.throughput(Throughput::Elements(1));
@@ -58,15 +55,8 @@ fn endpoint(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut settings = EmulatorSettings {
-        data_dir: data_dir(),
-        directory: demo_directory(),
-        ..Default::default()
-    };
-    settings.server.https_port = 0;
-    settings.server.http_port = Some(0);
     let url = runtime.block_on(async {
-        let app = Application::build(settings).await.expect("emulator");
+        let app = Application::build(settings()).await.expect("emulator");
         let url = format!(
             "http://{}/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/oauth2/v2.0/token",
             app.http_addr().expect("http")
