@@ -12,21 +12,6 @@ use serde_json::json;
 /// literal `{tenantid}` template in `issuer`, as Entra does.
 const MULTI_TENANT: [&str; 3] = ["common", "organizations", "consumers"];
 
-enum TenantRef {
-    One { id: String, region: String },
-    Multi(String),
-}
-
-fn resolve(state: &AppState, tenant: &str) -> Option<TenantRef> {
-    if MULTI_TENANT.iter().any(|m| m.eq_ignore_ascii_case(tenant)) {
-        return Some(TenantRef::Multi(tenant.to_ascii_lowercase()));
-    }
-    state.directory().tenant(tenant).map(|t| TenantRef::One {
-        id: t.id.clone(),
-        region: t.region_scope.clone(),
-    })
-}
-
 /// How a discovery document names its tenant: by GUID in URLs and `issuer` for a real tenant; by
 /// alias in URLs and `{tenantid}` in `issuer` for the multi-tenant aliases.
 struct DocumentTenant {
@@ -36,17 +21,17 @@ struct DocumentTenant {
 }
 
 fn document_tenant(state: &AppState, tenant: &str) -> Option<DocumentTenant> {
-    Some(match resolve(state, tenant)? {
-        TenantRef::One { id, region } => DocumentTenant {
-            path_tenant: id.clone(),
-            issuer_tenant: id,
-            region,
-        },
-        TenantRef::Multi(alias) => DocumentTenant {
-            path_tenant: alias,
+    if MULTI_TENANT.iter().any(|m| m.eq_ignore_ascii_case(tenant)) {
+        return Some(DocumentTenant {
+            path_tenant: tenant.to_ascii_lowercase(),
             issuer_tenant: "{tenantid}".to_owned(),
             region: "NA".to_owned(),
-        },
+        });
+    }
+    state.directory().tenant(tenant).map(|t| DocumentTenant {
+        path_tenant: t.id.clone(),
+        issuer_tenant: t.id.clone(),
+        region: t.region_scope.clone(),
     })
 }
 
