@@ -7,7 +7,7 @@
 #   FUZZ_SECS=60 bash scripts/resilience.sh     # also run scripts/fuzz.sh 60 (every target)
 #
 # Runs, each with `cargo test --locked ... -- --nocapture`: the attack corpus (which rewrites
-# api-service/ATTACK-CORPUS.md through ATTACK_CORPUS_MD), the identity-provider storm tests, the
+# api-service/ATTACK-CORPUS.md when ATTACK_CORPUS_MD is set), the identity-provider storm tests, the
 # end-to-end fault tests, the JWKS-outage and kill -9 tests, the fuzz regression inputs and the
 # trace-level secrets test; then `scripts/load-api.sh sustained` for $DURATION; and, when
 # FUZZ_SECS is set, `scripts/fuzz.sh $FUZZ_SECS` (otherwise the runs recorded in fuzz/README.md
@@ -60,12 +60,13 @@ step() {
 date -u +%Y-%m-%dT%H:%M:%SZ >"$logs/started"
 cut -d" " -f1-3 /proc/loadavg >"$logs/load-before"
 
-step attack-corpus env ATTACK_CORPUS_MD=ATTACK-CORPUS.md \
-  cargo test --locked -p api-service --test api attack_corpus -- --nocapture
-step storms cargo test --locked -p caller-service --test api storms -- --nocapture
+step attack-corpus env ATTACK_CORPUS_MD=write \
+  cargo test --locked -p mesh-tests --test api attack_corpus -- --nocapture
+step storms cargo test --locked -p mesh-tests --test caller storms -- --nocapture
 step e2e-faults cargo test --locked -p mesh-tests --test e2e -- --nocapture faults rotation_load
-step api-faults cargo test --locked -p api-service --test api -- --nocapture \
-  keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed durability fuzz_regressions
+step api-faults cargo test --locked -p mesh-tests --test api -- --nocapture \
+  keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed fuzz_regressions
+step durability cargo test --locked -p api-service --test durability -- --nocapture
 step emulator-fuzz-regressions cargo test --locked -p entra-emulator --test api fuzz_regressions -- --nocapture
 step secrets cargo test --locked -p mesh --test secrets -- --nocapture
 step load env DURATION="$DURATION" bash scripts/load-api.sh sustained
@@ -98,8 +99,8 @@ def status(step):
 
 # Test outcomes (`test <path> ... ok`) and `resilience: <case>: <figure>` lines, per step.
 outcomes, figures = {}, []
-steps = ["attack-corpus", "storms", "e2e-faults", "api-faults", "emulator-fuzz-regressions",
-         "secrets", "load"] + (["fuzz"] if fuzz_secs else [])
+steps = ["attack-corpus", "storms", "e2e-faults", "api-faults", "durability",
+         "emulator-fuzz-regressions", "secrets", "load"] + (["fuzz"] if fuzz_secs else [])
 for step in steps:
     text = read(f"{step}.out") + "\n" + read(f"{step}.err")
     for name, result in re.findall(r"test (\S+) \.\.\. (ok|FAILED|ignored)", text):
@@ -165,7 +166,7 @@ if corpus_summary:
                 f"{corpus_marked} rows differing from their expectation; the control accepted. "
                 "Row by row: [api-service/ATTACK-CORPUS.md](api-service/ATTACK-CORPUS.md)")
 row("Attack corpus: forged, malformed, misdirected and replayed tokens",
-    "`api-service/tests/api/attack_corpus.rs`: one request per row over HTTP to the real API; "
+    "`tests/api/attack_corpus.rs`: one request per row over HTTP to the real API; "
     "a second wiremock as the attacker's key server",
     "every attack refused with its row's status and reason, 0 accepted; the attacker's key server "
     "never asked; a valid control token accepted",
@@ -173,7 +174,7 @@ row("Attack corpus: forged, malformed, misdirected and replayed tokens",
     bool(corpus_summary) and corpus_summary.group(2) == "0" and corpus_marked == 0,
     "ATTACK-CORPUS.md missing, or an attack accepted or differing")
 
-storm_how = ("`caller-service/tests/api/storms.rs`: the whole daemon (refresher, a job a minute) "
+storm_how = ("`tests/caller/storms.rs`: the whole daemon (refresher, a job a minute) "
              "against wiremock for 2 simulated hours on a manual clock, stepped ≤ 1 s and exactly "
              "to each planned attempt")
 row("Token endpoint answers 503 to everything, daemon has no token",
@@ -227,24 +228,24 @@ row("Identity provider (emulator) restarted",
     "e2e-faults", ["faults::the_emulator_restarted_leaves_every_token_valid"],
     cases("emulator restarted"))
 row("JWKS endpoint down for a day",
-    "`api-service/tests/api/keys.rs`: the API's key store against wiremock answering 503, "
+    "`tests/api/keys.rs`: the API's key store against wiremock answering 503, "
     "manual clock",
     "last good keys served up to 24 h (`keys.max_stale_secs`), then every lookup refused "
     "(fail closed) and `/readyz` stale",
     "api-faults", ["keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed"],
     cases("JWKS outage"))
 row("`kill -9` of the API under write load",
-    "`api-service/tests/api/durability.rs`: the built binary, 8 writers creating tasks, SIGKILL "
+    "`api-service/tests/durability.rs`: the built binary, 8 writers creating tasks, SIGKILL "
     "after 300 acknowledgements, restart on the same SQLite file",
     "every acknowledged (201) task found after the restart; SIGTERM then exits 0",
-    "api-faults", ["durability::kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0"],
+    "durability", ["kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0"],
     cases("kill -9 under write load", "SIGTERM after the restart"))
 
 # Fuzz regression inputs and the secrets test print no figures of their own: what they check is
 # the figure.
 regressions = [t for t in outcomes if "fuzz_regressions::" in t]
 row("Fuzzers' regression inputs replayed",
-    "`api-service/tests/api/fuzz_regressions.rs`, `entra-emulator/tests/api/fuzz_regressions.rs`: "
+    "`tests/api/fuzz_regressions.rs`, `entra-emulator/tests/api/fuzz_regressions.rs`: "
     "every file of `fuzz/seeds/` and `fuzz/regressions/` through the fuzz harnesses",
     "no panic, every oracle holds",
     "api-faults",
@@ -365,7 +366,7 @@ md.extend(fuzz_section)
 md.append("## Notes\n")
 md.append("- The storm bounds come from the token manager's backoff (`caller-service/src/token_manager.rs`: "
           "full jitter, 1 s initial, 60 s cap, `Retry-After` honoured); the derivation is the comment "
-          "at the top of `caller-service/tests/api/storms.rs`.")
+          "at the top of `tests/caller/storms.rs`.")
 md.append("- Simulated time: the storm and end-to-end tests move the callers' clock by hand, so two hours "
           "take seconds; requests to wiremock, the emulator and the API are real.")
 md.append("- Load figures are from one run on the shared machine; see BENCHMARKS.md for the comparison "

@@ -1,34 +1,12 @@
 use caller_service::clock::ManualClock;
 use caller_service::token_manager::CachedToken;
 use mesh::{API_SCOPE, CallerSpec, FINISHED, Mesh, MeshOptions};
-use std::path::PathBuf;
+use mesh_tests::TempDir;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Every job of the demo callers runs this often (on the callers' manual clock).
 pub const EVERY: Duration = Duration::from_secs(60);
-
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mesh-e2e-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 pub struct TestMesh {
     pub mesh: Mesh,
@@ -56,7 +34,7 @@ pub async fn start_with(
             .with_test_writer()
             .try_init();
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("e2e");
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     let mut options = MeshOptions::demo(dir.0.clone(), EVERY);
     options.emulator_port = 0;

@@ -1,7 +1,7 @@
 //! The whole validation against a wiremock identity provider and tokens the test signs.
 
-use crate::helpers::*;
 use api_service::auth::Reason;
+use mesh_tests::api::*;
 use std::sync::atomic::Ordering;
 
 async fn setup() -> (TestIdp, TestKey, TestClock, api_service::auth::Validator) {

@@ -2,44 +2,25 @@
 //! `http.extra_ca_file`): tokens of the demo directory's callers, a user token from the PKCE flow,
 //! and a key rotation picked up without a restart.
 
-use crate::helpers::*;
+use entra_emulator::clock::SystemClock;
+use mesh_tests::api::*;
+use mesh_tests::emulator::{Emulator, spawn_emulator_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-const READER_SECRET: &str = "rdr8Q~demo.reader.secret.not-for-production";
-const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
-const STRANGER_SECRET: &str = "str8Q~demo.stranger.secret.not-for-production";
-const CLI_ID: &str = "4f5a6b7c-8d9e-4f0a-9b1c-3d4e5f6a7b8c";
-const CLI_REDIRECT: &str = "http://localhost:8400/callback";
-const SCOPE: &str = "api://tasks-api/.default";
 
 struct Mesh {
     emulator_url: String,
     /// Trusts the emulator's CA; does not follow redirects (the PKCE flow reads them).
     idp: reqwest::Client,
     api: TestApi,
-    _emulator_dir: TempDir,
+    _emulator: Emulator,
 }
 
 async fn spawn_mesh() -> Mesh {
     shared::telemetry::init_for_tests();
-    let dir = TempDir::new("emulator");
-    let mut settings = entra_emulator::settings::EmulatorSettings {
-        data_dir: dir.0.clone(),
-        directory: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../entra-emulator/demo/directory.toml"),
-        ..Default::default()
-    };
-    settings.server.https_port = 0;
-    settings.server.workers = Some(1);
-    settings.admin.enabled = true;
-    let emulator = entra_emulator::Application::build(settings)
-        .await
-        .expect("emulator starts");
-    let emulator_url = emulator.public_url().to_owned();
-    let ca = emulator.ca_cert_path().clone();
-    tokio::spawn(emulator.run_until_stopped());
+    let emulator = spawn_emulator_with(Arc::new(SystemClock), |s| s.admin.enabled = true).await;
+    let (emulator_url, ca) = (emulator.url.clone(), emulator.ca.clone());
     let idp = reqwest::Client::builder()
         .tls_certs_only(
             reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca).expect("ca")).expect("pem"),
@@ -60,7 +41,7 @@ async fn spawn_mesh() -> Mesh {
         emulator_url,
         idp,
         api,
-        _emulator_dir: dir,
+        _emulator: emulator,
     }
 }
 

@@ -4,35 +4,17 @@
 //! gets a 403 whose reason the job report carries. The daemons running these jobs on schedule
 //! against the same services are tested end to end in `tests/e2e/flows.rs`.
 
-use crate::emulator::{
-    CERT_ID, Emulator, WRITER_ID, WRITER_SECRET, certificate_identity, identity, settings,
-    spawn_emulator,
-};
-use crate::helpers::*;
+use crate::emulator::{certificate_identity, identity, settings, spawn_emulator};
 use caller_service::jobs::Outcome;
 use caller_service::settings::IdentityConfig;
-
-/// The demo reader-job is the identity the wiremock tests use.
-const READER_ID: &str = CLIENT;
-const READER_SECRET: &str = SECRET;
-const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
-const STRANGER_SECRET: &str = "str8Q~demo.stranger.secret.not-for-production";
+use mesh_tests::caller::*;
+use mesh_tests::emulator::Emulator;
 
 /// The real API, trusting the emulator's CA, on port 0 with its own database.
 async fn spawn_api(emu: &Emulator, db: &TempDir) -> String {
-    let mut settings = api_service::ApiSettings::default();
-    settings.server.port = 0;
-    settings.server.workers = Some(1);
-    settings.entra.authority_host = emu.url.clone();
-    settings.entra.tenants = vec![TENANT.into()];
-    // v2 tokens carry the client ID, v1 tokens the application ID URI.
-    settings.auth.audiences = vec![
-        "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b".into(),
-        "api://tasks-api".into(),
-    ];
-    settings.auth.allowed_clients = vec![READER_ID.into(), WRITER_ID.into(), CERT_ID.into()];
+    let mut settings = mesh_tests::api::api_settings(&emu.url, &db.0);
+    settings.auth.allowed_clients.push(CERT_ID.into());
     settings.http.extra_ca_file = Some(emu.ca.clone());
-    settings.database.path = db.0.join("tasks.db");
     let app = api_service::Application::build(settings)
         .await
         .expect("api starts");
@@ -65,7 +47,7 @@ async fn run_once(
 #[tokio::test]
 async fn demo_callers_meet_the_real_api_as_the_directory_says() {
     let emu = spawn_emulator().await;
-    let db = TempDir::new();
+    let db = TempDir::new("caller");
     let api = spawn_api(&emu, &db).await;
     let tasks = format!("{api}/api/tasks");
     let secret = |id: &str, secret: &str| IdentityConfig {

@@ -1,6 +1,6 @@
 //! Health, readiness, metrics, the OpenAPI document and request ids.
 
-use crate::helpers::*;
+use mesh_tests::api::*;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 

@@ -1,53 +1,23 @@
 //! Against the in-process Entra emulator: real tokens from secret and certificate credentials,
 //! and the daemon running a job on schedule.
 
-use crate::helpers::*;
 use caller_service::Application;
 use caller_service::clock::ManualClock;
 use caller_service::settings::{CredentialKind, IdentityConfig, JobSettings, Settings};
 use entra_emulator::clock::{Clock as _, SystemClock};
-use entra_emulator::settings::EmulatorSettings;
+use mesh_tests::caller::*;
+use mesh_tests::emulator::{Emulator, spawn_emulator_with};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-pub const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
-pub const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
-pub const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
-
-pub struct Emulator {
-    pub url: String,
-    pub ca: PathBuf,
-    _handle: actix_web::dev::ServerHandle,
-    _dir: TempDir,
-}
-
+/// The emulator on a clock frozen at the start, as the caller's manual clock starts.
 pub async fn spawn_emulator() -> Emulator {
     init_logs();
-    let dir = TempDir::new();
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo");
-    let mut settings = EmulatorSettings {
-        data_dir: dir.0.clone(),
-        directory: demo.join("directory.toml"),
-        ..Default::default()
-    };
-    settings.server.https_port = 0;
-    settings.server.http_port = None;
-    settings.server.workers = Some(1);
     let clock = Arc::new(entra_emulator::clock::ManualClock::new(SystemClock.now()));
-    let app = entra_emulator::Application::build_with_clock(settings, clock)
-        .await
-        .expect("emulator starts");
-    let emulator = Emulator {
-        url: app.public_url().to_owned(),
-        ca: app.ca_cert_path().clone(),
-        _handle: app.handle(),
-        _dir: dir,
-    };
-    tokio::spawn(app.run_until_stopped());
-    emulator
+    spawn_emulator_with(clock, |_| {}).await
 }
 
 pub fn identity(emu: &Emulator, client_id: &str) -> IdentityConfig {
@@ -70,7 +40,7 @@ pub fn certificate_identity(emu: &Emulator) -> IdentityConfig {
 }
 
 fn demo_certs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/certs")
+    demo_dir().join("certs")
 }
 
 pub fn settings(emu: &Emulator, identity: IdentityConfig) -> Settings {
@@ -228,7 +198,7 @@ async fn a_wrong_secret_against_the_emulator_is_a_permanent_aadsts_error() {
 #[tokio::test]
 async fn a_single_pem_with_certificate_and_key_is_enough() {
     let emu = spawn_emulator().await;
-    let dir = TempDir::new();
+    let dir = TempDir::new("caller");
     let combined = dir.0.join("cert-job.pem");
     let mut pem = std::fs::read(demo_certs().join("cert-job.crt")).expect("cert");
     pem.extend(std::fs::read(demo_certs().join("cert-job.key")).expect("key"));

@@ -1,6 +1,6 @@
 //! No secret and no token in any log line, at any level, from us or the libraries we drive.
 
-use crate::helpers::*;
+use mesh_tests::caller::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -45,7 +45,7 @@ async fn trace_level_logs_hold_fingerprints_never_secrets_or_tokens() {
         "token events are logged by fingerprint"
     );
     assert!(logs.contains("job succeeded"));
-    for secret in [SECRET.to_owned(), fake_jwt(0), fake_jwt(1)] {
+    for secret in [READER_SECRET.to_owned(), fake_jwt(0), fake_jwt(1)] {
         assert!(
             !logs.contains(&secret),
             "a secret or token reached the logs"

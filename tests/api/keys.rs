@@ -1,8 +1,8 @@
 //! Keys: loaded before readiness, re-fetched for unknown `kid`s at most once per 5 minutes,
 //! kept through an outage for a bounded time.
 
-use crate::helpers::*;
 use api_service::auth::keys::{KeyStore, Lookup, Readiness};
+use mesh_tests::api::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The built binary under write load: `kill -9` loses no acknowledged task, and SIGTERM ends it
 //! cleanly with exit status 0.
 
-use crate::helpers::*;
+use mesh_tests::api::*;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

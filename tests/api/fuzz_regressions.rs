@@ -3,9 +3,9 @@
 //! compiling with the crate. Inputs: the seeds (`fuzz/seeds/<target>/`) and the crashes and
 //! chosen corpus entries (`fuzz/regressions/<target>/`); see `fuzz/README.md`.
 
-#[path = "../../../fuzz/src/preparse.rs"]
+#[path = "../../fuzz/src/preparse.rs"]
 mod preparse;
-#[path = "../../../fuzz/src/validator.rs"]
+#[path = "../../fuzz/src/validator.rs"]
 mod validator;
 
 use api_service::auth::Reason;

@@ -1,6 +1,6 @@
 //! The binary itself: one-line configuration errors, `once` exit statuses, `token`.
 
-use crate::helpers::*;
+use mesh_tests::caller::*;
 use std::path::Path;
 use std::process::{Command, Output};
 use wiremock::matchers::{method, path};
@@ -33,7 +33,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn a_bad_job_definition_stops_the_start_with_one_line_naming_the_job_and_field() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let config = dir.0.join("caller.toml");
     std::fs::write(
         &config,
@@ -64,7 +64,7 @@ async fn a_bad_job_definition_stops_the_start_with_one_line_naming_the_job_and_f
 
 #[tokio::test]
 async fn an_unknown_key_is_named() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let config = dir.0.join("caller.toml");
     std::fs::write(&config, "[token_manager]\nrefresh_fration = 0.5\n").expect("write");
     let output = caller(&config, &["run"]).await;
@@ -76,7 +76,7 @@ async fn an_unknown_key_is_named() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_token() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let idp = MockServer::start().await;
     let api = MockServer::start().await;
     let (port, ca) = tls_front(*idp.address(), &dir).await;
@@ -104,8 +104,8 @@ async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_tok
             r#"
             [identity]
             tenant_id = "{TENANT}"
-            client_id = "{CLIENT}"
-            client_secret = "{SECRET}"
+            client_id = "{READER_ID}"
+            client_secret = "{READER_SECRET}"
             authority_host = "https://localhost:{port}"
             [http]
             extra_ca_file = "{ca}"
@@ -168,7 +168,7 @@ async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_tok
 /// sending the identity header and the user-assigned client ID, and the token is described.
 #[tokio::test]
 async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let msi = MockServer::start().await;
     let expires_on = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
     Mock::given(method("GET"))
@@ -181,7 +181,7 @@ async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
             "resource",
             "api://tasks-api",
         ))
-        .and(wiremock::matchers::query_param("client_id", CLIENT))
+        .and(wiremock::matchers::query_param("client_id", READER_ID))
         .and(wiremock::matchers::query_param("api-version", "2019-08-01"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "access_token": fake_jwt(1),
@@ -195,7 +195,7 @@ async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
     let config = dir.0.join("caller.toml");
     std::fs::write(
         &config,
-        format!("[identity]\ncredential = \"managed_identity\"\nclient_id = \"{CLIENT}\"\n"),
+        format!("[identity]\ncredential = \"managed_identity\"\nclient_id = \"{READER_ID}\"\n"),
     )
     .expect("write");
     let env = [

@@ -1,7 +1,7 @@
 //! The token manager driving the real azure_identity code path against wiremock.
 
-use crate::helpers::*;
 use caller_service::token_manager::{TokenEvent, Trigger};
+use mesh_tests::caller::*;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use wiremock::ResponseTemplate;

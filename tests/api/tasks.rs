@@ -1,6 +1,6 @@
 //! The task API through HTTP: who may do what, what is recorded, and how bad input is answered.
 
-use crate::helpers::*;
+use mesh_tests::api::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

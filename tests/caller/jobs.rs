@@ -1,7 +1,7 @@
 //! Job runs: success statuses, the problem+json reason on 4xx, the retry after a 401.
 
-use crate::helpers::*;
 use caller_service::settings::Job;
+use mesh_tests::caller::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 

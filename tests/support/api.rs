@@ -1,3 +1,9 @@
+//! The API under test: wiremock as the identity provider (discovery and JWKS for the demo
+//! tenant), signing keys the tests hold, a clock they move, and the real `api-service`
+//! application on port 0 with its own SQLite file.
+
+pub use crate::TempDir;
+pub use crate::demo::*;
 use api_service::auth::keys::{Clock, KeySettings, KeyStore};
 use aws_lc_rs::rsa::{KeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
@@ -8,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
 
 /// A signing key the test controls: its JWK, and the key to mint tokens with.
 pub struct TestKey {
@@ -73,6 +77,13 @@ impl TestKey {
 
 /// A clock the test moves.
 pub struct TestClock(pub Arc<AtomicI64>);
+
+/// Starts at a fixed time (2027-01-15 08:00 UTC), as [`TestClock::new`] does.
+impl Default for TestClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl TestClock {
     pub fn new() -> Self {
@@ -181,10 +192,6 @@ impl TestIdp {
     }
 }
 
-pub const API_CLIENT_ID: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
-pub const READER_ID: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
-pub const READER_SP: &str = "c3d4e5f6-a7b8-4c9d-8e0f-2a3b4c5d6e7f";
-
 pub fn validator(store: Arc<KeyStore>, clock: Clock) -> api_service::auth::Validator {
     api_service::auth::Validator::new(
         store,
@@ -195,30 +202,6 @@ pub fn validator(store: Arc<KeyStore>, clock: Clock) -> api_service::auth::Valid
         },
         clock,
     )
-}
-
-pub const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
-pub const WRITER_SP: &str = "d4e5f6a7-b8c9-4d0e-9f1a-3b4c5d6e7f8a";
-pub const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
-
-/// A directory removed when dropped.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "api-service-{name}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
 }
 
 /// The API's settings for tests: port 0, one worker, the test tenant and callers.

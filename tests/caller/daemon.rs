@@ -1,7 +1,7 @@
 //! The daemon as operators see it: readiness, overlap, shutdown, workload identity.
 
-use crate::helpers::*;
 use caller_service::settings::CredentialKind;
+use mesh_tests::caller::*;
 use std::time::Duration;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -133,7 +133,7 @@ async fn a_run_still_going_makes_the_next_one_skip_and_shutdown_lets_it_finish()
 
 #[tokio::test]
 async fn workload_identity_reads_the_rotated_federated_token_on_every_acquisition() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("caller");
     let token_file = dir.0.join("azure-identity-token");
     std::fs::write(&token_file, "projected-token-1\n").expect("write");
     let caller = spawn_caller(|settings| {

@@ -1,5 +1,10 @@
-//! Spawning the caller against wiremock (behind a small TLS front, because `azure_identity`
-//! refuses plain-HTTP authorities) or against the in-process emulator.
+//! The caller under test: its token manager, jobs and whole daemon against wiremock as the token
+//! endpoint (behind a small TLS front, because `azure_identity` refuses plain-HTTP authorities)
+//! and as the target API, on a manual clock; and the one log subscriber of a test binary, with
+//! per-test capture.
+
+pub use crate::TempDir;
+pub use crate::demo::*;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,34 +23,7 @@ use tokio::sync::broadcast;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
-pub const CLIENT: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
-pub const SECRET: &str = "rdr8Q~demo.reader.secret.not-for-production";
-pub const SCOPE: &str = "api://tasks-api/.default";
 pub const TOKEN_PATH: &str = "/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/oauth2/v2.0/token";
-
-/// A fresh directory per test, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "caller-test-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-}
-
-static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// TLS on 127.0.0.1, bytes passed through to `target`: makes a wiremock server reachable as an
 /// `https://` authority. Returns the port and the CA to trust.
@@ -178,8 +156,8 @@ async fn secret_caller_settings(idp: &MockServer, dir: &TempDir) -> Settings {
     let mut settings = Settings {
         identity: IdentityConfig {
             tenant_id: Some(TENANT.into()),
-            client_id: Some(CLIENT.into()),
-            client_secret: Some(SECRET.into()),
+            client_id: Some(READER_ID.into()),
+            client_secret: Some(READER_SECRET.into()),
             credential: Some(CredentialKind::Secret),
             authority_host: Some(format!("https://localhost:{port}")),
             ..Default::default()
@@ -202,7 +180,7 @@ pub fn core_for(settings: &Settings) -> (Core, Arc<ManualClock>) {
 /// The caller with a client secret, wiremock as identity provider and as target API.
 pub async fn spawn_caller(customise: impl FnOnce(&mut Settings)) -> TestCaller {
     init_logs();
-    let dir = TempDir::new();
+    let dir = TempDir::new("caller");
     let idp = MockServer::start().await;
     let api = MockServer::start().await;
     let mut settings = secret_caller_settings(&idp, &dir).await;
@@ -323,7 +301,7 @@ where
     Fut: std::future::Future<Output = MockServer>,
 {
     init_logs();
-    let dir = TempDir::new();
+    let dir = TempDir::new("caller");
     let idp = before_start(MockServer::start().await).await;
     let api = MockServer::start().await;
     let mut settings = secret_caller_settings(&idp, &dir).await;

@@ -1,9 +1,0 @@
-mod cli;
-mod daemon;
-mod emulator;
-mod helpers;
-mod jobs;
-mod logging;
-mod mesh;
-mod storms;
-mod token_manager;

@@ -1,1 +1,0 @@
-//! The end-to-end tests live in `e2e/`; this crate has no library code.

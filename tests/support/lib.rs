@@ -1,0 +1,42 @@
+//! The harness every test target here shares, and the service crates' binary-level tests borrow
+//! (they stay in their own crates because Cargo builds a package's executables only for that
+//! package's tests):
+//!
+//! - [`demo`]: the demo directory's identities, as the tests expect them;
+//! - [`emulator`]: the real Entra emulator in-process, on port 0;
+//! - [`api`]: the real API against wiremock playing Entra's discovery and JWKS, with tokens the
+//!   tests mint and forge with their own keys;
+//! - [`caller`]: the real caller (token manager, jobs, daemon) against wiremock playing the token
+//!   endpoint and the target API;
+//! - [`TempDir`].
+
+pub mod api;
+pub mod caller;
+pub mod demo;
+pub mod emulator;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A fresh directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `label` names the directory's use, for whoever finds one a killed test left behind.
+    pub fn new(label: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "mesh-tests-{label}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
