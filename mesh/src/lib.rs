@@ -372,69 +372,12 @@ impl Mesh {
 
     /// A client-credentials token straight from the emulator's token endpoint.
     pub async fn app_token(&self, client_id: &str, secret: &str) -> anyhow::Result<String> {
-        let response = self
-            .http
-            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.emulator.url))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("scope", API_SCOPE),
-            ])
-            .send()
-            .await?;
-        access_token(response).await
+        app_token(&self.http, &self.emulator.url, client_id, secret).await
     }
 
-    /// Ada signs in to the public CLI client with the authorization-code flow and PKCE, and
-    /// gets a user-delegated token for the API: the kind of token the API must refuse.
+    /// Ada's user-delegated token for the API (see [`user_token`]): the kind the API must refuse.
     pub async fn user_token(&self) -> anyhow::Result<String> {
-        use base64::Engine as _;
-        use rand::RngCore as _;
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let challenge = entra_emulator::codes::s256(&verifier);
-        let redirect = self
-            .http
-            .get(format!(
-                "{}/{TENANT}/oauth2/v2.0/authorize",
-                self.emulator.url
-            ))
-            .query(&[
-                ("client_id", CLI_CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", CLI_REDIRECT),
-                ("scope", "api://tasks-api/Tasks.Read"),
-                ("login_hint", USER),
-                ("code_challenge", challenge.as_str()),
-                ("code_challenge_method", "S256"),
-            ])
-            .send()
-            .await?;
-        let location = redirect
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .context("the authorize endpoint did not redirect back with a code")?;
-        let code = url::Url::parse(location)?
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .context("no code in the redirect")?;
-        let response = self
-            .http
-            .post(format!("{}/{TENANT}/oauth2/v2.0/token", self.emulator.url))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("client_id", CLI_CLIENT_ID),
-                ("code", code.as_str()),
-                ("redirect_uri", CLI_REDIRECT),
-                ("code_verifier", verifier.as_str()),
-            ])
-            .send()
-            .await?;
-        access_token(response).await
+        user_token(&self.http, &self.emulator.url).await
     }
 
     /// GETs `path` on the API with `token`; returns the status and the problem+json `reason`, if
@@ -464,6 +407,74 @@ pub fn sum_samples(exposition: &str, name: &str, having: &str) -> u64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|value| value as u64)
         .sum()
+}
+
+/// A client-credentials token for the API from the token endpoint of `authority` (the emulator's
+/// URL), for the demo tenant.
+pub async fn app_token(
+    http: &reqwest::Client,
+    authority: &str,
+    client_id: &str,
+    secret: &str,
+) -> anyhow::Result<String> {
+    let response = http
+        .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", API_SCOPE),
+        ])
+        .send()
+        .await?;
+    access_token(response).await
+}
+
+/// Ada signs in to the public CLI client at `authority` with the authorization-code flow and
+/// PKCE, and gets a user-delegated token for the API. `http` must not follow redirects: the
+/// authorize endpoint's redirect carries the code.
+pub async fn user_token(http: &reqwest::Client, authority: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let verifier = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = entra_emulator::codes::s256(&verifier);
+    let redirect = http
+        .get(format!("{authority}/{TENANT}/oauth2/v2.0/authorize"))
+        .query(&[
+            ("client_id", CLI_CLIENT_ID),
+            ("response_type", "code"),
+            ("redirect_uri", CLI_REDIRECT),
+            ("scope", "api://tasks-api/Tasks.Read"),
+            ("login_hint", USER),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await?;
+    let location = redirect
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("the authorize endpoint did not redirect back with a code")?;
+    let code = url::Url::parse(location)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .context("no code in the redirect")?;
+    let response = http
+        .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI_CLIENT_ID),
+            ("code", code.as_str()),
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await?;
+    access_token(response).await
 }
 
 async fn access_token(response: reqwest::Response) -> anyhow::Result<String> {
