@@ -151,10 +151,7 @@ async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_tok
     let stdout = text(&described.stdout);
     let description: serde_json::Value = serde_json::from_str(&stdout).expect("JSON description");
     assert_eq!(description["kind"], "app");
-    assert_eq!(
-        description["audience"],
-        "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
-    );
+    assert_eq!(description["audience"], API_CLIENT_ID);
     // Tokens are numbered per request: 0 and 1 went to the `once` runs, 2 is described here.
     assert!(!stdout.contains(&fake_jwt(2)), "the token only with --raw");
     let raw = caller(&config, &["token", "--scope", SCOPE, "--raw"]).await;
@@ -177,16 +174,13 @@ async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
             "x-identity-header",
             "msi-header-value",
         ))
-        .and(wiremock::matchers::query_param(
-            "resource",
-            "api://tasks-api",
-        ))
+        .and(wiremock::matchers::query_param("resource", API_APP_ID_URI))
         .and(wiremock::matchers::query_param("client_id", READER_ID))
         .and(wiremock::matchers::query_param("api-version", "2019-08-01"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "access_token": fake_jwt(1),
             "expires_on": expires_on.to_string(),
-            "resource": "api://tasks-api",
+            "resource": API_APP_ID_URI,
             "token_type": "Bearer",
         })))
         .expect(1)
@@ -207,10 +201,7 @@ async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     let described: serde_json::Value = serde_json::from_str(&stdout).expect("json description");
     assert_eq!(described["kind"], "app");
-    assert_eq!(
-        described["audience"],
-        "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
-    );
+    assert_eq!(described["audience"], API_CLIENT_ID);
     assert!(!stdout.contains(&fake_jwt(1)), "the token only with --raw");
     msi.verify().await;
 }

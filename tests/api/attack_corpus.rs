@@ -414,7 +414,7 @@ fn v1(mut claims: Value) -> Value {
     object.remove("azpacr");
     claims["ver"] = json!("1.0");
     claims["iss"] = json!(format!("https://sts.windows.net/{TENANT}/"));
-    claims["aud"] = json!("api://tasks-api");
+    claims["aud"] = json!(API_APP_ID_URI);
     claims["appid"] = json!(READER_ID);
     claims["appidacr"] = json!("1");
     claims
@@ -1276,7 +1276,11 @@ async fn the_attack_corpus_is_refused_row_by_row() {
     }
 
     let table = markdown(&cases, &observed);
-    let rewrite = std::env::var_os("ATTACK_CORPUS_MD").is_some();
+    let rewrite = match std::env::var("ATTACK_CORPUS_MD") {
+        Ok(value) if value == "write" => true,
+        Ok(value) => panic!("ATTACK_CORPUS_MD={value:?}: the only value is `write`"),
+        Err(_) => false,
+    };
     if rewrite {
         std::fs::write(COMMITTED_TABLE, &table).expect("writes api-service/ATTACK-CORPUS.md");
     }

@@ -25,7 +25,7 @@ async fn readyz_is_503_with_the_aadsts_code_while_no_token_can_be_had() {
         },
     )
     .await;
-    eventually(|| async {
+    eventually("the scope is marked permanently failed", || async {
         app.tokens
             .status()
             .first()
@@ -68,7 +68,10 @@ async fn readyz_says_degraded_while_a_stale_token_is_served() {
         },
     )
     .await;
-    eventually(|| async { app.readyz().await.0 == 200 }).await;
+    eventually("/readyz answers 200", || async {
+        app.readyz().await.0 == 200
+    })
+    .await;
     assert_eq!(app.readyz().await.1["status"], "ready");
     let mut events = app.tokens.subscribe();
     sleepers(&app.clock, 1).await;
@@ -109,13 +112,19 @@ async fn a_run_still_going_makes_the_next_one_skip_and_shutdown_lets_it_finish()
         .expect(1)
         .mount(&app.api)
         .await;
-    eventually(|| async { app.tokens.status().first().is_some_and(|s| s.has_token) }).await;
+    eventually("the daemon holds its token", || async {
+        app.tokens.status().first().is_some_and(|s| s.has_token)
+    })
+    .await;
     sleepers(&app.clock, 2).await;
     app.clock.advance(Duration::from_secs(60));
-    eventually(|| async { received(&app.api).await == 1 }).await;
+    eventually("the first run reached the API", || async {
+        received(&app.api).await == 1
+    })
+    .await;
     // The first run is waiting for its answer: the next tick is skipped.
     app.clock.advance(Duration::from_secs(60));
-    eventually(|| async {
+    eventually("the overlapping run is counted as skipped", || async {
         app.metrics
             .render()
             .contains(r#"caller_job_runs_total{job="slow",outcome="skipped"} 1"#)

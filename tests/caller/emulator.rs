@@ -97,7 +97,7 @@ async fn the_daemon_runs_the_writer_job_on_schedule_with_an_emulator_token() {
     let readyz = format!("http://127.0.0.1:{port}/readyz");
 
     // Ready once the warm-up acquired the writer's token.
-    eventually(|| async {
+    eventually("/readyz answers 200", || async {
         ops.get(&readyz)
             .send()
             .await
@@ -115,7 +115,7 @@ async fn the_daemon_runs_the_writer_job_on_schedule_with_an_emulator_token() {
         sleepers(&clock, 2).await;
         clock.advance(Duration::from_secs(60));
         let done = format!(r#"caller_job_runs_total{{job="writer",outcome="success"}} {runs}"#);
-        eventually(|| async {
+        eventually(&format!("{runs} successful writer runs"), || async {
             let text = ops
                 .get(&metrics_url)
                 .send()

@@ -163,9 +163,10 @@ fn runs(app: &TestApp) -> [u64; 4] {
 /// Every task that waits on the clock (the job loop and the refresher) waits, and no token request
 /// is under way: moving time now cannot time out a request wiremock is still answering.
 async fn settle(app: &TestApp) {
-    eventually(|| async {
-        app.clock.sleepers() >= 2 && app.tokens.status().iter().all(|s| !s.acquiring)
-    })
+    eventually(
+        "the job loop and refresher wait on the clock, no request under way",
+        || async { app.clock.sleepers() >= 2 && app.tokens.status().iter().all(|s| !s.acquiring) },
+    )
     .await;
 }
 
@@ -198,7 +199,7 @@ async fn drive(app: &TestApp, origin: OffsetDateTime, until: Duration, record: &
             // The planned attempt: exactly one more request, seen at this instant.
             expected_requests += 1;
             let failures = before.consecutive_failures;
-            eventually(|| async {
+            eventually("the planned attempt failed", || async {
                 let after = status(app);
                 !after.acquiring && after.consecutive_failures == failures + 1
             })
@@ -211,7 +212,7 @@ async fn drive(app: &TestApp, origin: OffsetDateTime, until: Duration, record: &
             record.requests.push(target);
         }
         if target == next_job {
-            eventually(|| async {
+            eventually("one more job run finished", || async {
                 runs(app).iter().sum::<u64>() == runs_before.iter().sum::<u64>() + 1
             })
             .await;
@@ -295,7 +296,7 @@ async fn storm_without_a_token(answer: Answer) {
     let mut app = start(answer, false).await;
     let origin = app.clock.now();
     // The daemon's warm-up is the first request, at once, and it is refused.
-    eventually(|| async {
+    eventually("the first acquisition failed", || async {
         app.tokens
             .status()
             .first()
@@ -341,7 +342,10 @@ async fn storm_without_a_token(answer: Answer) {
 async fn storm_past_the_refresh_point(answer: Answer) {
     let mut app = start(answer, true).await;
     let origin = app.clock.now();
-    eventually(|| async { app.tokens.status().first().is_some_and(|s| s.has_token) }).await;
+    eventually("the daemon holds its token", || async {
+        app.tokens.status().first().is_some_and(|s| s.has_token)
+    })
+    .await;
     let token = app.tokens.get_token(SCOPE).await.expect("the first token");
     let usable_until = to_std(token.usable_until - origin);
     // `expires_in` is measured when the answer arrives, a few real milliseconds after the clock's

@@ -62,7 +62,10 @@ async fn refresh_happens_at_about_half_life_without_any_caller_waiting() {
         .await;
     sleepers(&caller.clock, 1).await;
     caller.clock.advance(Duration::from_secs(1800));
-    eventually(|| async { received(&caller.idp).await == 2 }).await;
+    eventually("the second token request arrived", || async {
+        received(&caller.idp).await == 2
+    })
+    .await;
 
     let read = tokens.get_token(SCOPE);
     let mut read = std::pin::pin!(read);
@@ -295,7 +298,10 @@ async fn a_hanging_token_endpoint_times_out_on_the_clock() {
     let call = tokio::spawn(async move { tokens.get_token(SCOPE).await });
     // The acquisition's timeout is waiting on the clock, and the request has arrived.
     sleepers(&caller.clock, 1).await;
-    eventually(|| async { received(&caller.idp).await == 1 }).await;
+    eventually("the token request arrived", || async {
+        received(&caller.idp).await == 1
+    })
+    .await;
     caller.clock.advance(Duration::from_secs(10));
     let error = call.await.expect("joins").expect_err("timed out");
     assert_eq!(error.reason(), "timeout");

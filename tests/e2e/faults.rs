@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use entra_emulator::faults::{FaultKind, FaultRequest, FaultTarget};
 use mesh::API_SCOPE;
+use mesh_tests::eventually;
 use std::time::Duration;
 
 /// Past the latest refresh point of any token (half of 90 min), short of the earliest end of

@@ -1,7 +1,7 @@
 use caller_service::clock::ManualClock;
 use caller_service::token_manager::CachedToken;
 use mesh::{API_SCOPE, CallerSpec, FINISHED, Mesh, MeshOptions};
-use mesh_tests::TempDir;
+use mesh_tests::{TempDir, eventually};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,22 +138,6 @@ impl TestMesh {
             .await
             .expect("body")
     }
-}
-
-/// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
-/// broken test fails with `what` instead of hanging, never a timing assumption.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let met = tokio::time::timeout(Duration::from_secs(10), async {
-        while !condition().await {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(met.is_ok(), "not within 10 s: {what}");
 }
 
 /// The `kid` of a JWT's header, as the API's pre-parse reads it.

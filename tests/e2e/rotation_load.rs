@@ -2,6 +2,7 @@
 //! emulator rotates its signing key and the callers refresh onto it. Not one request may fail.
 
 use crate::helpers::*;
+use mesh_tests::eventually;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;

@@ -196,7 +196,7 @@ pub fn validator(store: Arc<KeyStore>, clock: Clock) -> api_service::auth::Valid
     api_service::auth::Validator::new(
         store,
         api_service::auth::ValidatorSettings {
-            audiences: vec![API_CLIENT_ID.to_owned(), "api://tasks-api".to_owned()],
+            audiences: vec![API_CLIENT_ID.to_owned(), API_APP_ID_URI.to_owned()],
             allowed_clients: vec![READER_ID.to_owned()],
             ..Default::default()
         },
@@ -211,7 +211,7 @@ pub fn api_settings(authority_host: &str, db: &std::path::Path) -> api_service::
     settings.server.workers = Some(1);
     settings.entra.authority_host = authority_host.to_owned();
     settings.entra.tenants = vec![TENANT.to_owned()];
-    settings.auth.audiences = vec![API_CLIENT_ID.to_owned(), "api://tasks-api".to_owned()];
+    settings.auth.audiences = vec![API_CLIENT_ID.to_owned(), API_APP_ID_URI.to_owned()];
     settings.auth.allowed_clients = vec![READER_ID.to_owned(), WRITER_ID.to_owned()];
     settings.database.path = db.join("tasks.db");
     settings

@@ -3,8 +3,8 @@
 //! and as the target API, on a manual clock; and the one log subscriber of a test binary, with
 //! per-test capture.
 
-pub use crate::TempDir;
 pub use crate::demo::*;
+pub use crate::{TempDir, eventually};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,7 +23,10 @@ use tokio::sync::broadcast;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-pub const TOKEN_PATH: &str = "/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/oauth2/v2.0/token";
+/// The demo tenant's v2 token endpoint path.
+pub fn token_path() -> String {
+    format!("/{TENANT}/oauth2/v2.0/token")
+}
 
 /// TLS on 127.0.0.1, bytes passed through to `target`: makes a wiremock server reachable as an
 /// `https://` authority. Returns the port and the CA to trust.
@@ -62,7 +65,7 @@ pub async fn tls_front(target: std::net::SocketAddr, dir: &TempDir) -> (u16, Pat
 pub fn fake_jwt(n: u32) -> String {
     let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256"}"#);
     let claims = serde_json::json!({
-        "aud": "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "iss": "https://idp/v2.0", "exp": 0,
+        "aud": API_CLIENT_ID, "iss": "https://idp/v2.0", "exp": 0,
         "idtyp": "app", "oid": "sp", "sub": "sp", "ver": "2.0", "uti": format!("token-{n}"),
     });
     let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
@@ -119,7 +122,7 @@ impl Respond for Tokens {
 }
 
 pub fn token_request() -> wiremock::MockBuilder {
-    Mock::given(method("POST")).and(path(TOKEN_PATH))
+    Mock::given(method("POST")).and(path(token_path()))
 }
 
 /// `GET /tasks` on the target API, sent with the `n`-th token [`Tokens`] issued.
@@ -202,23 +205,10 @@ pub async fn received(server: &MockServer) -> usize {
 
 /// Waits (without sleeping) until `n` tasks are waiting on the clock.
 pub async fn sleepers(clock: &ManualClock, n: usize) {
-    eventually(|| async { clock.sleepers() >= n }).await;
-}
-
-/// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
-/// broken test fails instead of hanging, never a timing assumption.
-pub async fn eventually<F, Fut>(mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let polled = tokio::time::timeout(Duration::from_secs(10), async {
-        while !condition().await {
-            tokio::task::yield_now().await;
-        }
+    eventually(&format!("{n} tasks wait on the clock"), || async {
+        clock.sleepers() >= n
     })
     .await;
-    assert!(polled.is_ok(), "condition not met within 10 s");
 }
 
 /// The next event matching `wanted`, other events skipped; 10 s safety net as above.

@@ -2,14 +2,13 @@
 //! them. The secrets are demo-only and committed on purpose; the tests also use them to check that
 //! no log ever shows one.
 
+/// The tenant, the API's client ID (the audience of v2 tokens) and the `.default` scope callers
+/// ask for: as the launcher has them.
+pub use mesh::{API_CLIENT_ID, API_SCOPE as SCOPE, TENANT};
 use std::path::PathBuf;
 
-pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
-
-/// The tasks API's application (client) ID: the audience of v2 tokens.
-pub const API_CLIENT_ID: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
-/// Its application ID URI's `.default` scope: what callers ask for, the audience of v1 tokens.
-pub const SCOPE: &str = "api://tasks-api/.default";
+/// The API's application ID URI: the audience of v1 tokens.
+pub const API_APP_ID_URI: &str = "api://tasks-api";
 
 /// reader-job: Tasks.Read.All, secret.
 pub const READER_ID: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
@@ -27,10 +26,6 @@ pub const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
 /// stranger: no role, and not on the API's allow-list.
 pub const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
 pub const STRANGER_SECRET: &str = "str8Q~demo.stranger.secret.not-for-production";
-
-/// The public CLI client Ada signs in to with PKCE.
-pub const CLI_ID: &str = "4f5a6b7c-8d9e-4f0a-9b1c-3d4e5f6a7b8c";
-pub const CLI_REDIRECT: &str = "http://localhost:8400/callback";
 
 /// `entra-emulator/demo/`: the directory file and the certificate caller's files.
 pub fn demo_dir() -> PathBuf {

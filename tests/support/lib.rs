@@ -8,7 +8,7 @@
 //!   tests mint and forge with their own keys;
 //! - [`caller`]: the real caller (token manager, jobs, daemon) against wiremock playing the token
 //!   endpoint and the target API;
-//! - [`TempDir`].
+//! - [`TempDir`] and [`eventually`].
 
 pub mod api;
 pub mod caller;
@@ -17,6 +17,7 @@ pub mod emulator;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// A fresh directory, removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -30,6 +31,8 @@ impl TempDir {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
+        // A run killed before its clean-up may have left one behind under a reused process id.
+        let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("temp dir");
         Self(path)
     }
@@ -39,4 +42,20 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
+/// broken test fails with `what` instead of hanging, never a timing assumption.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let met = tokio::time::timeout(Duration::from_secs(10), async {
+        while !condition().await {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(met.is_ok(), "not within 10 s: {what}");
 }
