@@ -1,22 +1,8 @@
 //! Job runs: success statuses, the problem+json reason on 4xx, the retry after a 401.
 
-use caller_service::settings::Job;
 use mesh_tests::caller::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
-
-pub fn job(name: &str, url: &str) -> Job {
-    interval_job(name, url.into())
-        .validate()
-        .expect("valid job")
-}
-
-fn invalid_token() -> ResponseTemplate {
-    ResponseTemplate::new(401).insert_header(
-        "WWW-Authenticate",
-        r#"Bearer error="invalid_token", error_description="The token has been revoked""#,
-    )
-}
 
 #[tokio::test]
 async fn a_401_invalid_token_causes_one_refresh_and_one_retry() {

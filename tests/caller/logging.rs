@@ -17,10 +17,7 @@ async fn trace_level_logs_hold_fingerprints_never_secrets_or_tokens() {
         .await;
     Mock::given(method("GET"))
         .and(path("/tasks"))
-        .respond_with(
-            ResponseTemplate::new(401)
-                .insert_header("WWW-Authenticate", r#"Bearer error="invalid_token""#),
-        )
+        .respond_with(invalid_token())
         .up_to_n_times(1)
         .mount(&caller.api)
         .await;
@@ -32,10 +29,7 @@ async fn trace_level_logs_hold_fingerprints_never_secrets_or_tokens() {
     let report = caller
         .core
         .runner
-        .run(&crate::jobs::job(
-            "reader",
-            &format!("{}/tasks", caller.api.uri()),
-        ))
+        .run(&job("reader", &format!("{}/tasks", caller.api.uri())))
         .await;
     assert!(report.succeeded() && report.retried_with_new_token);
 

@@ -136,7 +136,7 @@ async fn a_503_then_a_429_during_refresh_fail_no_job_and_retry_after_is_honoured
         .await;
     let tokens = &caller.core.tokens;
     let mut events = tokens.subscribe();
-    let job = crate::jobs::job("refresh-outage", &format!("{}/tasks", caller.api.uri()));
+    let job = job("refresh-outage", &format!("{}/tasks", caller.api.uri()));
     assert!(caller.core.runner.run(&job).await.succeeded());
 
     sleepers(&caller.clock, 1).await;

@@ -339,6 +339,21 @@ impl TestApp {
     }
 }
 
+/// [`interval_job`] for `GET url`, validated as the daemon would.
+pub fn job(name: &str, url: &str) -> caller_service::settings::Job {
+    interval_job(name, url.into())
+        .validate()
+        .expect("valid job")
+}
+
+/// The target API refusing the token: 401 with an RFC 6750 `invalid_token` challenge.
+pub fn invalid_token() -> ResponseTemplate {
+    ResponseTemplate::new(401).insert_header(
+        "WWW-Authenticate",
+        r#"Bearer error="invalid_token", error_description="The token has been revoked""#,
+    )
+}
+
 pub fn interval_job(name: &str, url: String) -> caller_service::settings::JobSettings {
     caller_service::settings::JobSettings {
         name: name.into(),
