@@ -8,6 +8,8 @@ pub mod claims;
 pub mod config;
 pub mod entra_error;
 pub mod http;
+pub mod jose;
+pub mod jwks;
 pub mod secret;
 pub mod telemetry;
 
