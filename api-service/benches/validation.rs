@@ -28,6 +28,7 @@ async fn setup() -> Setup {
             let keys = Arc::new(KeyStore::new(
                 trusting,
                 &url,
+                shared::jwks::UrlPolicy::default(),
                 vec![TENANT.to_owned()],
                 KeySettings::default(),
                 system_clock(),

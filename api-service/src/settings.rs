@@ -69,6 +69,11 @@ pub struct EntraSettings {
     /// must name one tenant.
     #[serde(deserialize_with = "shared::config::list")]
     pub tenants: Vec<String>,
+    /// Fetch discovery documents and keys over plain HTTP when the authority host (and every URL
+    /// its documents name) is a loopback address: for test servers that cannot speak TLS.
+    /// Default false. Keys fetched in clear text can be replaced by anyone who can touch the
+    /// traffic, so this is refused for any host that is not loopback, whatever its value.
+    pub allow_insecure_http_on_loopback: bool,
 }
 
 impl Default for EntraSettings {
@@ -76,6 +81,16 @@ impl Default for EntraSettings {
         Self {
             authority_host: "https://login.microsoftonline.com".into(),
             tenants: Vec::new(),
+            allow_insecure_http_on_loopback: false,
+        }
+    }
+}
+
+impl EntraSettings {
+    /// Which URLs the key store may fetch from.
+    pub fn url_policy(&self) -> shared::jwks::UrlPolicy {
+        shared::jwks::UrlPolicy {
+            allow_http_on_loopback: self.allow_insecure_http_on_loopback,
         }
     }
 }
@@ -120,14 +135,19 @@ impl ApiSettings {
 
     /// What serde cannot say: required lists, GUID tenants, sane numbers.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let url = url::Url::parse(&self.entra.authority_host)
-            .map_err(|e| ConfigError::key("entra.authority_host", format!("is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(ConfigError::key(
-                "entra.authority_host",
-                "must be an http(s) URL",
-            ));
-        }
+        self.entra
+            .url_policy()
+            .check(&self.entra.authority_host)
+            .map_err(|reason| {
+                let hint = if self.entra.authority_host.starts_with("http://")
+                    && !self.entra.allow_insecure_http_on_loopback
+                {
+                    " (a loopback test server: set entra.allow_insecure_http_on_loopback)"
+                } else {
+                    ""
+                };
+                ConfigError::key("entra.authority_host", format!("{reason}{hint}"))
+            })?;
         if self.entra.tenants.is_empty() {
             return Err(ConfigError::key(
                 "entra.tenants",
@@ -305,6 +325,29 @@ mod tests {
         vars.push(("API__AUTH__CLOCK_SKEW_SECS", "3600"));
         let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
         assert!(err.to_string().contains("auth.clock_skew_secs"), "{err}");
+    }
+
+    #[test]
+    fn the_authority_host_must_be_https_and_http_only_to_loopback_when_allowed() {
+        let mut vars = minimal();
+        vars.push(("API__ENTRA__AUTHORITY_HOST", "http://127.0.0.1:8443"));
+        let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("refused");
+        let err = err.to_string();
+        assert!(err.contains("entra.authority_host"), "{err}");
+        assert!(err.contains("HTTPS"), "{err}");
+        assert!(err.contains("allow_insecure_http_on_loopback"), "{err}");
+
+        vars.push(("API__ENTRA__ALLOW_INSECURE_HTTP_ON_LOOPBACK", "true"));
+        ApiSettings::load_with_env(None, env(&vars)).expect("loopback, allowed");
+
+        let mut vars = minimal();
+        vars.push((
+            "API__ENTRA__AUTHORITY_HOST",
+            "http://login.microsoftonline.com",
+        ));
+        vars.push(("API__ENTRA__ALLOW_INSECURE_HTTP_ON_LOOPBACK", "true"));
+        let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("not loopback");
+        assert!(err.to_string().contains("loopback"), "{err}");
     }
 
     #[test]

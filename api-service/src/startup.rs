@@ -34,6 +34,7 @@ impl Application {
         let keys = Arc::new(KeyStore::new(
             http,
             &settings.entra.authority_host,
+            settings.entra.url_policy(),
             settings.entra.tenants.clone(),
             settings.keys.clone(),
             clock.clone(),

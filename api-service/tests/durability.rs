@@ -33,6 +33,8 @@ fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
         .arg(&ready)
         .env("API__SERVER__PORT", "0")
         .env("API__ENTRA__AUTHORITY_HOST", idp_uri)
+        // wiremock speaks plain HTTP on loopback.
+        .env("API__ENTRA__ALLOW_INSECURE_HTTP_ON_LOOPBACK", "true")
         .env("API__ENTRA__TENANTS", TENANT)
         .env("API__AUTH__AUDIENCES", API_CLIENT_ID)
         .env("API__AUTH__ALLOWED_CLIENTS", WRITER_ID)

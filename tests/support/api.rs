@@ -185,6 +185,10 @@ impl TestIdp {
         Arc::new(KeyStore::new(
             reqwest::Client::new(),
             &self.server.uri(),
+            // wiremock speaks plain HTTP on loopback.
+            shared::jwks::UrlPolicy {
+                allow_http_on_loopback: true,
+            },
             vec![TENANT.to_owned()],
             KeySettings::default(),
             clock,
@@ -210,6 +214,8 @@ pub fn api_settings(authority_host: &str, db: &std::path::Path) -> api_service::
     settings.server.port = 0;
     settings.server.workers = Some(1);
     settings.entra.authority_host = authority_host.to_owned();
+    // wiremock speaks plain HTTP on loopback; HTTPS authorities are unaffected.
+    settings.entra.allow_insecure_http_on_loopback = true;
     settings.entra.tenants = vec![TENANT.to_owned()];
     settings.auth.audiences = vec![API_CLIENT_ID.to_owned(), API_APP_ID_URI.to_owned()];
     settings.auth.allowed_clients = vec![READER_ID.to_owned(), WRITER_ID.to_owned()];

@@ -2,8 +2,10 @@
 //! tenants' discovery documents say, never skipped when absent.
 
 use super::error::{AuthError, Reason};
+use super::keys::TenantKeys;
 use shared::claims::AccessTokenClaims;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What one accepted tenant's discovery documents say about its tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,23 +16,35 @@ pub struct TenantIssuers {
     pub v1: String,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ClaimRules<'a> {
-    /// Tenant ID (lower-case GUID) → its issuers. Only these tenants are accepted.
-    pub tenants: &'a HashMap<String, TenantIssuers>,
+    /// Tenant ID (lower-case GUID) → its issuers and the keys it publishes. Only these tenants
+    /// are accepted.
+    pub tenants: &'a HashMap<String, Arc<TenantKeys>>,
     /// The API's client ID and application ID URI(s): v2 tokens carry the former, v1 tokens
     /// whichever the client asked for.
     pub audiences: &'a [String],
     /// Tolerance on `exp`/`nbf`. Default 60 s: NTP keeps hosts far closer; Microsoft.Identity.Web's
     /// 300 s lets a stolen token live five more minutes.
     pub clock_skew_secs: i64,
+    /// How old a tenant's keys may be and still vouch for its tokens (`keys.max_stale_secs`).
+    pub max_stale_secs: i64,
 }
 
-/// Checks times, issuer, audience and tenant. `key_issuer` is the JWKS `issuer` member of the key
-/// that verified the signature, when the JWKS publishes one.
+/// The key that verified a token's signature: the `kid` it was published under and its material
+/// ([`super::keys::PublishedKey::material`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Signer<'a> {
+    pub kid: &'a str,
+    pub material: &'a [u8; 32],
+}
+
+/// Checks times, issuer, audience and tenant, then that the token's own tenant publishes the key
+/// that signed it (and, when that publication carries a JWKS `issuer` member, that it names this
+/// tenant's issuer).
 pub fn check(
     claims: &AccessTokenClaims,
-    key_issuer: Option<&str>,
+    signer: Signer,
     rules: &ClaimRules,
     now: i64,
 ) -> Result<(), AuthError> {
@@ -54,13 +68,14 @@ pub fn check(
     };
     // Entra writes `tid` in lower case, as the map's keys are: the exact lookup needs no
     // allocation, and only an unusual spelling pays for lower-casing.
-    let issuers = rules
+    let tenant = rules
         .tenants
         .get(tid)
         .or_else(|| rules.tenants.get(&tid.to_ascii_lowercase()));
-    let Some(issuers) = issuers else {
+    let Some(tenant) = tenant else {
         return refuse(Reason::InvalidTenant);
     };
+    let issuers = &tenant.issuers;
     let expected_issuer = match claims.ver.as_str() {
         "2.0" => &issuers.v2,
         "1.0" => &issuers.v1,
@@ -72,9 +87,18 @@ pub fn check(
     if !rules.audiences.iter().any(|a| a == &claims.aud) {
         return refuse(Reason::InvalidAudience);
     }
+    // Another tenant's fresh keys must not vouch for a tenant whose own are past the bound.
+    if now - tenant.fetched_at > rules.max_stale_secs {
+        return refuse(Reason::KeysUnavailable);
+    }
+    // A key signs only for the tenants whose JWKS publish it: a key of one tenant (an app's
+    // custom signing key, a v1 JWKS without `issuer` members) cannot vouch for another.
+    let Some(publication) = tenant.publication(signer.kid, signer.material) else {
+        return refuse(Reason::SigningKeyIssuerMismatch);
+    };
     // Entra publishes each key's issuer in the v2 form, with `{tenantid}` on the common endpoint.
     // A key may sign only for its own tenant, whatever the token's version.
-    if let Some(key_issuer) = key_issuer
+    if let Some(key_issuer) = publication.issuer.as_deref()
         && !issuer_matches(key_issuer, tid, &issuers.v2)
     {
         return refuse(Reason::SigningKeyIssuerMismatch);
@@ -97,6 +121,7 @@ fn issuer_matches(template: &str, tid: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::PublishedKey;
     use crate::auth::keys::tests::{API, NOW, TID, issuers};
 
     fn v2() -> AccessTokenClaims {
@@ -112,16 +137,53 @@ mod tests {
         }
     }
 
-    fn reason(claims: &AccessTokenClaims, key_issuer: Option<&str>) -> Option<Reason> {
-        let (tenants, audiences) = (issuers(), [API.to_owned(), "api://tasks-api".to_owned()]);
+    const MATERIAL: [u8; 32] = [7; 32];
+
+    /// The test tenant, publishing key `k` with `key_issuer` as its JWKS `issuer` member.
+    fn tenants(key_issuer: Option<&str>, fetched_at: i64) -> HashMap<String, Arc<TenantKeys>> {
+        issuers()
+            .into_iter()
+            .map(|(tid, issuers)| {
+                let key = PublishedKey {
+                    decoding: jsonwebtoken::DecodingKey::from_rsa_components("AQAB", "AQAB")
+                        .expect("components"),
+                    material: MATERIAL,
+                    issuer: key_issuer.map(str::to_owned),
+                };
+                let keys = HashMap::from([("k".to_owned(), vec![Arc::new(key)])]);
+                (
+                    tid,
+                    Arc::new(TenantKeys {
+                        issuers,
+                        keys,
+                        fetched_at,
+                    }),
+                )
+            })
+            .collect()
+    }
+
+    fn judged(
+        claims: &AccessTokenClaims,
+        tenants: &HashMap<String, Arc<TenantKeys>>,
+        signer: Signer,
+    ) -> Option<Reason> {
+        let audiences = [API.to_owned(), "api://tasks-api".to_owned()];
         let rules = ClaimRules {
-            tenants: &tenants,
+            tenants,
             audiences: &audiences,
             clock_skew_secs: 60,
+            max_stale_secs: 86_400,
         };
-        check(claims, key_issuer, &rules, NOW)
-            .err()
-            .map(|e| e.reason)
+        check(claims, signer, &rules, NOW).err().map(|e| e.reason)
+    }
+
+    fn reason(claims: &AccessTokenClaims, key_issuer: Option<&str>) -> Option<Reason> {
+        let signer = Signer {
+            kid: "k",
+            material: &MATERIAL,
+        };
+        judged(claims, &tenants(key_issuer, NOW), signer)
     }
 
     #[test]
@@ -212,5 +274,40 @@ mod tests {
             reason(&v2(), Some(other)),
             Some(Reason::SigningKeyIssuerMismatch)
         );
+    }
+
+    #[test]
+    fn a_key_vouches_only_for_the_tenants_that_publish_it() {
+        let unpublished = [8; 32];
+        let signer = Signer {
+            kid: "k",
+            material: &unpublished,
+        };
+        assert_eq!(
+            judged(&v2(), &tenants(None, NOW), signer),
+            Some(Reason::SigningKeyIssuerMismatch),
+            "the kid is published, but not this key"
+        );
+        let other_kid = Signer {
+            kid: "other",
+            material: &MATERIAL,
+        };
+        assert_eq!(
+            judged(&v2(), &tenants(None, NOW), other_kid),
+            Some(Reason::SigningKeyIssuerMismatch)
+        );
+    }
+
+    #[test]
+    fn a_tenant_past_the_stale_bound_vouches_for_nothing() {
+        let signer = Signer {
+            kid: "k",
+            material: &MATERIAL,
+        };
+        assert_eq!(
+            judged(&v2(), &tenants(None, NOW - 86_401), signer),
+            Some(Reason::KeysUnavailable)
+        );
+        assert_eq!(judged(&v2(), &tenants(None, NOW - 86_400), signer), None);
     }
 }

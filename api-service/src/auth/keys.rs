@@ -7,10 +7,18 @@
 //! one fetch while requests naming known keys never wait; and during an identity-provider outage
 //! the last good keys keep working for a bounded time (default 24 h), after which validation fails
 //! closed and readiness says so.
+//!
+//! Each tenant is judged on its own: its documents are fetched over HTTPS and bounded in size
+//! ([`shared::jwks`]), an answer without a usable signing key is that tenant's failed fetch (its
+//! last good keys stay, the other tenants' are untouched), and every key is bound to the tenants
+//! whose JWKS published it: a key vouches only for the tenants that publish it, whether or not it
+//! carries an `issuer` member.
 
 use super::claims::TenantIssuers;
+use aws_lc_rs::digest;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
+use shared::jwks::{self, Jwk, UrlPolicy};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -56,18 +64,39 @@ impl Default for KeySettings {
 /// One published key.
 pub struct PublishedKey {
     pub decoding: DecodingKey,
+    /// SHA-256 of the key's `n` and `e` as published: what makes two publications the same key
+    /// (tenants of one cloud publish the same keys; a refresh re-publishes them), whatever `kid`
+    /// they travel under.
+    pub material: [u8; 32],
     /// The JWKS `issuer` member, when published (Entra: the v2 issuer, maybe with `{tenantid}`).
     pub issuer: Option<String>,
 }
 
-/// Everything fetched in one successful refresh.
-pub struct Published {
-    /// `kid` → the keys published under it (tenants of one cloud publish the same keys, each with
-    /// its own `issuer`, so one `kid` may map to several entries).
+/// What one tenant published, from its last successful fetch.
+pub struct TenantKeys {
+    /// The v1 and v2 issuers of its discovery documents.
+    pub issuers: TenantIssuers,
+    /// `kid` → the keys its JWKS publishes under it (normally one).
     pub keys: HashMap<String, Vec<Arc<PublishedKey>>>,
-    /// Tenant ID → its v1 and v2 issuers.
-    pub issuers: HashMap<String, TenantIssuers>,
     pub fetched_at: i64,
+}
+
+impl TenantKeys {
+    /// This tenant's own publication of the key `material` under `kid`, if it publishes it.
+    pub fn publication(&self, kid: &str, material: &[u8; 32]) -> Option<&PublishedKey> {
+        self.keys
+            .get(kid)?
+            .iter()
+            .find(|k| k.material == *material)
+            .map(|k| &**k)
+    }
+}
+
+/// The keys in hand: every tenant's last good fetch, each judged on its own. One tenant's failed
+/// or empty answer keeps that tenant's previous keys and touches no other tenant's.
+pub struct Published {
+    /// Tenant ID (lower case) → what it published.
+    pub tenants: HashMap<String, Arc<TenantKeys>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,18 +112,14 @@ pub enum Readiness {
 }
 
 pub enum Lookup {
+    /// The distinct keys published under the `kid` by tenants whose keys are within the stale
+    /// bound (one key, however many tenants publish it).
     Found(Vec<Arc<PublishedKey>>),
     Unknown,
     Unavailable,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("{url}: {reason}")]
-    Http { url: String, reason: String },
-    #[error("{url}: {reason}")]
-    Document { url: String, reason: String },
-}
+pub use shared::jwks::FetchError;
 
 /// How long a request with an unknown kid waits for a JWKS fetch already under way. Entra answers
 /// a JWKS request in well under a second; a fetch slower than this is treated as failed for the
@@ -103,13 +128,18 @@ const KID_FETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct KeyMetrics {
+    /// Refreshes attempted (each fetches every tenant's documents).
     pub fetches: AtomicU64,
+    /// Tenants whose documents could not be fetched or used, summed over refreshes.
     pub failures: AtomicU64,
 }
 
 pub struct KeyStore {
     http: reqwest::Client,
     authority_host: String,
+    /// Which URLs the documents may be fetched from (HTTPS; plain HTTP to loopback only when the
+    /// deployment says so).
+    urls: UrlPolicy,
     tenants: Vec<String>,
     settings: KeySettings,
     clock: Clock,
@@ -133,51 +163,42 @@ struct Discovery {
     jwks_uri: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Jwks {
-    keys: Vec<Jwk>,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    #[serde(default)]
-    kty: String,
-    #[serde(default, rename = "use")]
-    use_: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    n: Option<String>,
-    #[serde(default)]
-    e: Option<String>,
-    #[serde(default)]
-    issuer: Option<String>,
-}
-
 /// The RSA signing keys of a JWKS, under their `kid`s; others (no `kid`, another `kty` or `use`,
-/// unusable components) are skipped.
-fn add_usable_keys(jwks: Jwks, keys: &mut HashMap<String, Vec<Arc<PublishedKey>>>) {
-    for jwk in jwks.keys {
-        let (Some(kid), Some(n), Some(e)) = (jwk.kid, jwk.n, jwk.e) else {
+/// unusable components) are skipped. Empty when none is usable.
+fn usable_keys(jwks: &[Jwk]) -> HashMap<String, Vec<Arc<PublishedKey>>> {
+    let mut keys: HashMap<String, Vec<Arc<PublishedKey>>> = HashMap::new();
+    for jwk in jwks {
+        let Some((kid, n, e)) = jwk.rsa_signing() else {
             continue;
         };
-        if jwk.kty != "RSA" || jwk.use_.as_deref().is_some_and(|u| u != "sig") {
-            continue;
-        }
-        match DecodingKey::from_rsa_components(&n, &e) {
-            Ok(decoding) => keys.entry(kid).or_default().push(Arc::new(PublishedKey {
-                decoding,
-                issuer: jwk.issuer,
-            })),
+        match DecodingKey::from_rsa_components(n, e) {
+            Ok(decoding) => {
+                let mut material = digest::Context::new(&digest::SHA256);
+                material.update(n.as_bytes());
+                material.update(b".");
+                material.update(e.as_bytes());
+                let material = material.finish().as_ref().try_into().unwrap_or([0; 32]);
+                let published = keys.entry(kid.to_owned()).or_default();
+                // A JWKS listing one key twice under one kid holds it once.
+                if published.iter().all(|k| k.material != material) {
+                    published.push(Arc::new(PublishedKey {
+                        decoding,
+                        material,
+                        issuer: jwk.issuer.clone(),
+                    }));
+                }
+            }
             Err(err) => tracing::warn!(%kid, error = %err, "skipping an unusable JWKS key"),
         }
     }
+    keys
 }
 
 impl KeyStore {
     pub fn new(
         http: reqwest::Client,
         authority_host: &str,
+        urls: UrlPolicy,
         tenants: Vec<String>,
         settings: KeySettings,
         clock: Clock,
@@ -185,7 +206,8 @@ impl KeyStore {
         Self {
             http,
             authority_host: authority_host.trim_end_matches('/').to_owned(),
-            tenants,
+            urls,
+            tenants: tenants.iter().map(|t| t.to_ascii_lowercase()).collect(),
             settings,
             clock,
             current: RwLock::new(None),
@@ -197,10 +219,10 @@ impl KeyStore {
     }
 
     /// A store of fixed keys, for embedding the validator where keys do not come over HTTP (an
-    /// offline tool, a fuzz target): the RSA signing keys of the JWKS document `jwks` and the
-    /// accepted tenants' issuers (tenant ID, lower case, → issuers). It never fetches: an unknown
-    /// `kid` stays unknown and `refresh` fails. The keys count as fetched at `clock()` now, so the
-    /// stale bound of `settings` still applies.
+    /// offline tool, a fuzz target): the RSA signing keys of the JWKS document `jwks`, published
+    /// by every accepted tenant of `issuers` (tenant ID, lower case, → issuers). It never
+    /// fetches: an unknown `kid` stays unknown and `refresh` fails. The keys count as fetched at
+    /// `clock()` now, so the stale bound of `settings` still applies.
     pub fn from_jwks(
         jwks: &[u8],
         issuers: HashMap<String, TenantIssuers>,
@@ -211,9 +233,7 @@ impl KeyStore {
             url: "(in memory)".into(),
             reason,
         };
-        let jwks: Jwks = serde_json::from_slice(jwks).map_err(|e| document(e.to_string()))?;
-        let mut keys = HashMap::new();
-        add_usable_keys(jwks, &mut keys);
+        let keys = usable_keys(&jwks::parse_jwks(jwks).map_err(document)?);
         if keys.is_empty() {
             return Err(document("no usable RSA signing key".into()));
         }
@@ -221,14 +241,28 @@ impl KeyStore {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| document(e.to_string()))?;
-        let mut store = Self::new(http, "", issuers.keys().cloned().collect(), settings, clock);
+        let mut store = Self::new(
+            http,
+            "",
+            UrlPolicy::default(),
+            issuers.keys().cloned().collect(),
+            settings,
+            clock,
+        );
         store.in_memory = true;
         let fetched_at = (store.clock)();
-        store.current = RwLock::new(Some(Arc::new(Published {
-            keys,
-            issuers,
-            fetched_at,
-        })));
+        let tenants = issuers
+            .into_iter()
+            .map(|(tid, issuers)| {
+                let tenant = TenantKeys {
+                    issuers,
+                    keys: keys.clone(),
+                    fetched_at,
+                };
+                (tid, Arc::new(tenant))
+            })
+            .collect();
+        store.current = RwLock::new(Some(Arc::new(Published { tenants })));
         Ok(store)
     }
 
@@ -239,32 +273,64 @@ impl KeyStore {
             .clone()
     }
 
-    /// The keys in hand while they are within the stale bound: `None` before the first load and
-    /// past the bound, where validation fails closed. One snapshot, judged as taken.
-    pub fn fresh_snapshot(&self) -> Option<Arc<Published>> {
-        self.snapshot()
-            .filter(|published| matches!(self.judge(published), Readiness::Ready { .. }))
+    /// Whether a tenant's keys are within the stale bound at `now`.
+    pub fn is_fresh(&self, tenant: &TenantKeys, now: i64) -> bool {
+        now - tenant.fetched_at <= self.settings.max_stale_secs
     }
 
+    /// `keys.max_stale_secs`, for the claim rules.
+    pub fn max_stale_secs(&self) -> i64 {
+        self.settings.max_stale_secs
+    }
+
+    /// Every accepted tenant's keys, judged on their own.
+    pub fn tenant_readiness(&self) -> Vec<(String, Readiness)> {
+        let snapshot = self.snapshot();
+        self.tenants
+            .iter()
+            .map(|tid| {
+                let tenant = snapshot.as_ref().and_then(|s| s.tenants.get(tid));
+                let readiness = tenant.map_or(Readiness::NotLoaded, |t| self.judge(t));
+                (tid.clone(), readiness)
+            })
+            .collect()
+    }
+
+    /// Ready when every accepted tenant's keys are loaded and within the stale bound (the age of
+    /// the oldest); otherwise what the worst tenant is: not loaded, then stale.
     pub fn readiness(&self) -> Readiness {
-        match self.snapshot() {
-            None => Readiness::NotLoaded,
-            Some(published) => self.judge(&published),
+        let mut overall = Readiness::Ready { age_secs: 0 };
+        for (_, readiness) in self.tenant_readiness() {
+            overall = match (overall, readiness) {
+                (Readiness::NotLoaded, _) | (_, Readiness::NotLoaded) => Readiness::NotLoaded,
+                (Readiness::Stale { age_secs: a }, Readiness::Stale { age_secs: b }) => {
+                    Readiness::Stale { age_secs: a.max(b) }
+                }
+                (stale @ Readiness::Stale { .. }, _) | (_, stale @ Readiness::Stale { .. }) => {
+                    stale
+                }
+                (Readiness::Ready { age_secs: a }, Readiness::Ready { age_secs: b }) => {
+                    Readiness::Ready { age_secs: a.max(b) }
+                }
+            };
         }
+        overall
     }
 
-    /// The stale bound, in one place.
-    fn judge(&self, published: &Published) -> Readiness {
-        let age_secs = (self.clock)() - published.fetched_at;
-        if age_secs > self.settings.max_stale_secs {
+    /// The stale bound, as readiness says it.
+    fn judge(&self, tenant: &TenantKeys) -> Readiness {
+        let now = (self.clock)();
+        let age_secs = now - tenant.fetched_at;
+        if !self.is_fresh(tenant, now) {
             Readiness::Stale { age_secs }
         } else {
             Readiness::Ready { age_secs }
         }
     }
 
-    /// Fetches every tenant's documents and swaps them in whole; on failure the previous snapshot
-    /// stays (until the stale bound).
+    /// Fetches every tenant's documents, judging each tenant's answer on its own: a tenant whose
+    /// documents cannot be fetched or hold no usable signing key keeps its last good keys (until
+    /// the stale bound), and the others' new keys are swapped in. Fails if any tenant failed.
     pub async fn refresh(&self) -> Result<(), FetchError> {
         let _single_flight = self.fetching.lock().await;
         self.fetch_and_install().await
@@ -278,90 +344,116 @@ impl KeyStore {
             });
         }
         self.metrics.fetches.fetch_add(1, Ordering::Relaxed);
-        match self.fetch().await {
-            Ok(published) => {
-                let kids = published.keys.len();
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Arc::new(published));
-                tracing::info!(kids, tenants = self.tenants.len(), "signing keys loaded");
-                Ok(())
+        let previous = self.snapshot();
+        let mut tenants = HashMap::new();
+        let mut first_error = None;
+        // One JWKS answer per URL per refresh, for tenants that share one (a cloud's common keys).
+        let mut jwks_answers: HashMap<String, Result<Vec<Jwk>, FetchError>> = HashMap::new();
+        for tid in &self.tenants {
+            match self.fetch_tenant(tid, &mut jwks_answers).await {
+                Ok(keys) => {
+                    tracing::info!(tenant = %tid, kids = keys.keys.len(), "signing keys loaded");
+                    tenants.insert(tid.clone(), Arc::new(keys));
+                }
+                Err(e) => {
+                    self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                    let kept = previous.as_ref().and_then(|p| p.tenants.get(tid)).cloned();
+                    let readiness = kept
+                        .as_ref()
+                        .map_or(Readiness::NotLoaded, |t| self.judge(t));
+                    tracing::warn!(tenant = %tid, error = %e, ?readiness, "fetching this tenant's signing keys failed; keeping its last good keys");
+                    if let Some(kept) = kept {
+                        tenants.insert(tid.clone(), kept);
+                    }
+                    first_error.get_or_insert(e);
+                }
             }
-            Err(e) => {
-                self.metrics.failures.fetch_add(1, Ordering::Relaxed);
-                let readiness = self.readiness();
-                tracing::warn!(error = %e, ?readiness, "fetching signing keys failed; keeping the last good keys");
-                Err(e)
-            }
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(Published { tenants }));
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e),
         }
     }
 
-    async fn fetch(&self) -> Result<Published, FetchError> {
-        let mut issuers = HashMap::new();
-        let mut jwks_uris: Vec<String> = Vec::new();
-        for tenant in &self.tenants {
-            let v2_url = format!(
-                "{}/{tenant}/v2.0/.well-known/openid-configuration",
+    /// One tenant's discovery documents and JWKS, all over HTTPS (see [`UrlPolicy`]), bounded in
+    /// size, and at least one usable signing key.
+    async fn fetch_tenant(
+        &self,
+        tid: &str,
+        jwks_answers: &mut HashMap<String, Result<Vec<Jwk>, FetchError>>,
+    ) -> Result<TenantKeys, FetchError> {
+        let v2_url = format!(
+            "{}/{tid}/v2.0/.well-known/openid-configuration",
+            self.authority_host
+        );
+        let v2 = self.discovery(&v2_url).await?;
+        let v1 = self
+            .discovery(&format!(
+                "{}/{tid}/.well-known/openid-configuration",
                 self.authority_host
-            );
-            let v2: Discovery = self.get_json(&v2_url).await?;
-            let v1: Discovery = self
-                .get_json(&format!(
-                    "{}/{tenant}/.well-known/openid-configuration",
-                    self.authority_host
-                ))
-                .await?;
-            let jwks_uri = v2.jwks_uri.ok_or_else(|| FetchError::Document {
-                url: v2_url,
-                reason: "no jwks_uri".into(),
-            })?;
-            if !jwks_uris.contains(&jwks_uri) {
-                jwks_uris.push(jwks_uri);
+            ))
+            .await?;
+        let jwks_uri = v2.jwks_uri.ok_or_else(|| FetchError::Document {
+            url: v2_url,
+            reason: "no jwks_uri".into(),
+        })?;
+        if !jwks_answers.contains_key(&jwks_uri) {
+            let answer = async {
+                let body =
+                    jwks::get_bounded(&self.http, &jwks_uri, self.urls, jwks::MAX_JWKS_BYTES)
+                        .await?;
+                jwks::parse_jwks(&body).map_err(|reason| FetchError::Document {
+                    url: jwks_uri.clone(),
+                    reason,
+                })
             }
-            issuers.insert(
-                tenant.to_ascii_lowercase(),
-                TenantIssuers {
-                    v2: v2.issuer,
-                    v1: v1.issuer,
-                },
-            );
+            .await;
+            jwks_answers.insert(jwks_uri.clone(), answer);
         }
-        let mut keys: HashMap<String, Vec<Arc<PublishedKey>>> = HashMap::new();
-        for uri in &jwks_uris {
-            let jwks: Jwks = self.get_json(uri).await?;
-            add_usable_keys(jwks, &mut keys);
-        }
+        let jwks = match &jwks_answers[&jwks_uri] {
+            Ok(jwks) => jwks,
+            Err(e) => {
+                return Err(FetchError::Document {
+                    url: jwks_uri.clone(),
+                    reason: match e {
+                        FetchError::Http { reason, .. } | FetchError::Document { reason, .. } => {
+                            reason.clone()
+                        }
+                    },
+                });
+            }
+        };
+        let keys = usable_keys(jwks);
         if keys.is_empty() {
             return Err(FetchError::Document {
-                url: jwks_uris.join(", "),
+                url: jwks_uri,
                 reason: "no usable RSA signing key".into(),
             });
         }
-        Ok(Published {
+        Ok(TenantKeys {
+            issuers: TenantIssuers {
+                v2: v2.issuer,
+                v1: v1.issuer,
+            },
             keys,
-            issuers,
             fetched_at: (self.clock)(),
         })
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, FetchError> {
-        let http = |reason: String| FetchError::Http {
+    /// A discovery document: bounded, UTF-8 JSON, and naming no URL the policy refuses.
+    async fn discovery(&self, url: &str) -> Result<Discovery, FetchError> {
+        let document = |reason: String| FetchError::Document {
             url: url.to_owned(),
             reason,
         };
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(http(format!("HTTP {}", response.status())));
-        }
-        let body = response.bytes().await.map_err(|e| http(e.to_string()))?;
-        serde_json::from_slice(&body).map_err(|e| FetchError::Document {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })
+        let body = jwks::get_bounded(&self.http, url, self.urls, jwks::MAX_DISCOVERY_BYTES).await?;
+        let text = std::str::from_utf8(&body).map_err(|e| document(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| document(e.to_string()))?;
+        self.urls.check_document(&value).map_err(document)?;
+        serde_json::from_value(value).map_err(|e| document(e.to_string()))
     }
 
     /// The keys published under `kid`. An unknown `kid`, or keys past the stale bound, cause one
@@ -403,12 +495,24 @@ impl KeyStore {
     }
 
     fn lookup_cached(&self, kid: &str) -> Lookup {
-        match self.fresh_snapshot() {
-            Some(published) => match published.keys.get(kid) {
-                Some(keys) => Lookup::Found(keys.clone()),
-                None => Lookup::Unknown,
-            },
-            None => Lookup::Unavailable,
+        let Some(published) = self.snapshot() else {
+            return Lookup::Unavailable;
+        };
+        let now = (self.clock)();
+        let mut any_fresh = false;
+        let mut found: Vec<Arc<PublishedKey>> = Vec::new();
+        for tenant in published.tenants.values().filter(|t| self.is_fresh(t, now)) {
+            any_fresh = true;
+            for key in tenant.keys.get(kid).into_iter().flatten() {
+                if found.iter().all(|k| k.material != key.material) {
+                    found.push(key.clone());
+                }
+            }
+        }
+        match (any_fresh, found.is_empty()) {
+            (false, _) => Lookup::Unavailable,
+            (true, true) => Lookup::Unknown,
+            (true, false) => Lookup::Found(found),
         }
     }
 
@@ -522,13 +626,14 @@ pub(crate) mod tests {
         )
         .expect("usable");
         let published = store.snapshot().expect("installed at once");
+        let tenant = &published.tenants[TID];
         assert_eq!(
-            published.keys.keys().collect::<Vec<_>>(),
+            tenant.keys.keys().collect::<Vec<_>>(),
             ["good"],
             "only the RSA signing key with a kid"
         );
-        assert_eq!(published.issuers, issuers());
-        assert_eq!(published.fetched_at, NOW);
+        assert_eq!(tenant.issuers, issuers()[TID]);
+        assert_eq!(tenant.fetched_at, NOW);
         assert_eq!(store.readiness(), Readiness::Ready { age_secs: 0 });
         assert!(matches!(store.lookup("good").await, Lookup::Found(keys) if keys.len() == 1));
         assert!(matches!(store.lookup("rotated").await, Lookup::Unknown));

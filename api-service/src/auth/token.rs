@@ -4,9 +4,8 @@
 //! keyed with the public key) or into fetching a key the token itself points at.
 
 use super::error::{AuthError, Reason};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use shared::jose::{self, Compact};
 
 /// Entra's `kid` is a base64url SHA-1 thumbprint (27 characters). 128 leaves room for other
 /// issuers' formats while keeping a hostile header from becoming a large map key or log field.
@@ -21,6 +20,12 @@ const KEY_REFERENCES: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
 pub struct PreParsed<'a> {
     pub token: &'a str,
     pub kid: String,
+    /// `header.payload`, what the signature covers.
+    pub signing_input: &'a str,
+    /// The payload part, base64url (canonical, not decoded yet).
+    pub payload: &'a str,
+    /// The signature part, base64url (canonical).
+    pub signature: &'a str,
 }
 
 /// Checks the `Authorization` header value (if any) and the token it carries.
@@ -44,14 +49,11 @@ pub fn bearer(authorization: Option<&str>, max_token_bytes: usize) -> Result<&st
 
 /// The JWS shape and header checks, for a token not seen before.
 pub fn check_jws(token: &str) -> Result<PreParsed<'_>, AuthError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        // Two dots or bust: a JWE has four, a bare JSON blob none.
-        return Err(AuthError::new(Reason::NotAJws));
-    };
-    let header = decode_header(header)?;
+    // Two dots or bust: a JWE has four, a bare JSON blob none.
+    let jws = Compact::split(token).ok_or_else(|| AuthError::new(Reason::NotAJws))?;
+    // UTF-8 JSON with unique member names (RFC 7515 §4).
+    let header =
+        jose::header_object(jws.header).map_err(|_| AuthError::new(Reason::MalformedToken))?;
     match header.get("alg") {
         Some(Value::String(alg)) if alg == "RS256" => {}
         _ => return Err(AuthError::new(Reason::UnsupportedAlgorithm)),
@@ -67,13 +69,19 @@ pub fn check_jws(token: &str) -> Result<PreParsed<'_>, AuthError> {
         Some(Value::String(kid)) if valid_kid(kid) => kid.clone(),
         Some(_) => return Err(AuthError::new(Reason::InvalidKeyId)),
     };
-    if payload.is_empty() || !is_base64url(payload) {
+    if jws.payload.is_empty() || !is_base64url(jws.payload) {
         return Err(AuthError::new(Reason::MalformedToken));
     }
-    if signature.is_empty() || !is_base64url(signature) {
+    if jws.signature.is_empty() || !is_base64url(jws.signature) {
         return Err(AuthError::new(Reason::InvalidSignature));
     }
-    Ok(PreParsed { token, kid })
+    Ok(PreParsed {
+        token,
+        kid,
+        signing_input: jws.signing_input,
+        payload: jws.payload,
+        signature: jws.signature,
+    })
 }
 
 /// `Bearer <token>`: the scheme is case-insensitive (RFC 7235 §2.1), one space, a non-empty token.
@@ -95,16 +103,6 @@ fn bearer_token(value: &str) -> Result<&str, AuthError> {
         return Err(malformed());
     }
     Ok(token)
-}
-
-fn decode_header(part: &str) -> Result<Map<String, Value>, AuthError> {
-    let malformed = || AuthError::new(Reason::MalformedToken);
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| malformed())?;
-    // serde_json refuses nesting deeper than 128, so a "JSON bomb" header fails here, cheaply.
-    match serde_json::from_slice::<Value>(&bytes).map_err(|_| malformed())? {
-        Value::Object(map) => Ok(map),
-        _ => Err(malformed()),
-    }
 }
 
 fn valid_kid(kid: &str) -> bool {
@@ -146,6 +144,8 @@ fn sextet(c: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     const CAP: usize = 16 * 1024;
 
@@ -168,6 +168,12 @@ mod tests {
         let parsed = preparse(Some(&value), CAP).expect("accepted");
         assert_eq!(parsed.kid, "grsaHj2eK2CamxsxXDlDN3OKKqA");
         assert_eq!(parsed.token, value.trim_start_matches("Bearer "));
+        assert_eq!(parsed.signature, "c2ln");
+        assert_eq!(
+            format!("{}.{}", parsed.signing_input, parsed.signature),
+            parsed.token
+        );
+        assert!(parsed.signing_input.ends_with(parsed.payload));
     }
 
     #[test]
@@ -255,6 +261,20 @@ mod tests {
             let value = token_with_header(&format!(r#"{{"alg":"RS256","kid":{kid}}}"#));
             assert_eq!(reason(Some(&value)), Reason::InvalidKeyId, "{kid}");
         }
+    }
+
+    #[test]
+    fn duplicate_header_members_and_invalid_utf8_are_malformed() {
+        let twice = token_with_header(r#"{"alg":"none","alg":"RS256","kid":"k"}"#);
+        assert_eq!(reason(Some(&twice)), Reason::MalformedToken);
+        let mut header = br#"{"alg":"RS256","kid":"k","x":""#.to_vec();
+        header.extend_from_slice(&[0xc3, 0x28, b'"', b'}']);
+        let value = format!(
+            "Bearer {}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(&header),
+            b64(r#"{"aud":"x"}"#)
+        );
+        assert_eq!(reason(Some(&value)), Reason::MalformedToken);
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! policy (every request). The cache spares the RSA check, never the policy: a token's claims are
 //! re-judged against the current time, issuers and allow-list on each use.
 
-use super::claims::{self, ClaimRules};
+use super::claims::{self, ClaimRules, Signer};
 use super::error::{AuthError, Reason};
 use super::keys::{Clock, KeyStore, Lookup};
 use super::policy::{self, AppCaller};
-use super::token::{bearer, check_jws};
+use super::token::{PreParsed, bearer, check_jws};
 use aws_lc_rs::digest;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use shared::claims::AccessTokenClaims;
 use std::collections::HashSet;
@@ -54,11 +54,12 @@ impl Default for ValidatorSettings {
     }
 }
 
-/// A token whose signature verified: its claims, and the key that signed it.
+/// A token whose signature verified: its claims, and the key that signed it (its `kid` and
+/// material, so that each use can ask whether the token's tenant still publishes that very key).
 struct Verified {
     claims: AccessTokenClaims,
     kid: String,
-    key_issuer: Option<String>,
+    material: [u8; 32],
     ttl: Duration,
 }
 
@@ -87,8 +88,6 @@ pub struct Validator {
     allowed_clients: HashSet<String>,
     clock: Clock,
     cache: moka::future::Cache<[u8; 32], Arc<Verified>>,
-    /// The signature check's rules, the same for every token: built once.
-    signature_only: Validation,
     pub metrics: ValidatorMetrics,
 }
 
@@ -98,12 +97,6 @@ impl Validator {
             .max_capacity(settings.cache_capacity)
             .expire_after(UntilExpiry)
             .build();
-        let mut signature_only = Validation::new(Algorithm::RS256);
-        // Claims are judged by `claims::check` on every request, each failure with its own reason.
-        signature_only.required_spec_claims.clear();
-        signature_only.validate_exp = false;
-        signature_only.validate_nbf = false;
-        signature_only.validate_aud = false;
         Self {
             allowed_clients: settings
                 .allowed_clients
@@ -114,7 +107,6 @@ impl Validator {
             settings,
             clock,
             cache,
-            signature_only,
             metrics: ValidatorMetrics::default(),
         }
     }
@@ -144,32 +136,49 @@ impl Validator {
                 // The header checks run only here: a cache hit is the very same bytes, which
                 // passed them when first verified.
                 let pre = check_jws(token)?;
-                let verified = Arc::new(self.verify_signature(pre.token, pre.kid, now).await?);
+                let verified = Arc::new(self.verify_signature(pre, now).await?);
                 (verified, true)
             }
         };
-        // Keys past the stale bound fail closed for cached tokens too, not only for new ones.
+        // Keys past the stale bound fail closed for cached tokens too, not only for new ones; and
+        // a cached verification counts only while its key is still published by a tenant whose
+        // keys are fresh: a retired key's tokens stop working at once, not at their expiry.
         let published = self
             .keys
-            .fresh_snapshot()
+            .snapshot()
             .ok_or_else(|| AuthError::new(Reason::KeysUnavailable))?;
-        // A cached verification counts only while its key is still published: a retired key's
-        // tokens stop working at once, not at their expiry.
-        if !published.keys.contains_key(&verified.kid) {
+        let mut any_fresh = false;
+        let mut still_published = false;
+        for tenant in published.tenants.values() {
+            if self.keys.is_fresh(tenant, now) {
+                any_fresh = true;
+                if tenant
+                    .publication(&verified.kid, &verified.material)
+                    .is_some()
+                {
+                    still_published = true;
+                    break;
+                }
+            }
+        }
+        if !any_fresh {
+            return Err(AuthError::new(Reason::KeysUnavailable));
+        }
+        if !still_published {
             self.cache.invalidate(&fingerprint).await;
             return Err(AuthError::new(Reason::UnknownSigningKey));
         }
         let rules = ClaimRules {
-            tenants: &published.issuers,
+            tenants: &published.tenants,
             audiences: &self.settings.audiences,
             clock_skew_secs: self.settings.clock_skew_secs,
+            max_stale_secs: self.keys.max_stale_secs(),
         };
-        claims::check(
-            &verified.claims,
-            verified.key_issuer.as_deref(),
-            &rules,
-            now,
-        )?;
+        let signer = Signer {
+            kid: &verified.kid,
+            material: &verified.material,
+        };
+        claims::check(&verified.claims, signer, &rules, now)?;
         let caller = policy::app_caller(&verified.claims, &self.allowed_clients)?;
         // Only tokens that passed every check take a cache slot: a validly signed token of a
         // foreign tenant (Entra's keys are shared across tenants) cannot fill the cache and
@@ -180,13 +189,12 @@ impl Validator {
         Ok(caller)
     }
 
-    async fn verify_signature(
-        &self,
-        token: &str,
-        kid: String,
-        now: i64,
-    ) -> Result<Verified, AuthError> {
-        let keys = match self.keys.lookup(&kid).await {
+    /// The RS256 signature by a key published under the token's `kid`, then (only then) the
+    /// claims: RFC 7519 §7.2 wants the claims set to be UTF-8 JSON, so the whole payload is held
+    /// to UTF-8 before it is parsed, including strings of claims nobody reads (serde skips those
+    /// unchecked).
+    async fn verify_signature(&self, pre: PreParsed<'_>, now: i64) -> Result<Verified, AuthError> {
+        let keys = match self.keys.lookup(&pre.kid).await {
             Lookup::Found(keys) => keys,
             Lookup::Unknown => return Err(AuthError::new(Reason::UnknownSigningKey)),
             Lookup::Unavailable => return Err(AuthError::new(Reason::KeysUnavailable)),
@@ -194,34 +202,28 @@ impl Validator {
         self.metrics
             .signature_checks
             .fetch_add(1, Ordering::Relaxed);
-        let mut last = Reason::InvalidSignature;
-        for key in keys {
-            match jsonwebtoken::decode::<AccessTokenClaims>(
-                token,
+        let signed_by = keys.iter().find(|key| {
+            jsonwebtoken::crypto::verify(
+                pre.signature,
+                pre.signing_input.as_bytes(),
                 &key.decoding,
-                &self.signature_only,
-            ) {
-                Ok(data) => {
-                    // Saturating: `exp` is whatever the issuer signed, i64::MIN included.
-                    let remaining = data.claims.exp.saturating_sub(now).max(0) as u64;
-                    return Ok(Verified {
-                        ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
-                        claims: data.claims,
-                        kid,
-                        key_issuer: key.issuer.clone(),
-                    });
-                }
-                Err(e) => {
-                    last = match e.kind() {
-                        jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                            Reason::InvalidSignature
-                        }
-                        _ => Reason::MalformedToken,
-                    };
-                }
-            }
-        }
-        Err(AuthError::new(last))
+                Algorithm::RS256,
+            )
+            .unwrap_or(false)
+        });
+        let Some(key) = signed_by else {
+            return Err(AuthError::new(Reason::InvalidSignature));
+        };
+        let claims: AccessTokenClaims = shared::jose::json_part(pre.payload)
+            .map_err(|_| AuthError::new(Reason::MalformedToken))?;
+        // Saturating: `exp` is whatever the issuer signed, i64::MIN included.
+        let remaining = claims.exp.saturating_sub(now).max(0) as u64;
+        Ok(Verified {
+            ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
+            claims,
+            kid: pre.kid,
+            material: key.material,
+        })
     }
 }
 

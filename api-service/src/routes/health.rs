@@ -14,17 +14,26 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready: signing keys loaded and fresh enough (not past `keys.max_stale_secs`), and the task
-/// store answers. 503 with what is wrong otherwise.
+/// Ready: every accepted tenant's signing keys loaded and fresh enough (not past
+/// `keys.max_stale_secs`), and the task store answers. 503 with what is wrong otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Keys loaded and the store answers"),
               (status = 503, description = "Not ready; the body says why")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let keys = match state.validator.keys().readiness() {
+    let describe = |readiness| match readiness {
         Readiness::Ready { age_secs } => json!({ "state": "ready", "age_secs": age_secs }),
         Readiness::NotLoaded => json!({ "state": "not_loaded" }),
         Readiness::Stale { age_secs } => json!({ "state": "stale", "age_secs": age_secs }),
     };
+    let store_keys = state.validator.keys();
+    let mut keys = describe(store_keys.readiness());
+    // Each tenant is judged on its own: say which one is behind.
+    keys["tenants"] = store_keys
+        .tenant_readiness()
+        .into_iter()
+        .map(|(tenant, readiness)| (tenant, describe(readiness)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     let store = state.store.clone();
     let store_ok = match web::block(move || store.ping()).await {
         Ok(Ok(())) => true,
