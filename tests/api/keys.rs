@@ -35,7 +35,7 @@ async fn keys_and_issuers_load_before_readiness() {
     store.refresh().await.expect("loads");
     assert_eq!(store.readiness(), Readiness::Ready { age_secs: 0 });
     let published = store.snapshot().expect("loaded");
-    let issuers = &published.issuers[TENANT];
+    let issuers = &published.tenants[TENANT].issuers;
     assert_eq!(
         issuers.v2,
         format!("https://login.microsoftonline.com/{TENANT}/v2.0")
