@@ -7,8 +7,9 @@ use crate::aadsts::AadError;
 use crate::directory::{Application, CertificateCredential};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+use shared::jose::{self, Compact};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -108,25 +109,24 @@ pub fn verify(
         ));
     }
 
-    let mut validation = Validation::new(algorithm);
-    // Claims are checked below, one by one, so each failure gets Entra's own code.
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
+    // The signature first, then the claims, each part held to UTF-8 JSON whole (RFC 7519 §7.2;
+    // a JSON parser reading from bytes skips the strings it does not keep unchecked).
     let key = DecodingKey::from_rsa_der(&credential.public_key_der);
-    let claims = match jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation) {
-        Ok(data) => data.claims,
+    let jws = Compact::split(assertion).ok_or_else(AadError::assertion_malformed)?;
+    match jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), &key, algorithm)
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(client_id = %client.client_id, thumbprint, "assertion signature invalid");
+            return Err(AadError::assertion_signature_invalid());
+        }
         Err(e) => {
             tracing::debug!(client_id = %client.client_id, thumbprint, error = %e, "assertion rejected");
-            return Err(match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    AadError::assertion_signature_invalid()
-                }
-                _ => AadError::assertion_malformed(),
-            });
+            return Err(AadError::assertion_malformed());
         }
-    };
+    }
+    let claims: AssertionClaims =
+        jose::json_part(jws.payload).map_err(|_| AadError::assertion_malformed())?;
 
     let is_client = |v: &Option<String>| {
         v.as_deref()
@@ -175,15 +175,12 @@ fn unix_seconds(value: f64) -> Option<i64> {
     (value.is_finite() && (0.0..253_402_300_800.0).contains(&value)).then_some(value as i64)
 }
 
+/// The header: UTF-8 JSON with unique member names (RFC 7515 §4), of a compact JWS.
 fn parse_header(assertion: &str) -> Result<RawHeader, AadError> {
-    let first = assertion.split('.').next().unwrap_or_default();
-    if assertion.split('.').count() != 3 {
-        return Err(AadError::assertion_malformed());
-    }
-    let bytes = URL_SAFE_NO_PAD
-        .decode(first.trim_end_matches('='))
+    let jws = Compact::split(assertion).ok_or_else(AadError::assertion_malformed)?;
+    let header = jose::header_object(jws.header.trim_end_matches('='))
         .map_err(|_| AadError::assertion_malformed())?;
-    serde_json::from_slice(&bytes).map_err(|_| AadError::assertion_malformed())
+    serde_json::from_value(header.into()).map_err(|_| AadError::assertion_malformed())
 }
 
 /// The registered certificate the header names: `x5t#S256`, else `x5t`, else a `kid` holding

@@ -444,3 +444,53 @@ async fn an_expired_certificate_credential_is_700027() {
     .await;
     assert!(description(&body).contains("expired"));
 }
+
+/// An assertion whose header and payload are these bytes exactly, signed by the demo certificate's
+/// key (so only the bytes can be wrong).
+fn demo_signed_bytes(header: &[u8], payload: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let key = std::fs::read(demo_dir().join("certs/cert-job.key")).expect("demo key");
+    let key = EncodingKey::from_rsa_pem(&key).expect("RSA key");
+    let signing_input = format!("{}.{}", b64(header), b64(payload));
+    let signature = jsonwebtoken::crypto::sign(
+        signing_input.as_bytes(),
+        &key,
+        jsonwebtoken::Algorithm::PS256,
+    )
+    .expect("signs");
+    format!("{signing_input}.{signature}")
+}
+
+#[tokio::test]
+async fn assertion_that_is_not_utf8_json_or_repeats_a_header_member_is_50027() {
+    use base64::Engine;
+    let emu = spawn_emulator().await;
+    // The header the demo credential writes, so the certificate is found and the signature holds.
+    let valid = demo_signed(&assertion_claims(&emu));
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(valid.split('.').next().expect("header"))
+        .expect("base64url");
+    let claims = assertion_claims(&emu).to_string();
+
+    // Invalid UTF-8 inside the string of a claim the emulator never reads (RFC 7519 §7.2).
+    let mut payload = claims.as_bytes()[..claims.len() - 1].to_vec();
+    payload.extend_from_slice(b",\"xms_note\":\"a");
+    payload.extend_from_slice(&[0xff, 0xfe]);
+    payload.extend_from_slice(b"\"}");
+    let response = post_assertion(&emu, &demo_signed_bytes(&header, &payload)).await;
+    assert_aadsts(response, 400, "invalid_request", 50027).await;
+
+    // `alg` twice in the header (RFC 7515 §4): which one a verifier reads must not be a question.
+    let header_text = String::from_utf8(header.clone()).expect("UTF-8");
+    let twice = header_text.replacen('{', "{\"alg\":\"none\",", 1);
+    let fresh = assertion_claims(&emu).to_string();
+    let response =
+        post_assertion(&emu, &demo_signed_bytes(twice.as_bytes(), fresh.as_bytes())).await;
+    assert_aadsts(response, 400, "invalid_request", 50027).await;
+
+    // The control: the same construction with clean bytes is accepted.
+    let clean = assertion_claims(&emu).to_string();
+    let response = post_assertion(&emu, &demo_signed_bytes(&header, clean.as_bytes())).await;
+    assert_eq!(response.status(), 200);
+}
