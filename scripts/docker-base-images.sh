@@ -21,13 +21,16 @@
 # machine that can) is left alone, so a second run takes a second. Needs root (debootstrap) and
 # a reachable Docker Engine; installs debootstrap with apt-get when it is missing.
 #
+# The Debian mirror is the one this machine's apt already uses (its sources for $SUITE and
+# $SUITE-security, in /etc/apt/sources.list or sources.list.d/), so the script names no host of
+# its own; DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR override them.
+#
 #   bash scripts/docker-base-images.sh            # make whatever is missing
 #   bash scripts/docker-base-images.sh --list     # print the base images the Dockerfile names
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUITE=bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DOCKERFILE=Dockerfile
 STAND_IN_LABEL=org.m2m-entra.stand-in
 
@@ -78,34 +81,59 @@ fi
 WORK=$(mktemp -d /var/tmp/docker-base-images.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
+# The URI of this machine's apt source for suite $1: deb822 stanzas (*.sources) first, then
+# one-line entries (sources.list, *.list). Empty when none names the suite.
+host_apt_uri() {
+  local suite=$1
+  {
+    awk -v suite="$suite" '
+      BEGIN { RS = ""; FS = "\n" }
+      {
+        uri = ""; named = 0; binary = 0
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { split($i, u, /[ \t]+/); uri = u[2] }
+          if ($i ~ /^Suites:/) { n = split($i, s, /[ \t]+/); for (j = 2; j <= n; j++) if (s[j] == suite) named = 1 }
+          if ($i ~ /^Types:/ && $i ~ /[ \t]deb([ \t]|$)/) binary = 1
+        }
+        if (named && binary && uri != "") print uri
+      }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk -v suite="$suite" '
+        $1 == "deb" {
+          i = 2
+          if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+          if ($(i + 1) == suite) print $i
+        }' || true
+  } | head -n 1
+}
+
 make_debian() {
   local image=debian:$SUITE-slim root="$WORK/rootfs"
+  local mirror=${DEBIAN_MIRROR:-$(host_apt_uri "$SUITE")}
+  local security=${DEBIAN_SECURITY_MIRROR:-$(host_apt_uri "$SUITE-security")}
+  [[ -n $mirror ]] || die "this machine's apt has no source for $SUITE: set DEBIAN_MIRROR to a Debian mirror URI"
   if ! command -v debootstrap >/dev/null 2>&1; then
     say "installing debootstrap (apt-get)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   fi
-  say "$image: debootstrap --variant=minbase $SUITE from $MIRROR (about a minute)"
-  if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
+  say "$image: debootstrap --variant=minbase $SUITE from $mirror (about a minute)"
+  if ! debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
     tail -20 "$WORK/debootstrap.log" >&2
     die "debootstrap failed (log above)"
   fi
-  # What the official slim image does: apt sources for the suite, its updates and security;
-  # no documentation, man pages or locales now or from later installs; no apt caches.
+  # What the official slim image does: apt sources for the suite, its updates and security (the
+  # mirrors this machine uses); no documentation, man pages or locales now or from later
+  # installs; no apt caches.
   rm -f "$root/etc/apt/sources.list"
-  cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: $SUITE $SUITE-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: $SUITE-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  {
+    printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main\n' "$mirror" "$SUITE" "$SUITE"
+    printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+    if [[ -n $security ]]; then
+      printf '\nTypes: deb\nURIs: %s\nSuites: %s-security\nComponents: main\n' "$security" "$SUITE"
+      printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+    fi
+  } >"$root/etc/apt/sources.list.d/debian.sources"
   cat >"$root/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright

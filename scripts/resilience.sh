@@ -126,7 +126,8 @@ def cases(*names):
 
 
 corpus = read(os.path.abspath("api-service/ATTACK-CORPUS.md"))
-corpus_summary = re.search(r"\*\*(\d+) attacks, (\d+) accepted\.\*\*", corpus)
+corpus_summary = re.search(
+    r"\*\*(\d+) token attacks, (\d+) accepted; (\d+) key-store attacks, (\d+) let in\.\*\*", corpus)
 corpus_marked = sum(1 for l in corpus.splitlines() if l.startswith("|") and "✗" in l)
 
 rows = []
@@ -162,16 +163,19 @@ def row(tried, how, expected, step, tests, seen, extra_ok=True, why=""):
 # Attack corpus.
 seen = []
 if corpus_summary:
-    seen.append(f"{corpus_summary.group(1)} attacks, {corpus_summary.group(2)} accepted; "
-                f"{corpus_marked} rows differing from their expectation; the control accepted. "
+    seen.append(f"{corpus_summary.group(1)} token attacks, {corpus_summary.group(2)} accepted; "
+                f"{corpus_summary.group(3)} key-store attacks (one tenant's empty JWKS, a clear-text "
+                f"jwks_uri, a key vouching for another tenant, oversized JWKS), "
+                f"{corpus_summary.group(4)} let in; {corpus_marked} rows differing from their expectation; the control accepted. "
                 "Row by row: [api-service/ATTACK-CORPUS.md](api-service/ATTACK-CORPUS.md)")
-row("Attack corpus: forged, malformed, misdirected and replayed tokens",
+row("Attack corpus: forged, malformed, misdirected and replayed tokens; hostile key-store answers",
     "`tests/api/attack_corpus.rs`: one request per row over HTTP to the real API; "
     "a second wiremock as the attacker's key server",
     "every attack refused with its row's status and reason, 0 accepted; the attacker's key server "
     "never asked; a valid control token accepted",
     "attack-corpus", ["attack_corpus::the_attack_corpus_is_refused_row_by_row"], seen,
-    bool(corpus_summary) and corpus_summary.group(2) == "0" and corpus_marked == 0,
+    bool(corpus_summary) and corpus_summary.group(2) == "0" and corpus_summary.group(4) == "0"
+    and corpus_marked == 0,
     "ATTACK-CORPUS.md missing, or an attack accepted or differing")
 
 storm_how = ("`tests/caller/storms.rs`: the whole daemon (refresher, a job a minute) "
