@@ -1,12 +1,11 @@
 //! Token validation with and without the verified-token cache, on a real token from the emulator
 //! (served in-process; the key store fetches its discovery documents and JWKS over loopback once).
-//! Issue 3: the RSA check should run once per token, so a cached validation must cost a small
+//! The RSA check should run once per token, so a cached validation must cost a small
 //! fraction of an uncached one.
 
-use api_service::auth::keys::{KeySettings, KeyStore, system_clock};
+use api_service::auth::keys::{KeySettings, KeyStore};
 use api_service::auth::{Validator, ValidatorSettings};
 use criterion::{Criterion, criterion_group, criterion_main};
-use entra_emulator::clock::SystemClock;
 use mesh_tests::demo::{API_CLIENT_ID, READER_ID, READER_SECRET, TENANT};
 use mesh_tests::emulator::{Emulator, spawn_emulator_with};
 use std::sync::Arc;
@@ -20,10 +19,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let emulator = spawn_emulator_with(Arc::new(SystemClock), |_| {}).await;
+    // One clock for the emulator, the key store and the validators.
+    let clock = shared::clock::system();
+    let emulator = spawn_emulator_with(clock.clone(), |_| {}).await;
     let token = emulator.app_token(READER_ID, READER_SECRET).await;
     let validator = |cache_capacity| {
-        let (url, trusting) = (emulator.url.clone(), emulator.http.clone());
+        let (url, trusting, clock) = (emulator.url.clone(), emulator.http.clone(), clock.clone());
         async move {
             let keys = Arc::new(KeyStore::new(
                 trusting,
@@ -31,7 +32,7 @@ async fn setup() -> Setup {
                 shared::jwks::UrlPolicy::default(),
                 vec![TENANT.to_owned()],
                 KeySettings::default(),
-                system_clock(),
+                clock.clone(),
             ));
             keys.refresh().await.expect("keys");
             Validator::new(
@@ -42,7 +43,7 @@ async fn setup() -> Setup {
                     cache_capacity,
                     ..Default::default()
                 },
-                system_clock(),
+                clock,
             )
         }
     };

@@ -73,7 +73,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// The `type` of a problem: one URN per stable `reason`, for refusals and errors alike.
-pub fn problem_type(reason: &str) -> String {
+fn problem_type(reason: &str) -> String {
     format!("urn:m2m-entra:problem:{reason}")
 }
 
@@ -85,7 +85,8 @@ pub fn problem_response(status: StatusCode, body: &impl Serialize) -> HttpRespon
         .json(body)
 }
 
-/// The RFC 9457 body every error of this API has.
+/// The RFC 9457 body of every error and refusal of this API, as sent: one type for both, so the
+/// OpenAPI document describes exactly what a client gets.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
     /// `urn:m2m-entra:problem:{reason}`.
@@ -105,8 +106,31 @@ pub struct Problem {
     /// For `version_mismatch`: the task's version now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<i64>,
+    /// For `missing_role`: any one of these roles would do (also in `WWW-Authenticate`'s
+    /// `scope`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub required_roles: Vec<String>,
     /// Also in the `X-Request-Id` response header; quote it when reporting a problem.
     pub request_id: String,
+}
+
+impl Problem {
+    /// The body for `reason` at `status`, quoting the current request's id; the fields of one
+    /// reason (`field`, `existing_id`, …) are set by the caller.
+    pub fn new(status: StatusCode, reason: &str, detail: String) -> Self {
+        Self {
+            kind: problem_type(reason),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            reason: reason.to_owned(),
+            field: None,
+            existing_id: None,
+            current_version: None,
+            required_roles: Vec::new(),
+            request_id: crate::observe::current_request_id().unwrap_or_default(),
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -143,11 +167,6 @@ impl ResponseError for ApiError {
             }
         };
         let problem = Problem {
-            kind: problem_type(self.reason()),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail,
-            reason: self.reason().to_owned(),
             field: match self {
                 Self::InvalidField { field, .. } => Some(field.clone()),
                 _ => None,
@@ -160,7 +179,7 @@ impl ResponseError for ApiError {
                 Self::VersionMismatch { current_version } => Some(*current_version),
                 _ => None,
             },
-            request_id: crate::observe::current_request_id().unwrap_or_default(),
+            ..Problem::new(status, self.reason(), detail)
         };
         problem_response(status, &problem)
     }

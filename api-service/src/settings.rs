@@ -45,6 +45,21 @@ pub struct ServerSettings {
     pub handle_signals: bool,
 }
 
+impl ServerSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::key(
+                "server.max_body_bytes",
+                "must be positive",
+            ));
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::key("server.workers", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
@@ -87,6 +102,36 @@ impl Default for EntraSettings {
 }
 
 impl EntraSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.url_policy()
+            .check(&self.authority_host)
+            .map_err(|reason| {
+                let hint = if self.authority_host.starts_with("http://")
+                    && !self.allow_insecure_http_on_loopback
+                {
+                    " (a loopback test server: set entra.allow_insecure_http_on_loopback)"
+                } else {
+                    ""
+                };
+                ConfigError::key("entra.authority_host", format!("{reason}{hint}"))
+            })?;
+        if self.tenants.is_empty() {
+            return Err(ConfigError::key(
+                "entra.tenants",
+                "must list at least one tenant ID (GUID)",
+            ));
+        }
+        for tenant in &self.tenants {
+            if uuid::Uuid::parse_str(tenant).is_err() {
+                return Err(ConfigError::key(
+                    "entra.tenants",
+                    format!("must hold tenant IDs (GUIDs), not `{tenant}`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Which URLs the key store may fetch from.
     pub fn url_policy(&self) -> shared::jwks::UrlPolicy {
         shared::jwks::UrlPolicy {
@@ -133,104 +178,14 @@ impl ApiSettings {
         Ok(settings)
     }
 
-    /// What serde cannot say: required lists, GUID tenants, sane numbers.
+    /// What serde cannot say (required lists, GUID tenants, sane numbers), each section by its
+    /// own `validate`. Run once, by [`ApiSettings::load`]; settings built in code (tests, the
+    /// mesh) are the builder's to get right.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.entra
-            .url_policy()
-            .check(&self.entra.authority_host)
-            .map_err(|reason| {
-                let hint = if self.entra.authority_host.starts_with("http://")
-                    && !self.entra.allow_insecure_http_on_loopback
-                {
-                    " (a loopback test server: set entra.allow_insecure_http_on_loopback)"
-                } else {
-                    ""
-                };
-                ConfigError::key("entra.authority_host", format!("{reason}{hint}"))
-            })?;
-        if self.entra.tenants.is_empty() {
-            return Err(ConfigError::key(
-                "entra.tenants",
-                "must list at least one tenant ID (GUID)",
-            ));
-        }
-        for tenant in &self.entra.tenants {
-            if uuid::Uuid::parse_str(tenant).is_err() {
-                return Err(ConfigError::key(
-                    "entra.tenants",
-                    format!("must hold tenant IDs (GUIDs), not `{tenant}`"),
-                ));
-            }
-        }
-        if self.auth.audiences.is_empty() {
-            return Err(ConfigError::key(
-                "auth.audiences",
-                "must list the API's client ID and/or application ID URI",
-            ));
-        }
-        if self.auth.audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(ConfigError::key(
-                "auth.audiences",
-                "must not hold an empty entry (it would match a token without `aud`)",
-            ));
-        }
-        if self.auth.allowed_clients.is_empty() {
-            return Err(ConfigError::key(
-                "auth.allowed_clients",
-                "must list the client application IDs allowed to call this API",
-            ));
-        }
-        for client in &self.auth.allowed_clients {
-            if uuid::Uuid::parse_str(client).is_err() {
-                return Err(ConfigError::key(
-                    "auth.allowed_clients",
-                    format!("must hold application (client) IDs, not `{client}`"),
-                ));
-            }
-        }
-        if !(0..=600).contains(&self.auth.clock_skew_secs) {
-            return Err(ConfigError::key(
-                "auth.clock_skew_secs",
-                "must be between 0 and 600",
-            ));
-        }
-        if self.auth.max_token_bytes < 1024 {
-            return Err(ConfigError::key(
-                "auth.max_token_bytes",
-                "must be at least 1024 (Entra tokens are 1-3 KiB)",
-            ));
-        }
-        if self.keys.refresh_interval_secs < 60 {
-            return Err(ConfigError::key(
-                "keys.refresh_interval_secs",
-                "must be at least 60",
-            ));
-        }
-        if self.keys.unknown_kid_refetch_secs < 10 {
-            return Err(ConfigError::key(
-                "keys.unknown_kid_refetch_secs",
-                "must be at least 10: it is what keeps an unknown-kid flood off the identity provider",
-            ));
-        }
-        if !(1..=86_400).contains(&self.auth.cache_max_ttl_secs) {
-            return Err(ConfigError::key(
-                "auth.cache_max_ttl_secs",
-                "must be between 1 and 86400",
-            ));
-        }
-        if self.keys.max_stale_secs <= 0 {
-            return Err(ConfigError::key("keys.max_stale_secs", "must be positive"));
-        }
-        if self.server.max_body_bytes == 0 {
-            return Err(ConfigError::key(
-                "server.max_body_bytes",
-                "must be positive",
-            ));
-        }
-        if self.server.workers == Some(0) {
-            return Err(ConfigError::key("server.workers", "must be at least 1"));
-        }
-        Ok(())
+        self.entra.validate()?;
+        self.auth.validate()?;
+        self.keys.validate()?;
+        self.server.validate()
     }
 }
 
@@ -239,7 +194,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
+    const TENANT: &str = entra_emulator::demo::TENANT;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -253,11 +208,11 @@ mod tests {
             ("API__ENTRA__TENANTS", TENANT),
             (
                 "API__AUTH__AUDIENCES",
-                "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b,api://tasks-api",
+                "a1000000-0000-4000-8000-000000000002,api://tasks-api",
             ),
             (
                 "API__AUTH__ALLOWED_CLIENTS",
-                "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
+                "a1000000-0000-4000-8000-000000000003",
             ),
         ]
     }

@@ -1,7 +1,7 @@
 //! Builds the API from its settings: key store (loaded before the listener answers ready), task
 //! store, validator, routes; binds the listener first so tests can use port 0.
 
-use crate::auth::keys::{Clock, KeyStore, system_clock};
+use crate::auth::keys::KeyStore;
 use crate::auth::{AppOnly, Validator};
 use crate::metrics::Metrics;
 use crate::problem::{self, ApiError};
@@ -12,6 +12,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use shared::clock::SharedClock;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -24,12 +25,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
-        Self::build_with_clock(settings, system_clock()).await
+        Self::build_with_clock(settings, shared::clock::system()).await
     }
 
     /// As [`Application::build`] with a clock the caller controls (tests).
-    pub async fn build_with_clock(settings: ApiSettings, clock: Clock) -> anyhow::Result<Self> {
-        settings.check()?;
+    pub async fn build_with_clock(
+        settings: ApiSettings,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let http = shared::http::build_client(&settings.http).context("`http` settings")?;
         let keys = Arc::new(KeyStore::new(
             http,

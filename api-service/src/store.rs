@@ -311,8 +311,8 @@ fn rfc3339(unix: i64) -> String {
 mod tests {
     use super::*;
 
-    const WRITER: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
-    const OTHER: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+    const WRITER: &str = "a1000000-0000-4000-8000-000000000004";
+    const OTHER: &str = "a1000000-0000-4000-8000-000000000005";
 
     fn temp_db(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!(

@@ -74,7 +74,8 @@ async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0(
     let key = TestKey::generate("k1");
     idp.serve_jwks(&[&key], 2).await;
     let dir = TempDir::new("durability");
-    let now = TestClock::system().now();
+    // The binary runs on the wall clock.
+    let now = shared::clock::system().unix();
     let writer = key.mint(now, |c| {
         c["azp"] = json!(WRITER_ID);
         c["roles"] = json!(["Tasks.ReadWrite.All"]);

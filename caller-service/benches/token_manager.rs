@@ -9,12 +9,12 @@ use azure_core::http::{
     AsyncRawResponse, ClientOptions, HttpClient, Request, StatusCode, Transport,
 };
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-use caller_service::clock::SystemClock;
 use caller_service::idp::{AcquireFuture, IdpToken, TokenSource};
 use caller_service::metrics::Metrics;
 use caller_service::settings::TokenManagerSettings;
 use caller_service::token_manager::TokenManager;
 use criterion::{Criterion, criterion_group, criterion_main};
+use shared::clock::SystemClock;
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ fn warm_caches(runtime: &tokio::runtime::Runtime) -> (TokenManager, Arc<ClientSe
     );
     runtime.block_on(manager.get_token(SCOPE)).expect("warm");
     let credential = ClientSecretCredential::new(
-        "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f",
+        mesh_tests::demo::TENANT,
         "client".to_owned(),
         "secret".to_owned().into(),
         Some(ClientSecretCredentialOptions {

@@ -332,7 +332,7 @@ fn one_line(text: &str) -> String {
 /// parser (the one its retry policy, switched off here, would have used); a date already past is
 /// zero.
 fn retry_after(headers: &Headers, now: fn() -> OffsetDateTime) -> Option<Duration> {
-    get_retry_after(headers, now, &[RETRY_AFTER]).map(crate::clock::to_std)
+    get_retry_after(headers, now, &[RETRY_AFTER]).map(shared::clock::to_std)
 }
 
 /// Per-try pipeline policy: counts identity-provider requests and turns error answers into
@@ -599,7 +599,7 @@ impl AzureTokenSource {
         if token.token.secret().is_empty() {
             return Err(malformed("token response without access_token"));
         }
-        let lifetime = crate::clock::to_std(token.expires_on - OffsetDateTime::now_utc());
+        let lifetime = shared::clock::to_std(token.expires_on - OffsetDateTime::now_utc());
         if lifetime < Duration::from_secs(1) {
             return Err(malformed("token response without a usable expires_in"));
         }

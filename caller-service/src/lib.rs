@@ -3,12 +3,11 @@
 //! Entra-protected APIs with those tokens.
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod idp;
-pub mod jobs;
+pub mod job;
 pub mod metrics;
 pub mod routes;
-pub mod schedule;
+pub mod runner;
 pub mod scheduler;
 pub mod settings;
 pub mod startup;

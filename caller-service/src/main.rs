@@ -1,10 +1,10 @@
 //! `caller-service run | once <job> | token --scope S [--raw]`: reads configuration, sets up
 //! logging, and hands over to the library.
 
-use caller_service::clock::SystemClock;
 use caller_service::settings::Settings;
 use caller_service::{Application, Core};
 use clap::{Parser, Subcommand};
+use shared::clock::SystemClock;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -2,10 +2,11 @@
 //! Runs are spawned into the job's own `JoinSet`, so the loop knows whether the previous run is
 //! still going (for the overlap policy) and can wait for its runs at shutdown.
 
-use crate::clock::{self, Clock};
-use crate::jobs::JobRunner;
+use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::settings::{Job, OverlapPolicy};
+use crate::runner::JobRunner;
+use crate::settings::OverlapPolicy;
+use shared::clock::{self, Clock};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -3,7 +3,7 @@
 //! [`Settings::validate`] turns the raw form into what the rest of the crate uses and refuses a bad
 //! deployment with one line naming the key (for jobs: the job and the field).
 
-use crate::schedule::Schedule;
+use crate::job::{Job, Schedule};
 use serde::Deserialize;
 use shared::Secret;
 use shared::assertion::AssertionAlgorithm;
@@ -213,30 +213,6 @@ fn default_method() -> String {
 
 fn default_timeout() -> u64 {
     30
-}
-
-/// A validated job, ready to run.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub name: String,
-    pub schedule: Schedule,
-    pub method: reqwest::Method,
-    pub url: url::Url,
-    pub body: Option<serde_json::Value>,
-    pub scope: String,
-    pub timeout: Duration,
-    pub success_status: Vec<u16>,
-    pub overlap: OverlapPolicy,
-}
-
-impl Job {
-    pub fn is_success(&self, status: u16) -> bool {
-        if self.success_status.is_empty() {
-            (200..300).contains(&status)
-        } else {
-            self.success_status.contains(&status)
-        }
-    }
 }
 
 impl JobSettings {
@@ -467,10 +443,11 @@ impl Settings {
         }
     }
 
-    /// Checks everything and returns the jobs, so that nothing invalid ever starts.
+    /// Checks the identity and the jobs and returns them, so that no invalid job ever starts.
+    /// The token manager's section is checked where the token manager is built
+    /// ([`crate::startup::Core::build`]), which every command goes through.
     pub fn validate(&self) -> Result<(Identity, Vec<Job>), ConfigError> {
         let identity = self.identity.resolve()?;
-        self.token_manager.validate()?;
         let mut names = HashSet::new();
         let mut jobs = Vec::with_capacity(self.jobs.len());
         for (index, job) in self.jobs.iter().enumerate() {

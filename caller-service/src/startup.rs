@@ -1,15 +1,15 @@
 //! Building the daemon from settings, and running it until a signal.
 
-use crate::clock::{Clock, SystemClock};
 use crate::idp::AzureTokenSource;
-use crate::jobs::JobRunner;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::runner::JobRunner;
 use crate::scheduler::Scheduler;
 use crate::settings::{Identity, Settings};
 use crate::token_manager::TokenManager;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use shared::clock::{Clock, SystemClock};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,8 @@ impl Core {
         identity: Identity,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        // Checked here, where every command (run, once, token) builds its token manager.
+        settings.token_manager.validate()?;
         let metrics = Metrics::new();
         // One client for the identity provider and the target APIs, trusting the extra CA.
         let http = shared::http::build_client(&settings.http)?;

@@ -26,7 +26,6 @@
 //! See [`TokenManagerSettings`](crate::settings::TokenManagerSettings) for the defaults and where
 //! they come from.
 
-use crate::clock::{self, Clock};
 use crate::idp::{AcquireError, IdpToken, TokenSource};
 use crate::metrics::Metrics;
 use crate::settings::TokenManagerSettings;
@@ -35,6 +34,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
 use shared::Secret;
 use shared::claims::{AccessTokenClaims, TokenKind};
+use shared::clock::{self, Clock};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -689,8 +689,8 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
     use crate::idp::{AcquireFuture, TransientReason};
+    use shared::clock::ManualClock;
     use std::collections::VecDeque;
     use std::sync::Mutex;
     use std::task::{Context, Poll, Waker};

@@ -37,17 +37,19 @@ async fn a_bad_job_definition_stops_the_start_with_one_line_naming_the_job_and_f
     let config = dir.0.join("caller.toml");
     std::fs::write(
         &config,
-        r#"
+        format!(
+            r#"
         [identity]
-        tenant_id = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f"
-        client_id = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+        tenant_id = "{TENANT}"
+        client_id = "{READER_ID}"
         client_secret = "not-used"
         [[jobs]]
         name = "nightly"
         schedule = "every night"
         url = "https://api.example/tasks"
         scope = "api://tasks-api/.default"
-        "#,
+        "#
+        ),
     )
     .expect("write");
     let output = caller(&config, &["run"]).await;
@@ -80,23 +82,15 @@ async fn once_exit_status_says_whether_the_job_succeeded_and_token_hides_the_tok
     let idp = MockServer::start().await;
     let api = MockServer::start().await;
     let (port, ca) = tls_front(*idp.address(), &dir).await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(4)
-        .mount(&idp)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/ok"))
-        .respond_with(ResponseTemplate::new(200))
-        .expect(1)
-        .mount(&api)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/broken"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(1)
-        .mount(&api)
-        .await;
+    expect_token_requests(&idp, 4).await;
+    for (route, status) in [("/ok", 200), ("/broken", 500)] {
+        Mock::given(method("GET"))
+            .and(path(route))
+            .respond_with(ResponseTemplate::new(status))
+            .expect(1)
+            .mount(&api)
+            .await;
+    }
     let config = dir.0.join("caller.toml");
     std::fs::write(
         &config,

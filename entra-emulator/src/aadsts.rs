@@ -172,7 +172,7 @@ impl AadError {
     }
 
     pub fn assertion_time_range(now: i64, nbf: Option<i64>, exp: i64) -> Self {
-        let at = |t: i64| crate::clock::format_timestamp(t);
+        let at = |t: i64| format_timestamp(t);
         let from = nbf.map(at).unwrap_or_else(|| "(not set)".into());
         Self::new(
             StatusCode::UNAUTHORIZED,
@@ -376,7 +376,7 @@ impl AadError {
 
     /// The body, with the trace lines Entra appends to every description.
     pub fn body(&self, trace_id: &str, correlation_id: &str, now: i64) -> EntraErrorBody {
-        let timestamp = crate::clock::format_timestamp(now);
+        let timestamp = format_timestamp(now);
         EntraErrorBody {
             error: self.error.to_owned(),
             error_description: format!(
@@ -391,5 +391,26 @@ impl AadError {
                 self.code
             )),
         }
+    }
+}
+
+/// Entra's error timestamp format: `2016-01-09 02:02:12Z`.
+pub fn format_timestamp(unix: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    #[test]
+    fn formats_like_entra() {
+        assert_eq!(
+            super::format_timestamp(1_452_304_932),
+            "2016-01-09 02:02:12Z"
+        );
     }
 }

@@ -1,10 +1,10 @@
 //! The CLI's `token` and `rotate-keys` commands, here rather than in `main.rs` so they are tested
 //! like the rest of the library.
 
-use crate::clock::SystemClock;
 use crate::mint::TokenService;
 use crate::settings::EmulatorSettings;
 use shared::claims::ClientAuth;
+use shared::clock::SystemClock;
 use std::sync::Arc;
 
 /// Mints locally from the directory and the data directory's keys: no running emulator needed,

@@ -8,8 +8,14 @@
 pub mod aadsts;
 pub mod assertion;
 pub mod cli;
-pub mod clock;
 pub mod codes;
+/// The demo directory's identities (`demo/directory.toml`) as constants, generated at build time
+/// (`build.rs`): one module per application (`CLIENT_ID`, `SECRET`, `SCOPE`, …) and per user.
+/// Every secret in it is a DEMO value, committed on purpose so the mesh runs offline.
+#[allow(missing_docs)]
+pub mod demo {
+    include!(concat!(env!("OUT_DIR"), "/demo.rs"));
+}
 pub mod directory;
 pub mod faults;
 mod fsutil;
@@ -23,9 +29,9 @@ pub mod tls;
 use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use clock::{Clock, SystemClock};
 use mint::TokenService;
 use settings::EmulatorSettings;
+use shared::clock::{Clock, SystemClock};
 use state::AppState;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -51,8 +57,6 @@ impl Application {
         settings: EmulatorSettings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        settings.validate()?;
-
         let host = settings.server.host;
         let https = TcpListener::bind((host, settings.server.https_port)).with_context(|| {
             format!(

@@ -3,7 +3,6 @@
 //! `token` CLI command both come through here, so they cannot disagree.
 
 use crate::aadsts::AadError;
-use crate::clock::Clock;
 use crate::directory::{Application, Directory, Tenant, User};
 use crate::keys::KeyStore;
 use crate::settings::{EmulatorSettings, TokenSettings};
@@ -15,6 +14,7 @@ use jsonwebtoken::{Algorithm, Header};
 use rand::Rng;
 use serde::Serialize;
 use shared::claims::{AccessTokenClaims, ClientAuth};
+use shared::clock::Clock;
 use std::sync::Arc;
 
 /// Scopes that OIDC clients (and some SDKs) send next to the resource's `.default`; Entra
@@ -98,7 +98,7 @@ impl TokenService {
         std::fs::create_dir_all(&settings.data_dir).with_context(|| {
             format!("`data_dir` {}: cannot create", settings.data_dir.display())
         })?;
-        let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.now())?);
+        let keys = Arc::new(KeyStore::open(&settings.data_dir, clock.unix())?);
         Ok(Self {
             directory,
             keys,
@@ -173,7 +173,7 @@ impl TokenService {
                 &resource.app.display_name,
             ));
         }
-        let now = self.clock.now();
+        let now = self.clock.unix();
         let lifetime = self.lifetime();
         let mut claims = self.base_claims(tenant, client, resource, auth, now, lifetime);
         claims.oid = Some(client.service_principal_id.clone());
@@ -193,7 +193,7 @@ impl TokenService {
         grant: &DelegatedGrant<'_>,
         auth: ClientAuth,
     ) -> Result<IssuedToken, AadError> {
-        let now = self.clock.now();
+        let now = self.clock.unix();
         let lifetime = self.lifetime();
         let resource = &grant.resource;
         let mut claims = self.base_claims(tenant, client, resource, auth, now, lifetime);
@@ -385,8 +385,8 @@ mod tests {
             "https://graph.microsoft.com"
         );
         assert_eq!(
-            resource_of("6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b/.default"),
-            "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
+            resource_of("a1000000-0000-4000-8000-000000000002/.default"),
+            "a1000000-0000-4000-8000-000000000002"
         );
         assert_eq!(resource_of("api://tasks-api"), "api://tasks-api");
         assert_eq!(resource_of("User.Read"), "https://graph.microsoft.com");

@@ -114,7 +114,89 @@ impl Default for TokenSettings {
     }
 }
 
+impl TokenSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.lifetime_min_secs < 60 {
+            return Err(ConfigError::key(
+                "tokens.lifetime_min_secs",
+                "must be at least 60",
+            ));
+        }
+        if self.lifetime_max_secs < self.lifetime_min_secs {
+            return Err(ConfigError::key(
+                "tokens.lifetime_max_secs",
+                "must not be less than tokens.lifetime_min_secs",
+            ));
+        }
+        if self.lifetime_max_secs > 86_400 {
+            return Err(ConfigError::key(
+                "tokens.lifetime_max_secs",
+                "must be at most 86400 (24 h)",
+            ));
+        }
+        if !(10..=3600).contains(&self.auth_code_lifetime_secs) {
+            return Err(ConfigError::key(
+                "tokens.auth_code_lifetime_secs",
+                "must be between 10 and 3600",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AdminSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.secret
+            && secret.expose().len() < 16
+        {
+            return Err(ConfigError::key(
+                "admin.secret",
+                "must be at least 16 characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ServerSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_names.is_empty() {
+            return Err(ConfigError::key(
+                "server.tls_names",
+                "must name at least one host",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::key(
+                "server.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.workers == Some(0) {
+            return Err(ConfigError::key("server.workers", "must be at least 1"));
+        }
+        if let Some(url) = &self.public_url
+            && let Some(host) = url.host_str()
+            && !self.is_tls_name(host)
+        {
+            return Err(ConfigError::key(
+                "server.public_url",
+                format!(
+                    "host '{host}' is not in server.tls_names, so clients would refuse the certificate"
+                ),
+            ));
+        }
+        if let Some(url) = &self.public_url
+            && (url.scheme() != "https" || url.host_str().is_none())
+        {
+            return Err(ConfigError::key(
+                "server.public_url",
+                "must be an https:// URL with a host",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the server certificate names `host` (an IPv6 literal with or without brackets).
     pub fn is_tls_name(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -133,75 +215,13 @@ impl EmulatorSettings {
         Ok(settings)
     }
 
+    /// What serde cannot say, each section by its own `validate`. Run once, by
+    /// [`EmulatorSettings::load`]; settings built in code (tests, the mesh) are the builder's to
+    /// get right.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let t = &self.tokens;
-        if t.lifetime_min_secs < 60 {
-            return Err(ConfigError::key(
-                "tokens.lifetime_min_secs",
-                "must be at least 60",
-            ));
-        }
-        if t.lifetime_max_secs < t.lifetime_min_secs {
-            return Err(ConfigError::key(
-                "tokens.lifetime_max_secs",
-                "must not be less than tokens.lifetime_min_secs",
-            ));
-        }
-        if t.lifetime_max_secs > 86_400 {
-            return Err(ConfigError::key(
-                "tokens.lifetime_max_secs",
-                "must be at most 86400 (24 h)",
-            ));
-        }
-        if !(10..=3600).contains(&t.auth_code_lifetime_secs) {
-            return Err(ConfigError::key(
-                "tokens.auth_code_lifetime_secs",
-                "must be between 10 and 3600",
-            ));
-        }
-        if self.server.tls_names.is_empty() {
-            return Err(ConfigError::key(
-                "server.tls_names",
-                "must name at least one host",
-            ));
-        }
-        if self.server.max_body_bytes < 1024 {
-            return Err(ConfigError::key(
-                "server.max_body_bytes",
-                "must be at least 1024",
-            ));
-        }
-        if self.server.workers == Some(0) {
-            return Err(ConfigError::key("server.workers", "must be at least 1"));
-        }
-        if let Some(url) = &self.server.public_url
-            && let Some(host) = url.host_str()
-            && !self.server.is_tls_name(host)
-        {
-            return Err(ConfigError::key(
-                "server.public_url",
-                format!(
-                    "host '{host}' is not in server.tls_names, so clients would refuse the certificate"
-                ),
-            ));
-        }
-        if let Some(url) = &self.server.public_url
-            && (url.scheme() != "https" || url.host_str().is_none())
-        {
-            return Err(ConfigError::key(
-                "server.public_url",
-                "must be an https:// URL with a host",
-            ));
-        }
-        if let Some(secret) = &self.admin.secret
-            && secret.expose().len() < 16
-        {
-            return Err(ConfigError::key(
-                "admin.secret",
-                "must be at least 16 characters",
-            ));
-        }
-        Ok(())
+        self.tokens.validate()?;
+        self.server.validate()?;
+        self.admin.validate()
     }
 
     /// The configured public URL, or `https://localhost:{https_port}` with the port actually bound.

@@ -21,7 +21,7 @@ impl AppState {
     }
 
     pub fn now(&self) -> i64 {
-        self.tokens.clock.now()
+        self.tokens.clock.unix()
     }
 
     pub fn public_url(&self) -> &str {

@@ -15,12 +15,12 @@
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, Data};
 use actix_web::{App, test};
-use entra_emulator::clock::ManualClock;
 use entra_emulator::mint::TokenService;
 use entra_emulator::routes::token::Form;
 use entra_emulator::settings::EmulatorSettings;
 use entra_emulator::state::AppState;
 use serde_json::Value;
+use shared::clock::ManualClock;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -55,7 +55,7 @@ impl Harness {
         };
         let tokens = TokenService::open(
             &settings,
-            Arc::new(ManualClock::new(NOW)),
+            Arc::new(ManualClock::at_unix(NOW)),
             "https://localhost:8443".to_owned(),
         )
         .expect("the demo directory and fresh keys");

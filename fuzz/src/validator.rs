@@ -21,7 +21,7 @@
 //! Shared by the fuzz target and the regression test in `api-service` (included by path).
 
 use api_service::auth::claims::TenantIssuers;
-use api_service::auth::keys::{Clock, KeySettings, KeyStore};
+use api_service::auth::keys::{KeySettings, KeyStore};
 use api_service::auth::token::check_jws;
 use api_service::auth::{Access, AppCaller, AuthError, Reason, Validator, ValidatorSettings};
 use aws_lc_rs::rand::SystemRandom;
@@ -29,23 +29,19 @@ use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entra_emulator::demo;
 use serde_json::{Map, Value, json};
+use shared::clock::{ManualClock, SharedClock};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const NOW: i64 = 1_800_000_000;
 pub const SKEW: i64 = 60;
-pub const TENANTS: [&str; 2] = [
-    "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f",
-    "8a9b0c1d-2e3f-4a5b-9c6d-7e8f9a0b1c2d",
-];
+pub const TENANTS: [&str; 2] = [demo::TENANT, "8a9b0c1d-2e3f-4a5b-9c6d-7e8f9a0b1c2d"];
 /// A tenant whose key is published but whose tokens are not accepted.
 pub const FOREIGN_TENANT: &str = "99999999-9999-4999-8999-999999999999";
-pub const AUDIENCES: [&str; 2] = ["6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b", "api://tasks-api"];
-pub const ALLOWED_CLIENTS: [&str; 2] = [
-    "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
-    "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
-];
+pub const AUDIENCES: [&str; 2] = [demo::tasks_api::CLIENT_ID, demo::tasks_api::APP_ID_URI];
+pub const ALLOWED_CLIENTS: [&str; 2] = [demo::reader_job::CLIENT_ID, demo::writer_job::CLIENT_ID];
 pub const KID: &str = "fuzz-key";
 pub const FOREIGN_KID: &str = "fuzz-foreign-key";
 
@@ -100,7 +96,7 @@ impl Harness {
                 )
             })
             .collect();
-        let clock: Clock = Arc::new(|| NOW);
+        let clock: SharedClock = Arc::new(ManualClock::at_unix(NOW));
         let store = KeyStore::from_jwks(
             jwks.to_string().as_bytes(),
             issuers,

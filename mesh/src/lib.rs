@@ -10,18 +10,17 @@ pub mod narrate;
 
 use anyhow::Context;
 use caller_service::settings::{IdentityConfig, JobSettings, OverlapPolicy, TokenManagerSettings};
+use shared::clock::SharedClock;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const TENANT: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
-/// The tasks API's client ID: the `aud` of its v2 tokens.
-pub const API_CLIENT_ID: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
-pub const API_SCOPE: &str = "api://tasks-api/.default";
-/// The public client and user of the demo directory, for the user-delegated (PKCE) token.
-pub const CLI_CLIENT_ID: &str = "4f5a6b7c-8d9e-4f0a-9b1c-3d4e5f6a7b8c";
-pub const CLI_REDIRECT: &str = "http://localhost:8400/callback";
-pub const USER: &str = "ada@contoso.onmicrosoft.com";
+/// The demo directory's identities, generated from the directory file the emulator serves.
+pub use entra_emulator::demo;
+use entra_emulator::demo::{TENANT, ada, cert_job, tasks_api, tasks_cli};
+use entra_emulator::demo::{reader_job, stranger_job, writer_job};
+/// The scope every job of a mesh caller asks for: the tasks API's `.default`.
+pub const API_SCOPE: &str = tasks_api::SCOPE;
 
 /// The emulator's demo directory, which every default here follows.
 pub fn demo_directory() -> PathBuf {
@@ -70,15 +69,15 @@ pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
     vec![
         CallerSpec {
             name: "reader",
-            client_id: "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d",
-            secret: "rdr8Q~demo.reader.secret.not-for-production",
+            client_id: reader_job::CLIENT_ID,
+            secret: reader_job::SECRET,
             allowed: true,
             jobs: vec![JobSpec::get("list-tasks", "/api/tasks?limit=5", every)],
         },
         CallerSpec {
             name: "writer",
-            client_id: "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
-            secret: "wrt8Q~demo.writer.secret.not-for-production",
+            client_id: writer_job::CLIENT_ID,
+            secret: writer_job::SECRET,
             allowed: true,
             jobs: vec![JobSpec {
                 name: "create-task",
@@ -91,8 +90,8 @@ pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
         },
         CallerSpec {
             name: "stranger",
-            client_id: "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b",
-            secret: "str8Q~demo.stranger.secret.not-for-production",
+            client_id: stranger_job::CLIENT_ID,
+            secret: stranger_job::SECRET,
             allowed: false,
             jobs: vec![JobSpec::get("peek-tasks", "/api/tasks?limit=5", every * 2)],
         },
@@ -111,9 +110,10 @@ pub struct MeshOptions {
     pub callers: Vec<CallerSpec>,
     /// The callers' refresh tuning (half-life refresh, margins).
     pub token_manager: TokenManagerSettings,
-    /// Clocks: the real one unless a test injects its own.
-    pub caller_clock: Arc<dyn caller_service::clock::Clock>,
-    pub emulator_clock: Arc<dyn entra_emulator::clock::Clock>,
+    /// The one clock every service of the mesh reads (the emulator's token times, the API's
+    /// validation, the callers' refreshes and schedules): the real one unless a test injects its
+    /// own.
+    pub clock: SharedClock,
     /// The emulator's admin API (key rotation, fault injection; loopback only): for tests.
     pub admin: bool,
 }
@@ -129,8 +129,7 @@ impl MeshOptions {
             token_lifetime_secs: (3600, 5400),
             callers: demo_callers(every),
             token_manager: TokenManagerSettings::default(),
-            caller_clock: Arc::new(caller_service::clock::SystemClock),
-            emulator_clock: Arc::new(entra_emulator::clock::SystemClock),
+            clock: shared::clock::system(),
             admin: false,
         }
     }
@@ -145,13 +144,13 @@ pub struct Emulator {
     handle: actix_web::dev::ServerHandle,
     running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     settings: entra_emulator::settings::EmulatorSettings,
-    clock: Arc<dyn entra_emulator::clock::Clock>,
+    clock: SharedClock,
 }
 
 impl Emulator {
     async fn start(
         settings: entra_emulator::settings::EmulatorSettings,
-        clock: Arc<dyn entra_emulator::clock::Clock>,
+        clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let app = entra_emulator::Application::build_with_clock(settings.clone(), clock.clone())
             .await
@@ -284,7 +283,7 @@ impl Mesh {
         settings.tokens.lifetime_max_secs = options.token_lifetime_secs.1;
         // Loopback only (no secret): the tests rotate keys and inject faults through it.
         settings.admin.enabled = options.admin;
-        let emulator = Emulator::start(settings, options.emulator_clock.clone()).await?;
+        let emulator = Emulator::start(settings, options.clock.clone()).await?;
 
         let api_dir = options.data_dir.join("api");
         std::fs::create_dir_all(&api_dir)
@@ -297,18 +296,18 @@ impl Mesh {
         api.server.shutdown_timeout_secs = 5;
         api.entra.authority_host = emulator.url.clone();
         api.entra.tenants = vec![TENANT.into()];
-        api.auth.audiences = vec![API_CLIENT_ID.into(), "api://tasks-api".into()];
+        api.auth.audiences = vec![tasks_api::CLIENT_ID.into(), tasks_api::APP_ID_URI.into()];
         // The allow-list: the allowed callers, and the demo's certificate job.
         api.auth.allowed_clients = options
             .callers
             .iter()
             .filter(|c| c.allowed)
             .map(|c| c.client_id.to_owned())
-            .chain(["2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a".to_owned()])
+            .chain([cert_job::CLIENT_ID.to_owned()])
             .collect();
         api.http.extra_ca_file = Some(emulator.ca.clone());
         api.database.path = api_dir.join("tasks.db");
-        let app = api_service::Application::build(api)
+        let app = api_service::Application::build_with_clock(api, options.clock.clone())
             .await
             .context("api-service")?;
         let api = Api {
@@ -443,11 +442,11 @@ pub async fn user_token(http: &reqwest::Client, authority: &str) -> anyhow::Resu
     let redirect = http
         .get(format!("{authority}/{TENANT}/oauth2/v2.0/authorize"))
         .query(&[
-            ("client_id", CLI_CLIENT_ID),
+            ("client_id", tasks_cli::CLIENT_ID),
             ("response_type", "code"),
-            ("redirect_uri", CLI_REDIRECT),
+            ("redirect_uri", tasks_cli::REDIRECT_URI),
             ("scope", "api://tasks-api/Tasks.Read"),
-            ("login_hint", USER),
+            ("login_hint", ada::USERNAME),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
         ])
@@ -467,9 +466,9 @@ pub async fn user_token(http: &reqwest::Client, authority: &str) -> anyhow::Resu
         .post(format!("{authority}/{TENANT}/oauth2/v2.0/token"))
         .form(&[
             ("grant_type", "authorization_code"),
-            ("client_id", CLI_CLIENT_ID),
+            ("client_id", tasks_cli::CLIENT_ID),
             ("code", code.as_str()),
-            ("redirect_uri", CLI_REDIRECT),
+            ("redirect_uri", tasks_cli::REDIRECT_URI),
             ("code_verifier", verifier.as_str()),
         ])
         .send()
@@ -528,8 +527,8 @@ async fn start_caller(
             overlap: OverlapPolicy::Skip,
         })
         .collect();
-    let app = caller_service::Application::build_with_clock(settings, options.caller_clock.clone())
-        .await?;
+    let app =
+        caller_service::Application::build_with_clock(settings, options.clock.clone()).await?;
     Ok(Caller {
         name: spec.name,
         client_id: spec.client_id,

@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         &format!(
             "{} (tenant {}; development CA {})",
             mesh.emulator.url,
-            mesh::TENANT,
+            mesh::demo::TENANT,
             mesh.emulator.ca.display()
         ),
     );

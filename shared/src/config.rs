@@ -279,8 +279,8 @@ mod tests {
         let settings: WithIdentity = load_with_env(
             &sources,
             env(&[
-                ("AZURE_TENANT_ID", "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f"),
-                ("AZURE_CLIENT_ID", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"),
+                ("AZURE_TENANT_ID", "a1000000-0000-4000-8000-000000000001"),
+                ("AZURE_CLIENT_ID", "a1000000-0000-4000-8000-000000000003"),
                 ("AZURE_CLIENT_SECRET", "0012345678901234"),
                 ("AZURE_CLIENT_CERTIFICATE_PATH", "/certs/job.pem"),
                 (
@@ -294,11 +294,11 @@ mod tests {
         let id = settings.identity;
         assert_eq!(
             id.tenant_id.as_deref(),
-            Some("72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f")
+            Some("a1000000-0000-4000-8000-000000000001")
         );
         assert_eq!(
             id.client_id.as_deref(),
-            Some("0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d")
+            Some("a1000000-0000-4000-8000-000000000003")
         );
         assert_eq!(
             id.client_secret.as_ref().map(Secret::expose),

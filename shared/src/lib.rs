@@ -1,10 +1,11 @@
 //! Pieces that every service of the mesh needs in the same form: layered configuration, telemetry,
-//! the secret wrapper, the Entra access-token claim model, the Entra error body, and an HTTP client
+//! the one clock, the secret wrapper, the Entra access-token claim model, the Entra error body, and an HTTP client
 //! that trusts an extra CA. Nothing service-specific lives here.
 #![forbid(unsafe_code)]
 
 pub mod assertion;
 pub mod claims;
+pub mod clock;
 pub mod config;
 pub mod entra_error;
 pub mod http;

@@ -1317,9 +1317,9 @@ async fn the_attack_corpus_is_refused_row_by_row() {
 
     // Start-up load, plus exactly one refetch for all the unknown kids of the live rows together.
     idp.serve_jwks(&[&key, &foreign_issuer, &retired], 2).await;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let api = spawn_api(&idp, &clock).await;
-    let now = clock.now();
+    let now = clock.unix();
 
     // A token of the key to be retired, accepted (so cached) while the key is published.
     let cached_retired = retired.mint(now, |c| c["uti"] = json!("cached-before-retirement"));
@@ -1358,7 +1358,7 @@ async fn the_attack_corpus_is_refused_row_by_row() {
                 .expect(1)
                 .mount(&idp.server)
                 .await;
-            clock.advance(301);
+            clock.advance_secs(301);
             let rotated_in = successor.mint(now, |_| {});
             assert_eq!(
                 api.get("/api/whoami", Some(&rotated_in)).await.status(),
@@ -1459,7 +1459,7 @@ async fn the_attack_corpus_is_refused_row_by_row() {
 async fn missing_role_names_the_roles_that_would_do() {
     let key = TestKey::generate("k1");
     let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     let response = api
         .send_json(Method::POST, "/api/tasks", &token, &json!({ "title": "t" }))
         .await;
@@ -1483,7 +1483,7 @@ async fn missing_role_names_the_roles_that_would_do() {
 async fn v1_tokens_of_allowed_callers_are_accepted() {
     let key = TestKey::generate("k1");
     let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
-    let token = key.mint(clock.now(), |c| {
+    let token = key.mint(clock.unix(), |c| {
         *c = v1(c.clone());
         c["appidacr"] = json!("2");
     });

@@ -2,7 +2,6 @@
 //! `http.extra_ca_file`): tokens of the demo directory's callers, a user token from the PKCE flow,
 //! and a key rotation picked up without a restart.
 
-use entra_emulator::clock::SystemClock;
 use mesh_tests::api::*;
 use mesh_tests::emulator::{Emulator, spawn_emulator_with};
 use reqwest::Method;
@@ -16,14 +15,13 @@ struct Mesh {
 
 async fn spawn_mesh() -> Mesh {
     shared::telemetry::init_for_tests();
-    let emulator = spawn_emulator_with(Arc::new(SystemClock), |s| s.admin.enabled = true).await;
+    // One clock for both, at the real time: the emulator stamps its tokens with it.
+    let clock = Arc::new(ManualClock::at_system_time());
+    let emulator = spawn_emulator_with(clock.clone(), |s| s.admin.enabled = true).await;
     let ca = emulator.ca.clone();
-    let api = spawn_api_with(
-        &emulator.url,
-        &TestClock::system(),
-        Arc::new(TempDir::new("db")),
-        |s| s.http.extra_ca_file = Some(ca),
-    )
+    let api = spawn_api_with(&emulator.url, &clock, Arc::new(TempDir::new("db")), |s| {
+        s.http.extra_ca_file = Some(ca)
+    })
     .await;
     Mesh { emulator, api }
 }

@@ -18,11 +18,11 @@ fn fetches(store: &KeyStore) -> u64 {
 
 /// A wiremock identity provider serving the discovery documents (the JWKS is each test's), a test
 /// clock, and a key store over them, not loaded yet.
-async fn arrange() -> (TestIdp, TestClock, Arc<KeyStore>) {
+async fn arrange() -> (TestIdp, Arc<ManualClock>, Arc<KeyStore>) {
     let idp = TestIdp::start().await;
     idp.serve_discovery().await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
+    let clock = test_clock();
+    let store = idp.key_store(clock.clone());
     (idp, clock, store)
 }
 
@@ -60,7 +60,7 @@ async fn an_unknown_kid_flood_causes_one_fetch_per_five_minutes() {
     while let Some(result) = flood.join_next().await {
         assert!(matches!(result.expect("task"), Lookup::Unknown));
     }
-    clock.advance(299);
+    clock.advance_secs(299);
     assert!(matches!(
         store.lookup("attacker-late").await,
         Lookup::Unknown
@@ -69,7 +69,7 @@ async fn an_unknown_kid_flood_causes_one_fetch_per_five_minutes() {
         found(&store.lookup("k1").await),
         "known keys are served meanwhile"
     );
-    clock.advance(2);
+    clock.advance_secs(2);
     assert!(matches!(
         store.lookup("attacker-after-5-min").await,
         Lookup::Unknown
@@ -185,7 +185,7 @@ async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
         .mount(&idp.server)
         .await;
 
-    clock.advance(12 * 3600);
+    clock.advance_secs(12 * 3600);
     assert!(
         store.refresh().await.is_err(),
         "the identity provider is down"
@@ -201,7 +201,7 @@ async fn an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed() {
         }
     );
 
-    clock.advance(12 * 3600 + 1);
+    clock.advance_secs(12 * 3600 + 1);
     assert!(
         matches!(store.lookup("k1").await, Lookup::Unavailable),
         "fails closed after the bound"

@@ -15,7 +15,7 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
         .expect(1)
         .mount(&idp.server)
         .await;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let api = spawn_api(&idp, &clock).await;
     assert_eq!(
         api.get("/healthz", None).await.status(),
@@ -28,7 +28,7 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
     assert_eq!(body["keys"]["state"], "not_loaded");
     assert_eq!(body["store"], "ok");
 
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     let refused = api.get("/api/whoami", Some(&token)).await;
     assert_eq!(refused.headers()["retry-after"], "30");
     assert!(
@@ -40,8 +40,8 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
 
     // The provider recovers; five minutes later a request may fetch again.
     idp.serve_jwks(&[&key], 1).await;
-    clock.advance(301);
-    let token = key.mint(clock.now(), |_| {});
+    clock.advance_secs(301);
+    let token = key.mint(clock.unix(), |_| {});
     assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
     assert_eq!(api.get("/readyz", None).await.status(), 200);
 }
@@ -58,7 +58,7 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
     TestIdp::on_jwks(ResponseTemplate::new(500))
         .mount(&idp.server)
         .await;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let api = spawn_api(&idp, &clock).await;
     api.validator
         .keys()
@@ -66,8 +66,8 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
         .await
         .expect_err("the outage begins");
 
-    clock.advance(23 * 3600);
-    let token = key.mint(clock.now(), |_| {});
+    clock.advance_secs(23 * 3600);
+    let token = key.mint(clock.unix(), |_| {});
     assert_eq!(
         api.get("/api/whoami", Some(&token)).await.status(),
         200,
@@ -78,8 +78,8 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
     assert_eq!(ready["keys"]["state"], "ready");
     assert_eq!(ready["keys"]["age_secs"], 23 * 3600);
 
-    clock.advance(3600 + 1);
-    let token = key.mint(clock.now(), |_| {});
+    clock.advance_secs(3600 + 1);
+    let token = key.mint(clock.unix(), |_| {});
     let (status, _, reason) = refusal(api.get("/api/whoami", Some(&token)).await).await;
     assert_eq!(
         (status, reason.as_str()),
@@ -104,7 +104,7 @@ async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() 
 async fn metrics_count_requests_outcomes_keys_and_cache_hits() {
     let key = TestKey::generate("k1");
     let (_idp, clock, api) = spawn_api_publishing(&key, 1).await;
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     for _ in 0..3 {
         assert_eq!(api.get("/api/whoami", Some(&token)).await.status(), 200);
     }

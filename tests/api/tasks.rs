@@ -14,7 +14,7 @@ struct Setup {
 async fn setup() -> Setup {
     let key = TestKey::generate("k1");
     let (idp, clock, api) = spawn_api_publishing(&key, 1).await;
-    let now = clock.now();
+    let now = clock.unix();
     Setup {
         reader: key.mint(now, |_| {}),
         writer: key.mint(now, |c| {
@@ -368,7 +368,7 @@ async fn listing_pages_with_a_cursor() {
 async fn tasks_survive_a_restart_on_the_same_file() {
     let key = TestKey::generate("k1");
     let (idp, clock, first) = spawn_api_publishing(&key, 2).await;
-    let writer = key.mint(clock.now(), |c| {
+    let writer = key.mint(clock.unix(), |c| {
         c["azp"] = json!(WRITER_ID);
         c["roles"] = json!(["Tasks.ReadWrite.All"]);
     });

@@ -2,20 +2,31 @@
 
 use api_service::auth::Reason;
 use mesh_tests::api::*;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-async fn setup() -> (TestIdp, TestKey, TestClock, api_service::auth::Validator) {
+async fn setup() -> (
+    TestIdp,
+    TestKey,
+    Arc<ManualClock>,
+    api_service::auth::Validator,
+) {
     let idp = TestIdp::start().await;
     let key = TestKey::generate("k1");
     idp.serve_discovery().await;
-    let clock = TestClock::new();
-    let store = idp.key_store(clock.clock());
-    let validator = validator(store, clock.clock());
+    let clock = test_clock();
+    let store = idp.key_store(clock.clone());
+    let validator = validator(store, clock.clone());
     (idp, key, clock, validator)
 }
 
 /// As [`setup`], with the key published (one JWKS fetch) and loaded.
-async fn loaded() -> (TestIdp, TestKey, TestClock, api_service::auth::Validator) {
+async fn loaded() -> (
+    TestIdp,
+    TestKey,
+    Arc<ManualClock>,
+    api_service::auth::Validator,
+) {
     let (idp, key, clock, validator) = setup().await;
     idp.serve_jwks(&[&key], 1).await;
     validator.keys().refresh().await.expect("keys");
@@ -29,7 +40,7 @@ fn bearer(token: &str) -> String {
 #[tokio::test]
 async fn a_valid_app_token_is_accepted_and_its_signature_checked_once() {
     let (_idp, key, clock, validator) = loaded().await;
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     for _ in 0..5 {
         let caller = validator
             .validate(Some(&bearer(&token)))
@@ -48,9 +59,9 @@ async fn a_valid_app_token_is_accepted_and_its_signature_checked_once() {
 #[tokio::test]
 async fn the_cache_spares_the_signature_never_the_claims() {
     let (_idp, key, clock, validator) = loaded().await;
-    let token = key.mint(clock.now(), |c| c["exp"] = (1_800_000_000i64 + 600).into());
+    let token = key.mint(clock.unix(), |c| c["exp"] = (1_800_000_000i64 + 600).into());
     assert!(validator.validate(Some(&bearer(&token))).await.is_ok());
-    clock.advance(661);
+    clock.advance_secs(661);
     let err = validator
         .validate(Some(&bearer(&token)))
         .await
@@ -62,7 +73,7 @@ async fn the_cache_spares_the_signature_never_the_claims() {
 async fn a_signature_by_another_key_under_a_published_kid_is_refused() {
     let (_idp, _key, clock, validator) = loaded().await;
     let impostor = TestKey::generate("k1");
-    let token = impostor.mint(clock.now(), |_| {});
+    let token = impostor.mint(clock.unix(), |_| {});
     let err = validator
         .validate(Some(&bearer(&token)))
         .await
@@ -73,7 +84,7 @@ async fn a_signature_by_another_key_under_a_published_kid_is_refused() {
 #[tokio::test]
 async fn a_user_token_and_a_stranger_are_refused_with_403_reasons() {
     let (_idp, key, clock, validator) = loaded().await;
-    let now = clock.now();
+    let now = clock.unix();
     let user = key.mint(now, |c| {
         c["idtyp"] = "user".into();
         c["scp"] = "Tasks.Read".into();
@@ -87,9 +98,7 @@ async fn a_user_token_and_a_stranger_are_refused_with_403_reasons() {
             .reason,
         Reason::UserDelegatedToken
     );
-    let stranger = key.mint(now, |c| {
-        c["azp"] = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b".into()
-    });
+    let stranger = key.mint(now, |c| c["azp"] = STRANGER_ID.into());
     assert_eq!(
         validator
             .validate(Some(&bearer(&stranger)))
@@ -109,7 +118,7 @@ async fn a_cached_token_stops_working_when_its_key_is_retired() {
         .mount(&idp.server)
         .await;
     validator.keys().refresh().await.expect("keys");
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     assert!(
         validator.validate(Some(&bearer(&token))).await.is_ok(),
         "verified and cached"

@@ -181,11 +181,7 @@ async fn a_missing_federated_token_file_is_reported_with_its_path() {
         settings.identity.federated_token_file = Some("/nonexistent/azure-identity-token".into());
     })
     .await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(0)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 0).await;
     let error = caller
         .core
         .tokens

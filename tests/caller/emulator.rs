@@ -2,11 +2,10 @@
 //! and the daemon running a job on schedule.
 
 use caller_service::Application;
-use caller_service::clock::ManualClock;
 use caller_service::settings::{CredentialKind, IdentityConfig, JobSettings, Settings};
-use entra_emulator::clock::{Clock as _, SystemClock};
 use mesh_tests::caller::*;
 use mesh_tests::emulator::{Emulator, spawn_emulator_with};
+use shared::clock::ManualClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// The emulator on a clock frozen at the start, as the caller's manual clock starts.
 pub async fn spawn_emulator() -> Emulator {
     init_logs();
-    let clock = Arc::new(entra_emulator::clock::ManualClock::new(SystemClock.now()));
+    let clock = Arc::new(ManualClock::at_system_time());
     spawn_emulator_with(clock, |_| {}).await
 }
 

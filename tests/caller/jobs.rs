@@ -7,11 +7,7 @@ use wiremock::{Mock, ResponseTemplate};
 #[tokio::test]
 async fn a_401_invalid_token_causes_one_refresh_and_one_retry() {
     let caller = spawn_caller(|_| {}).await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(2)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 2).await;
     tasks_with_token(0)
         .respond_with(invalid_token())
         .expect(1)
@@ -37,11 +33,7 @@ async fn a_401_invalid_token_causes_one_refresh_and_one_retry() {
 #[tokio::test]
 async fn an_api_refusing_every_token_gets_one_new_token_not_a_storm() {
     let caller = spawn_caller(|_| {}).await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(2)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 2).await;
     Mock::given(method("GET"))
         .and(path("/tasks"))
         .respond_with(invalid_token())
@@ -63,11 +55,7 @@ async fn an_api_refusing_every_token_gets_one_new_token_not_a_storm() {
 #[tokio::test]
 async fn a_403_reports_the_problem_reason_and_counts_as_failure() {
     let caller = spawn_caller(|_| {}).await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(1)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 1).await;
     Mock::given(method("POST"))
         .and(path("/tasks"))
         .respond_with(

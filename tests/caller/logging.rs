@@ -10,11 +10,7 @@ async fn trace_level_logs_hold_fingerprints_never_secrets_or_tokens() {
     let captured = Captured::start();
 
     let caller = spawn_caller(|_| {}).await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(2)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 2).await;
     Mock::given(method("GET"))
         .and(path("/tasks"))
         .respond_with(invalid_token())

@@ -1,4 +1,4 @@
-//! The caller (issue 4's suite): the real token manager, jobs and daemon, through the real
+//! The caller's suite: the real token manager, jobs and daemon, through the real
 //! `azure_identity` code, against wiremock playing the token endpoint and the target API on a
 //! manual clock (coalescing, half-life refresh, 503/429 storms, permanent AADSTS errors, managed
 //! and workload identity, logs without secrets); and against the real emulator and API. Harness:

@@ -5,7 +5,7 @@
 //! against the same services are tested end to end in `tests/e2e/flows.rs`.
 
 use crate::emulator::{certificate_identity, identity, settings, spawn_emulator};
-use caller_service::jobs::Outcome;
+use caller_service::runner::Outcome;
 use caller_service::settings::IdentityConfig;
 use mesh_tests::caller::*;
 use mesh_tests::emulator::Emulator;
@@ -29,7 +29,7 @@ async fn run_once(
     identity: IdentityConfig,
     method: &str,
     url: String,
-) -> caller_service::jobs::JobReport {
+) -> caller_service::runner::JobReport {
     let mut settings = settings(emu, identity);
     let mut job = interval_job("job", url);
     job.method = method.into();

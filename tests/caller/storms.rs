@@ -33,9 +33,9 @@
 //!     starting requests, under 1e-7 per run. Typical: 7–9 in the first minute (the ramp-up's
 //!     1 + 2 + 4 + 8 + 16 + 32 s fit in it), 2–4 in later ones.
 
-use caller_service::clock::{Clock, to_std};
 use caller_service::token_manager::ScopeStatus;
 use mesh_tests::caller::*;
+use shared::clock::{Clock, to_std};
 use std::time::Duration;
 use time::OffsetDateTime;
 use wiremock::matchers::{method, path};

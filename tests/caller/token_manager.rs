@@ -9,11 +9,7 @@ use wiremock::ResponseTemplate;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_first_calls_make_one_token_request() {
     let caller = spawn_caller(|_| {}).await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(1)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 1).await;
 
     let calls: Vec<_> = (0..100)
         .map(|_| {
@@ -173,11 +169,7 @@ async fn a_503_then_a_429_during_refresh_fail_no_job_and_retry_after_is_honoured
     );
     assert!(caller.core.runner.run(&job).await.succeeded());
 
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(1)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 1).await;
     caller.clock.advance(Duration::from_secs(120));
     next_event(&mut events, is_acquired).await;
     assert!(!tokens.status()[0].serving_stale);
@@ -255,11 +247,7 @@ async fn malformed_token_responses_are_retried_not_cached() {
         .expect(1)
         .mount(&caller.idp)
         .await;
-    token_request()
-        .respond_with(Tokens::lasting(3600))
-        .expect(1)
-        .mount(&caller.idp)
-        .await;
+    expect_token_requests(&caller.idp, 1).await;
     let tokens = &caller.core.tokens;
     let mut events = tokens.subscribe();
     let error = tokens.get_token(SCOPE).await.expect_err("not JSON");

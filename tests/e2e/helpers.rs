@@ -1,7 +1,7 @@
-use caller_service::clock::ManualClock;
 use caller_service::token_manager::CachedToken;
 use mesh::{API_SCOPE, CallerSpec, FINISHED, Mesh, MeshOptions};
 use mesh_tests::{TempDir, eventually};
+use shared::clock::ManualClock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub async fn start_with(
     options.emulator_port = 0;
     options.api_port = 0;
     options.callers = callers;
-    options.caller_clock = clock.clone();
+    options.clock = clock.clone();
     options.admin = true;
     customise(&mut options);
     let mesh = Mesh::start(options).await.expect("the mesh starts");

@@ -4,14 +4,15 @@
 
 pub use crate::TempDir;
 pub use crate::demo::*;
-use api_service::auth::keys::{Clock, KeySettings, KeyStore};
+use api_service::auth::keys::{KeySettings, KeyStore};
 use aws_lc_rs::rsa::{KeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use shared::clock::SharedClock;
+pub use shared::clock::{Clock, ManualClock};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -72,50 +73,6 @@ impl TestKey {
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
         jsonwebtoken::encode(&header, &claims, &self.encoding).expect("signs")
-    }
-}
-
-/// A clock the test moves.
-pub struct TestClock(pub Arc<AtomicI64>);
-
-/// Starts at a fixed time (2027-01-15 08:00 UTC), as [`TestClock::new`] does.
-impl Default for TestClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TestClock {
-    pub fn new() -> Self {
-        Self::at(1_800_000_000)
-    }
-
-    pub fn at(now: i64) -> Self {
-        Self(Arc::new(AtomicI64::new(now)))
-    }
-
-    /// Starts at the real time, for tokens from the emulator (which stamps them with it).
-    pub fn system() -> Self {
-        Self::at(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_secs() as i64,
-        )
-    }
-
-    /// The time it shows now.
-    pub fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    pub fn clock(&self) -> Clock {
-        let now = self.0.clone();
-        Arc::new(move || now.load(Ordering::SeqCst))
-    }
-
-    pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
     }
 }
 
@@ -181,7 +138,7 @@ impl TestIdp {
             .respond_with(response)
     }
 
-    pub fn key_store(&self, clock: Clock) -> Arc<KeyStore> {
+    pub fn key_store(&self, clock: SharedClock) -> Arc<KeyStore> {
         Arc::new(KeyStore::new(
             reqwest::Client::new(),
             &self.server.uri(),
@@ -196,7 +153,7 @@ impl TestIdp {
     }
 }
 
-pub fn validator(store: Arc<KeyStore>, clock: Clock) -> api_service::auth::Validator {
+pub fn validator(store: Arc<KeyStore>, clock: SharedClock) -> api_service::auth::Validator {
     api_service::auth::Validator::new(
         store,
         api_service::auth::ValidatorSettings {
@@ -232,7 +189,7 @@ pub struct TestApi {
     pub db: Arc<TempDir>,
 }
 
-pub async fn spawn_api(idp: &TestIdp, clock: &TestClock) -> TestApi {
+pub async fn spawn_api(idp: &TestIdp, clock: &Arc<ManualClock>) -> TestApi {
     spawn_api_with(
         &idp.server.uri(),
         clock,
@@ -244,14 +201,14 @@ pub async fn spawn_api(idp: &TestIdp, clock: &TestClock) -> TestApi {
 
 pub async fn spawn_api_with(
     authority_host: &str,
-    clock: &TestClock,
+    clock: &Arc<ManualClock>,
     db: Arc<TempDir>,
     customise: impl FnOnce(&mut api_service::ApiSettings),
 ) -> TestApi {
     shared::telemetry::init_for_tests();
     let mut settings = api_settings(authority_host, &db.0);
     customise(&mut settings);
-    let app = api_service::Application::build_with_clock(settings, clock.clock())
+    let app = api_service::Application::build_with_clock(settings, clock.clone())
         .await
         .expect("api starts");
     let url = format!("http://{}", app.address());
@@ -393,16 +350,21 @@ pub fn claims(now: i64) -> Value {
     })
 }
 
+/// The clock the API suites move: a [`ManualClock`] at a fixed time (2027-01-15 08:00 UTC).
+pub fn test_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at_unix(1_800_000_000))
+}
+
 /// The usual arrangement: a wiremock identity provider publishing `key` (expecting `jwks_fetches`
 /// JWKS fetches), a test clock, and the API against them.
 pub async fn spawn_api_publishing(
     key: &TestKey,
     jwks_fetches: u64,
-) -> (TestIdp, TestClock, TestApi) {
+) -> (TestIdp, Arc<ManualClock>, TestApi) {
     let idp = TestIdp::start().await;
     idp.serve_discovery().await;
     idp.serve_jwks(&[key], jwks_fetches).await;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let api = spawn_api(&idp, &clock).await;
     (idp, clock, api)
 }

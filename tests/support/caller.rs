@@ -9,10 +9,10 @@ pub use crate::{TempDir, eventually};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use caller_service::Core;
-use caller_service::clock::ManualClock;
 use caller_service::idp::AcquireError;
 use caller_service::settings::{CredentialKind, IdentityConfig, Settings};
 use caller_service::token_manager::{TokenEvent, Trigger};
+use shared::clock::ManualClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -123,6 +123,16 @@ impl Respond for Tokens {
 
 pub fn token_request() -> wiremock::MockBuilder {
     Mock::given(method("POST")).and(path(token_path()))
+}
+
+/// The token endpoint of `idp` issuing hour-long tokens, expecting exactly `requests` requests
+/// (checked when the server is verified or dropped): the count is what most tests assert.
+pub async fn expect_token_requests(idp: &MockServer, requests: u64) {
+    token_request()
+        .respond_with(Tokens::lasting(3600))
+        .expect(requests)
+        .mount(idp)
+        .await;
 }
 
 /// `GET /tasks` on the target API, sent with the `n`-th token [`Tokens`] issued.
@@ -340,7 +350,7 @@ impl TestApp {
 }
 
 /// [`interval_job`] for `GET url`, validated as the daemon would.
-pub fn job(name: &str, url: &str) -> caller_service::settings::Job {
+pub fn job(name: &str, url: &str) -> caller_service::job::Job {
     interval_job(name, url.into())
         .validate()
         .expect("valid job")

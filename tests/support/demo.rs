@@ -1,31 +1,50 @@
-//! The demo directory's identities (`entra-emulator/demo/directory.toml`) as the tests expect
-//! them. The secrets are demo-only and committed on purpose; the tests also use them to check that
-//! no log ever shows one.
+//! The demo directory's identities under the short names the tests use. Every value comes from
+//! `entra_emulator::demo`, which the emulator's build script generates from
+//! `entra-emulator/demo/directory.toml`: no ID or secret is written here. The secrets are
+//! demo-only and committed on purpose; the tests also use them to check that no log ever shows
+//! one.
 
-/// The tenant, the API's client ID (the audience of v2 tokens) and the `.default` scope callers
-/// ask for: as the launcher has them.
-pub use mesh::{API_CLIENT_ID, API_SCOPE as SCOPE, TENANT};
+use entra_emulator::demo::{ada, audit_api, cert_job, reader_job, stranger_job, tasks_api};
+use entra_emulator::demo::{tasks_cli, writer_job};
 use std::path::PathBuf;
 
-/// The API's application ID URI: the audience of v1 tokens.
-pub const API_APP_ID_URI: &str = "api://tasks-api";
+pub use entra_emulator::demo::{TENANT, TENANT_DOMAIN};
+
+/// tasks-api: its client ID (the audience of v2 tokens), application ID URI (of v1 tokens) and
+/// the `.default` scope callers ask for.
+pub const API_CLIENT_ID: &str = tasks_api::CLIENT_ID;
+pub const API_APP_ID_URI: &str = tasks_api::APP_ID_URI;
+pub const API_SCOPE: &str = tasks_api::SCOPE;
+pub const SCOPE: &str = API_SCOPE;
+
+/// audit-api: requires an app-role assignment.
+pub const AUDIT_SCOPE: &str = audit_api::SCOPE;
 
 /// reader-job: Tasks.Read.All, secret.
-pub const READER_ID: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
-pub const READER_SP: &str = "c3d4e5f6-a7b8-4c9d-8e0f-2a3b4c5d6e7f";
-pub const READER_SECRET: &str = "rdr8Q~demo.reader.secret.not-for-production";
+pub const READER_ID: &str = reader_job::CLIENT_ID;
+pub const READER_SP: &str = reader_job::SERVICE_PRINCIPAL_ID;
+pub const READER_SECRET: &str = reader_job::SECRET;
 
-/// writer-job: Tasks.ReadWrite.All, secret.
-pub const WRITER_ID: &str = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
-pub const WRITER_SP: &str = "d4e5f6a7-b8c9-4d0e-9f1a-3b4c5d6e7f8a";
-pub const WRITER_SECRET: &str = "wrt8Q~demo.writer.secret.not-for-production";
+/// writer-job: Tasks.ReadWrite.All, secret (and an expired one).
+pub const WRITER_ID: &str = writer_job::CLIENT_ID;
+pub const WRITER_SP: &str = writer_job::SERVICE_PRINCIPAL_ID;
+pub const WRITER_SECRET: &str = writer_job::SECRET;
+pub const WRITER_EXPIRED_SECRET: &str = writer_job::EXPIRED_SECRET;
 
 /// cert-job: Tasks.Read.All, certificate (`demo/certs/cert-job.{crt,key}`).
-pub const CERT_ID: &str = "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a";
+pub const CERT_ID: &str = cert_job::CLIENT_ID;
 
 /// stranger: no role, and not on the API's allow-list.
-pub const STRANGER_ID: &str = "3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b";
-pub const STRANGER_SECRET: &str = "str8Q~demo.stranger.secret.not-for-production";
+pub const STRANGER_ID: &str = stranger_job::CLIENT_ID;
+pub const STRANGER_SECRET: &str = stranger_job::SECRET;
+
+/// tasks-cli: the public client Ada signs in with (PKCE).
+pub const CLI_ID: &str = tasks_cli::CLIENT_ID;
+pub const CLI_REDIRECT: &str = tasks_cli::REDIRECT_URI;
+
+/// Ada, the demo user.
+pub const USER: &str = ada::USERNAME;
+pub const USER_OID: &str = ada::OBJECT_ID;
 
 /// `entra-emulator/demo/`: the directory file and the certificate caller's files.
 pub fn demo_dir() -> PathBuf {

@@ -15,6 +15,9 @@ pub mod caller;
 pub mod demo;
 pub mod emulator;
 
+/// The one clock the tests move, for every service (see `shared::clock`).
+pub use shared::clock::{Clock, ManualClock};
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! or role (RFC 6750 §3.1). The body is RFC 9457 problem+json with a stable machine-readable
 //! `reason` and the request id; it never echoes the token and never names internals.
 
-use crate::problem::{problem_response, problem_type};
+use crate::problem::{Problem, problem_response};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
@@ -193,7 +193,6 @@ impl Reason {
 pub struct AuthError {
     pub reason: Reason,
     pub required_roles: Vec<String>,
-    pub request_id: String,
     /// The calling application, when the token got far enough to say (for logs, not the body).
     pub client_app_id: Option<String>,
 }
@@ -203,7 +202,6 @@ impl AuthError {
         Self {
             reason,
             required_roles: Vec::new(),
-            request_id: String::new(),
             client_app_id: None,
         }
     }
@@ -218,11 +216,6 @@ impl AuthError {
             required_roles: required.iter().map(|r| (*r).to_owned()).collect(),
             ..Self::new(Reason::MissingRole)
         }
-    }
-
-    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
-        self.request_id = id.into();
-        self
     }
 
     /// RFC 6750 §3: no error code when no credentials were sent at all.
@@ -260,20 +253,6 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    reason: Reason,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    required_roles: &'a [String],
-    #[serde(skip_serializing_if = "str::is_empty")]
-    request_id: &'a str,
-}
-
 impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         self.reason.status()
@@ -281,19 +260,13 @@ impl ResponseError for AuthError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let request_id = if self.request_id.is_empty() {
-            crate::observe::current_request_id().unwrap_or_default()
-        } else {
-            self.request_id.clone()
-        };
         let problem = Problem {
-            kind: problem_type(self.reason.as_str()),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail: self.reason.detail(),
-            reason: self.reason,
-            required_roles: &self.required_roles,
-            request_id: &request_id,
+            required_roles: self.required_roles.clone(),
+            ..Problem::new(
+                status,
+                self.reason.as_str(),
+                self.reason.detail().to_owned(),
+            )
         };
         let mut response = problem_response(status, &problem);
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -350,8 +323,7 @@ mod tests {
 
     #[actix_web::test]
     async fn expired_is_401_invalid_token_with_a_reason() {
-        let (status, challenge, body) =
-            render(AuthError::new(Reason::Expired).with_request_id("req-1")).await;
+        let (status, challenge, body) = render(AuthError::new(Reason::Expired)).await;
         assert_eq!(status, 401);
         assert!(
             challenge.starts_with("Bearer error=\"invalid_token\""),
@@ -359,7 +331,9 @@ mod tests {
         );
         assert_eq!(body["reason"], "expired");
         assert_eq!(body["status"], 401);
-        assert_eq!(body["request_id"], "req-1");
+        // Outside a request there is no request id to quote; the suites check it is the
+        // response's X-Request-Id.
+        assert_eq!(body["request_id"], "");
         assert_eq!(body["type"], "urn:m2m-entra:problem:expired");
     }
 

@@ -18,22 +18,12 @@ use super::claims::TenantIssuers;
 use aws_lc_rs::digest;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
+use shared::clock::SharedClock;
+use shared::config::ConfigError;
 use shared::jwks::{self, Jwk, UrlPolicy};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-
-/// Seconds since the Unix epoch; injected so tests move time instead of sleeping.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
-    })
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +38,28 @@ pub struct KeySettings {
     /// How long the last good keys are used when fetching fails. Default 24 h; after that the API
     /// refuses every token (fails closed) rather than trusting keys that may have been revoked.
     pub max_stale_secs: i64,
+}
+
+impl KeySettings {
+    /// The `keys` section's rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.refresh_interval_secs < 60 {
+            return Err(ConfigError::key(
+                "keys.refresh_interval_secs",
+                "must be at least 60",
+            ));
+        }
+        if self.unknown_kid_refetch_secs < 10 {
+            return Err(ConfigError::key(
+                "keys.unknown_kid_refetch_secs",
+                "must be at least 10: it is what keeps an unknown-kid flood off the identity provider",
+            ));
+        }
+        if self.max_stale_secs <= 0 {
+            return Err(ConfigError::key("keys.max_stale_secs", "must be positive"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for KeySettings {
@@ -142,7 +154,7 @@ pub struct KeyStore {
     urls: UrlPolicy,
     tenants: Vec<String>,
     settings: KeySettings,
-    clock: Clock,
+    clock: SharedClock,
     /// The current snapshot. Readers clone the `Arc` under the read lock and drop the lock at
     /// once: lookups never wait on a fetch, and a fetch swaps in a whole new snapshot.
     current: RwLock<Option<Arc<Published>>>,
@@ -201,7 +213,7 @@ impl KeyStore {
         urls: UrlPolicy,
         tenants: Vec<String>,
         settings: KeySettings,
-        clock: Clock,
+        clock: SharedClock,
     ) -> Self {
         Self {
             http,
@@ -227,7 +239,7 @@ impl KeyStore {
         jwks: &[u8],
         issuers: HashMap<String, TenantIssuers>,
         settings: KeySettings,
-        clock: Clock,
+        clock: SharedClock,
     ) -> Result<Self, FetchError> {
         let document = |reason: String| FetchError::Document {
             url: "(in memory)".into(),
@@ -250,7 +262,7 @@ impl KeyStore {
             clock,
         );
         store.in_memory = true;
-        let fetched_at = (store.clock)();
+        let fetched_at = store.clock.unix();
         let tenants = issuers
             .into_iter()
             .map(|(tid, issuers)| {
@@ -319,7 +331,7 @@ impl KeyStore {
 
     /// The stale bound, as readiness says it.
     fn judge(&self, tenant: &TenantKeys) -> Readiness {
-        let now = (self.clock)();
+        let now = self.clock.unix();
         let age_secs = now - tenant.fetched_at;
         if !self.is_fresh(tenant, now) {
             Readiness::Stale { age_secs }
@@ -438,7 +450,7 @@ impl KeyStore {
                 v1: v1.issuer,
             },
             keys,
-            fetched_at: (self.clock)(),
+            fetched_at: self.clock.unix(),
         })
     }
 
@@ -465,7 +477,7 @@ impl KeyStore {
         if matches!(cached, Lookup::Found(_)) || self.in_memory {
             return cached;
         }
-        let now = (self.clock)();
+        let now = self.clock.unix();
         let limit = self.settings.unknown_kid_refetch_secs;
         if now - self.last_kid_fetch.load(Ordering::Acquire) < limit {
             // A rotation reaches many requests at once: the first one fetches, and the others
@@ -498,7 +510,7 @@ impl KeyStore {
         let Some(published) = self.snapshot() else {
             return Lookup::Unavailable;
         };
-        let now = (self.clock)();
+        let now = self.clock.unix();
         let mut any_fresh = false;
         let mut found: Vec<Arc<PublishedKey>> = Vec::new();
         for tenant in published.tenants.values().filter(|t| self.is_fresh(t, now)) {
@@ -549,11 +561,11 @@ pub(crate) mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
-    use std::sync::atomic::AtomicI64;
+    use shared::clock::ManualClock;
 
-    pub(crate) const TID: &str = "72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f";
-    pub(crate) const API: &str = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
-    pub(crate) const READER: &str = "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+    pub(crate) const TID: &str = entra_emulator::demo::TENANT;
+    pub(crate) const API: &str = entra_emulator::demo::tasks_api::CLIENT_ID;
+    pub(crate) const READER: &str = entra_emulator::demo::reader_job::CLIENT_ID;
     pub(crate) const NOW: i64 = 1_800_000_000;
 
     pub(crate) fn rsa_jwk(pair: &KeyPair, kid: &str) -> serde_json::Value {
@@ -573,11 +585,6 @@ pub(crate) mod tests {
                 v1: format!("https://sts.windows.net/{TID}/"),
             },
         )])
-    }
-
-    fn clock_at(now: &Arc<AtomicI64>) -> Clock {
-        let now = now.clone();
-        Arc::new(move || now.load(Ordering::SeqCst))
     }
 
     pub(crate) fn sign(pair: &KeyPair, kid: &str, claims: &serde_json::Value) -> String {
@@ -617,12 +624,12 @@ pub(crate) mod tests {
             {"kty": "RSA", "use": "enc", "kid": "encryption", "n": "AQAB", "e": "AQAB"},
             {"kty": "RSA", "use": "sig", "n": "AQAB", "e": "AQAB"},
         ]});
-        let now = Arc::new(AtomicI64::new(NOW));
+        let clock = Arc::new(ManualClock::at_unix(NOW));
         let store = KeyStore::from_jwks(
             jwks.to_string().as_bytes(),
             issuers(),
             KeySettings::default(),
-            clock_at(&now),
+            clock.clone(),
         )
         .expect("usable");
         let published = store.snapshot().expect("installed at once");
@@ -648,7 +655,7 @@ pub(crate) mod tests {
                 allowed_clients: vec![READER.to_owned()],
                 ..Default::default()
             },
-            clock_at(&now),
+            clock.clone(),
         );
         let claims = v2_app_claims();
         let token = sign(&pair, "good", &claims);
@@ -669,7 +676,7 @@ pub(crate) mod tests {
         assert_eq!(refused.reason, Reason::InvalidSignature);
 
         // The stale bound applies to keys given in memory too.
-        now.fetch_add(KeySettings::default().max_stale_secs + 1, Ordering::SeqCst);
+        clock.advance_secs(KeySettings::default().max_stale_secs + 1);
         assert!(matches!(
             validator.keys().lookup("good").await,
             Lookup::Unavailable
@@ -678,7 +685,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_jwks_without_a_usable_key_is_refused() {
-        let clock: Clock = Arc::new(|| NOW);
+        let clock: SharedClock = Arc::new(ManualClock::at_unix(NOW));
         for jwks in [
             r#"{"keys": []}"#,
             r#"{"keys": [{"kty": "RSA", "use": "sig", "kid": "k", "n": "!!", "e": "!!"}]}"#,

@@ -116,12 +116,6 @@ impl AppOnly {
         }
     }
 
-    /// Share outcome counters (e.g. with the metrics endpoint).
-    pub fn with_outcomes(mut self, outcomes: Arc<AuthOutcomes>) -> Self {
-        self.outcomes = outcomes;
-        self
-    }
-
     pub fn outcomes(&self) -> &Arc<AuthOutcomes> {
         &self.outcomes
     }

@@ -74,7 +74,7 @@ mod tests {
     use super::*;
     use crate::auth::keys::tests::READER;
 
-    const SP: &str = "c3d4e5f6-a7b8-4c9d-8e0f-2a3b4c5d6e7f";
+    const SP: &str = "a1000000-0000-4000-8000-000000000007";
 
     fn allowed() -> HashSet<String> {
         HashSet::from([READER.to_owned()])
@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn client_allow_list_and_public_clients() {
         let mut claims = app();
-        claims.azp = Some("3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b".into());
+        claims.azp = Some("a1000000-0000-4000-8000-000000000006".into());
         assert_eq!(reason(&claims), Some(Reason::ClientNotAllowed));
         let mut claims = app();
         claims.azpacr = Some("0".into());

@@ -213,7 +213,7 @@ pub async fn create(
         status: body.status.unwrap_or(Status::Open),
         external_id: check_external_id(body.external_id)?,
     };
-    let now = (state.clock)();
+    let now = state.clock.unix();
     let client = caller.client_app_id;
     let task = on_store(&state.store, move |s| s.create(new, &client, now)).await?;
     tracing::info!(task_id = %task.id, created_by = %task.created_by, "task created");
@@ -280,7 +280,7 @@ pub async fn update(
         status: body.status,
         expected_version: body.version,
     };
-    let now = (state.clock)();
+    let now = state.clock.unix();
     let client = caller.client_app_id;
     let task = on_store(&state.store, move |s| s.update(&id, change, &client, now)).await?;
     tracing::info!(task_id = %task.id, updated_by = %task.updated_by, version = task.version, "task changed");

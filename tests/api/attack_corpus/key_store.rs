@@ -87,7 +87,7 @@ async fn serve_jwks(
 /// A wiremock identity provider for the demo tenant and [`TENANT_2`], each with its own JWKS, and
 /// the API accepting both.
 async fn two_tenants(
-    clock: &TestClock,
+    clock: &Arc<ManualClock>,
     jwks_1: (ResponseTemplate, ResponseTemplate),
     jwks_2: ResponseTemplate,
 ) -> (MockServer, TestApi) {
@@ -133,7 +133,7 @@ fn flood(key: &TestKey, count: usize) -> ResponseTemplate {
 /// One tenant's empty answer after a good one, with a second tenant configured: the tenant keeps
 /// its last good keys (judged on its own), its tokens still verify.
 async fn empty_answer_of_one_of_two_tenants() -> Scenario {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let (k1, k2) = (TestKey::generate("t1-key"), TestKey::generate("t2-key"));
     let (_idp, api) = two_tenants(
         &clock,
@@ -146,7 +146,7 @@ async fn empty_answer_of_one_of_two_tenants() -> Scenario {
     .await;
     // The refresh fails for tenant 1 (its answer is the attack); the row is what happens next.
     let _ = api.validator.keys().refresh().await;
-    let token = token_for(&k1, clock.now(), TENANT);
+    let token = token_for(&k1, clock.unix(), TENANT);
     Scenario {
         name: "one tenant's empty JWKS",
         attack: "with two tenants configured, tenant 1's JWKS answers {\"keys\": []} after a good answer; then a valid tenant-1 token",
@@ -160,7 +160,7 @@ async fn empty_answer_of_one_of_two_tenants() -> Scenario {
 /// A key that only tenant 1 publishes, without an `issuer` member, signing a token that claims
 /// tenant 2.
 async fn key_of_one_tenant_vouching_for_another() -> Scenario {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let mut no_issuer = TestKey::generate("t1-only");
     no_issuer
         .jwk
@@ -175,7 +175,7 @@ async fn key_of_one_tenant_vouching_for_another() -> Scenario {
         TestIdp::publishing(&[&k2]),
     )
     .await;
-    let token = token_for(&no_issuer, clock.now(), TENANT_2);
+    let token = token_for(&no_issuer, clock.unix(), TENANT_2);
     Scenario {
         name: "a tenant's key without issuer, for another tenant",
         attack: "a key published only in tenant 1's JWKS, without an issuer member, signs a token claiming tenant 2 (its iss and tid)",
@@ -188,7 +188,7 @@ async fn key_of_one_tenant_vouching_for_another() -> Scenario {
 
 /// Discovery over HTTPS naming a plain-HTTP `jwks_uri`: the keys there must never be fetched.
 async fn clear_text_jwks_uri() -> Scenario {
-    let clock = TestClock::new();
+    let clock = test_clock();
     let key = TestKey::generate("served-in-clear");
     let idp = MockServer::start().await;
     let dir = TempDir::new("https-front");
@@ -209,7 +209,7 @@ async fn clear_text_jwks_uri() -> Scenario {
         },
     )
     .await;
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     let observed = whoami(&api, &token).await;
     let fetched = idp
         .received_requests()
@@ -243,11 +243,11 @@ async fn oversized_jwks(count: usize) -> Scenario {
         flood(&key, count),
     )
     .await;
-    let clock = TestClock::new();
+    let clock = test_clock();
     let api = spawn_api(&idp, &clock).await;
     // The refresh fails (its answer is the attack); the row is what happens next.
     let _ = api.validator.keys().refresh().await;
-    let token = key.mint(clock.now(), |_| {});
+    let token = key.mint(clock.unix(), |_| {});
     let (name, attack) = match count {
         60_001 => (
             "JWKS of 60,001 keys, 29 MB",

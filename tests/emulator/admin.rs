@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn kids(emu: &TestEmulator) -> Vec<String> {
+async fn kids(emu: &Emulator) -> Vec<String> {
     let (_, jwks) = emu
         .get_json(&format!("/{TENANT}/discovery/v2.0/keys"))
         .await;
@@ -17,7 +17,7 @@ async fn kids(emu: &TestEmulator) -> Vec<String> {
         .collect()
 }
 
-async fn token_kid(emu: &TestEmulator) -> String {
+async fn token_kid(emu: &Emulator) -> String {
     let body = emu.secret_token(READER_ID, READER_SECRET, API_SCOPE).await;
     decode_parts(body["access_token"].as_str().expect("token")).0["kid"]
         .as_str()
@@ -25,8 +25,8 @@ async fn token_kid(emu: &TestEmulator) -> String {
         .to_owned()
 }
 
-async fn admin_post(emu: &TestEmulator, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = emu.client.post(format!("{}{path}", emu.http_url));
+async fn admin_post(emu: &Emulator, path: &str, body: Option<Value>) -> reqwest::Response {
+    let mut request = emu.http.post(format!("{}{path}", emu.http_url));
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -34,7 +34,7 @@ async fn admin_post(emu: &TestEmulator, path: &str, body: Option<Value>) -> reqw
 }
 
 /// Injects `fault` through the admin API, which accepts it.
-async fn inject(emu: &TestEmulator, fault: Value) {
+async fn inject(emu: &Emulator, fault: Value) {
     assert_eq!(
         admin_post(emu, "/admin/faults", Some(fault)).await.status(),
         201
@@ -90,7 +90,7 @@ async fn rotation_publishes_then_signs_then_retires() {
 
 #[tokio::test]
 async fn keys_and_ca_survive_a_restart() {
-    let data_dir = Arc::new(TempDir::new());
+    let data_dir = Arc::new(TempDir::new("emulator"));
     let first = spawn_in(data_dir.clone(), |_| {}).await;
     assert_eq!(
         admin_post(&first, "/admin/keys/rotate", None)
@@ -105,7 +105,7 @@ async fn keys_and_ca_survive_a_restart() {
         "two initial keys and the rotated-in one"
     );
     let token_kid_before = token_kid(&first).await;
-    let ca_before = std::fs::read(&first.ca_path).expect("ca");
+    let ca_before = std::fs::read(&first.ca).expect("ca");
     first.handle.stop(true).await;
     drop(first);
 
@@ -113,7 +113,7 @@ async fn keys_and_ca_survive_a_restart() {
     assert_eq!(kids(&second).await, kids_before);
     assert_eq!(token_kid(&second).await, token_kid_before);
     assert_eq!(
-        std::fs::read(&second.ca_path).expect("ca"),
+        std::fs::read(&second.ca).expect("ca"),
         ca_before,
         "clients keep trusting the same CA"
     );
@@ -144,12 +144,13 @@ async fn throttling_for_n_requests_then_recovery() {
 
 #[tokio::test]
 async fn unavailable_for_n_seconds_then_recovery() {
-    let emu = spawn_emulator().await;
+    let clock = Arc::new(ManualClock::at_system_time());
+    let emu = spawn_on(Arc::new(TempDir::new("emulator")), clock.clone(), |_| {}).await;
     let fault = serde_json::json!({"target": "token", "kind": "unavailable", "seconds": 30});
     inject(&emu, fault).await;
     let response = emu.post_secret(READER_ID, READER_SECRET, API_SCOPE).await;
     assert_aadsts(response, 503, "temporarily_unavailable", 90033).await;
-    emu.clock.advance(31);
+    clock.advance_secs(31);
     emu.secret_token(READER_ID, READER_SECRET, API_SCOPE).await;
 }
 
@@ -159,7 +160,7 @@ async fn jwks_fault_and_clearing_faults() {
     let fault = serde_json::json!({"target": "jwks", "kind": "unavailable", "seconds": 600});
     inject(&emu, fault).await;
     let response = emu
-        .client
+        .http
         .get(format!("{}/{TENANT}/discovery/v2.0/keys", emu.http_url))
         .send()
         .await
@@ -167,7 +168,7 @@ async fn jwks_fault_and_clearing_faults() {
     assert_eq!(response.status(), 503);
     emu.secret_token(READER_ID, READER_SECRET, API_SCOPE).await;
     let cleared = emu
-        .client
+        .http
         .delete(format!("{}/admin/faults", emu.http_url))
         .send()
         .await
@@ -183,7 +184,7 @@ async fn hanging_token_endpoint_makes_clients_time_out() {
         serde_json::json!({"target": "token", "kind": "hang", "hang_secs": 30, "requests": 1});
     inject(&emu, fault).await;
     let err = emu
-        .client
+        .http
         .post(emu.token_url())
         .timeout(Duration::from_millis(300))
         .form(&[("grant_type", "client_credentials")])

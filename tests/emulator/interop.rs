@@ -12,14 +12,14 @@ use azure_identity::{
 use shared::assertion::{AssertionAlgorithm, CertificateAssertion};
 use std::sync::Arc;
 
-fn client_options(emu: &TestEmulator) -> ClientOptions {
+fn client_options(emu: &Emulator) -> ClientOptions {
     let http = shared::http::build_client(&shared::http::HttpClientSettings {
-        extra_ca_file: Some(emu.ca_path.clone()),
+        extra_ca_file: Some(emu.ca.clone()),
         ..Default::default()
     })
     .expect("client");
     let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = emu.https_url.clone();
+    cloud.authority_host = emu.url.clone();
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http))),
         cloud: Some(Arc::new(CloudConfiguration::from(cloud))),
@@ -27,11 +27,7 @@ fn client_options(emu: &TestEmulator) -> ClientOptions {
     }
 }
 
-fn secret_credential(
-    emu: &TestEmulator,
-    client_id: &str,
-    secret: &str,
-) -> Arc<ClientSecretCredential> {
+fn secret_credential(emu: &Emulator, client_id: &str, secret: &str) -> Arc<ClientSecretCredential> {
     ClientSecretCredential::new(
         TENANT,
         client_id.to_owned(),
@@ -56,7 +52,7 @@ async fn client_secret_credential_gets_the_directorys_claims() {
     assert_eq!(claims["azp"], WRITER_ID);
     assert_eq!(claims["azpacr"], "1");
     assert_eq!(claims["roles"], serde_json::json!(["Tasks.ReadWrite.All"]));
-    assert_eq!(claims["iss"], format!("{}/{TENANT}/v2.0", emu.https_url));
+    assert_eq!(claims["iss"], format!("{}/{TENANT}/v2.0", emu.url));
     let remaining = token.expires_on.unix_timestamp() - emu.now();
     assert!((3500..=5400).contains(&remaining), "{remaining}");
 }

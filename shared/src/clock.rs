@@ -1,7 +1,11 @@
-//! Time as the token manager and the scheduler see it. Everything that waits (refresh timers,
-//! retry backoff, acquisition timeouts, job schedules) waits on a [`Clock`] with an *absolute*
-//! deadline, so tests drive a [`ManualClock`] and never sleep, and a deadline computed before a
-//! test advances the clock cannot be pushed back by the advance.
+//! Time as every service of the mesh sees it: the API (token expiry, the keys' stale bound, task
+//! timestamps), the emulator (what it stamps into tokens, secret and code expiry) and the caller
+//! (refresh timers, retry backoff, job schedules). One [`Clock`] for all, so the mesh holds one
+//! clock and the tests one [`ManualClock`] that moves every service at once.
+//!
+//! Everything that waits does so on the clock with an *absolute* deadline, so tests drive a
+//! [`ManualClock`] and never sleep, and a deadline computed before a test advances the clock
+//! cannot be pushed back by the advance.
 //!
 //! Why not `tokio::time::pause()`: the token manager talks to a real (loopback) HTTP server in the
 //! integration tests, and a paused runtime auto-advances its clock whenever it is idle waiting for
@@ -10,6 +14,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -20,6 +25,18 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> OffsetDateTime;
     /// Completes once `now() >= deadline`.
     fn sleep_until(&self, deadline: OffsetDateTime) -> Sleep;
+    /// Whole seconds since the Unix epoch: the unit of JWT times (`exp`, `nbf`, `iat`).
+    fn unix(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+}
+
+/// The clock a service is built with, shared by its parts.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The wall clock, shared.
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
 }
 
 /// The wall clock, with tokio timers for waiting.
@@ -52,8 +69,25 @@ impl ManualClock {
         }
     }
 
+    /// Starting at `unix` seconds since the epoch (out-of-range values start at the epoch).
+    pub fn at_unix(unix: i64) -> Self {
+        Self::new(OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+    }
+
+    /// Starting at the wall clock's time now (whole seconds): for tests that meet a component
+    /// stamping with the real time.
+    pub fn at_system_time() -> Self {
+        Self::at_unix(OffsetDateTime::now_utc().unix_timestamp())
+    }
+
     pub fn advance(&self, by: Duration) {
         self.now.send_modify(|now| *now += by);
+    }
+
+    /// Moves time by `seconds`, backwards too (a host clock stepped back).
+    pub fn advance_secs(&self, seconds: i64) {
+        self.now
+            .send_modify(|now| *now += time::Duration::seconds(seconds));
     }
 
     /// How many `sleep_until` futures exist (each watches the clock): lets a test wait until a
@@ -120,6 +154,17 @@ mod tests {
         assert!(poll_once(&mut sleep).is_pending());
         clock.advance(Duration::from_secs(1));
         assert!(poll_once(&mut sleep).is_ready());
+    }
+
+    #[test]
+    fn unix_seconds_and_moves_both_ways() {
+        let clock = ManualClock::at_unix(1_800_000_000);
+        assert_eq!(clock.unix(), 1_800_000_000);
+        clock.advance_secs(-30);
+        assert_eq!(clock.unix(), 1_799_999_970);
+        clock.advance(Duration::from_millis(1500));
+        assert_eq!(clock.unix(), 1_799_999_971);
+        assert!((SystemClock.unix() - OffsetDateTime::now_utc().unix_timestamp()).abs() <= 1);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! keeps compiling with the crate. Inputs: `fuzz/seeds/token_form/` and
 //! `fuzz/regressions/token_form/`; see `fuzz/README.md`.
 
-#[path = "../../../fuzz/src/token_form.rs"]
+#[path = "../../fuzz/src/token_form.rs"]
 mod token_form;
 
 use actix_web::http::StatusCode;
@@ -13,7 +13,7 @@ use std::path::Path;
 #[test]
 fn token_form_inputs_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let harness = token_form::Harness::new(&root.join("demo/directory.toml"));
+    let harness = token_form::Harness::new(&mesh_tests::demo::demo_dir().join("directory.toml"));
     let mut inputs = Vec::new();
     for dir in ["seeds", "regressions"] {
         let Ok(entries) = std::fs::read_dir(root.join("../fuzz").join(dir).join("token_form"))

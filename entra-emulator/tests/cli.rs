@@ -1,7 +1,11 @@
 //! The binary: `token`, `check`, and one-line errors for bad configuration.
 
-use crate::helpers::*;
+use mesh_tests::ManualClock;
+use mesh_tests::TempDir;
+use mesh_tests::demo::*;
+use mesh_tests::emulator::{decode_parts, spawn_emulator_with};
 use std::process::Command;
+use std::sync::Arc;
 
 /// `token` for reader-job, printing only the token.
 const READER_RAW_TOKEN: [&str; 6] = [
@@ -24,7 +28,7 @@ fn emulator(data_dir: &TempDir) -> Command {
 
 #[test]
 fn token_prints_a_token_for_a_configured_client() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir)
         .args(READER_RAW_TOKEN)
         .output()
@@ -42,7 +46,7 @@ fn token_prints_a_token_for_a_configured_client() {
 
 #[test]
 fn token_applies_the_same_grant_rules_as_the_endpoint() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir)
         .args(["token", "--client", "stranger-job", "--scope", AUDIT_SCOPE])
         .output()
@@ -59,7 +63,7 @@ fn token_applies_the_same_grant_rules_as_the_endpoint() {
 
 #[test]
 fn bad_configuration_exits_with_one_line_naming_the_key() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir)
         .env("EMULATOR__TOKENS__LIFETIME_MIN_SECS", "5")
         .arg("check")
@@ -81,7 +85,7 @@ fn bad_configuration_exits_with_one_line_naming_the_key() {
 
 #[test]
 fn check_reports_the_directory() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir).arg("check").output().expect("runs");
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("contoso.onmicrosoft.com"));
@@ -90,7 +94,7 @@ fn check_reports_the_directory() {
 /// Lists can be given by environment, comma-separated, as compose does for the container's names.
 #[test]
 fn tls_names_can_be_given_by_environment() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir)
         .env("EMULATOR__SERVER__TLS_NAMES", "emulator,localhost")
         .arg("check")
@@ -102,10 +106,11 @@ fn tls_names_can_be_given_by_environment() {
 
 #[tokio::test]
 async fn rotate_keys_goes_through_the_running_emulators_admin_api() {
-    let emu = spawn_emulator().await;
-    let (ca, url) = (emu.ca_path.clone(), emu.https_url.clone());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let emu = spawn_emulator_with(clock, |s| s.admin.enabled = true).await;
+    let (ca, url) = (emu.ca.clone(), emu.url.clone());
     let output = tokio::task::spawn_blocking(move || {
-        let scratch = TempDir::new();
+        let scratch = TempDir::new("emulator-cli");
         emulator(&scratch)
             .env("EMULATOR__SERVER__CA_CERT_OUT", &ca)
             .args(["rotate-keys", "--url", &url, "--retire-inactive"])
@@ -147,7 +152,7 @@ async fn rotate_keys_goes_through_the_running_emulators_admin_api() {
 
 #[test]
 fn rotate_keys_without_a_reachable_emulator_says_so() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir)
         .env(
             "EMULATOR__SERVER__CA_CERT_OUT",
@@ -166,7 +171,7 @@ fn rotate_keys_without_a_reachable_emulator_says_so() {
 
 #[test]
 fn logs_are_json_lines_when_asked_and_rust_log_filters_them() {
-    let data_dir = TempDir::new();
+    let data_dir = TempDir::new("emulator-cli");
     let output = emulator(&data_dir)
         .env("EMULATOR__LOG__FORMAT", "json")
         .args(READER_RAW_TOKEN)
@@ -184,7 +189,7 @@ fn logs_are_json_lines_when_asked_and_rust_log_filters_them() {
         "the token never reaches the log"
     );
 
-    let quiet_dir = TempDir::new();
+    let quiet_dir = TempDir::new("emulator-cli");
     let output = emulator(&quiet_dir)
         .env("RUST_LOG", "warn")
         .args(READER_RAW_TOKEN)

@@ -1,10 +1,38 @@
-//! When a job runs: a cron expression with seconds (the `cron` crate: `sec min hour dom month dow
-//! [year]`, UTC) or a fixed interval with optional random delay per run.
+//! A job as the daemon runs it: what it calls ([`Job`], validated from its `[[jobs]]` settings by
+//! `JobSettings::validate`) and when ([`Schedule`]: a cron expression with seconds, the `cron`
+//! crate's `sec min hour dom month dow [year]`, UTC, or a fixed interval with an optional random
+//! delay per run). The loops that wait for each run are in `scheduler`; the run itself, in
+//! `runner`.
 
+use crate::settings::OverlapPolicy;
 use rand::Rng;
 use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// A validated job, ready to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub schedule: Schedule,
+    pub method: reqwest::Method,
+    pub url: url::Url,
+    pub body: Option<serde_json::Value>,
+    pub scope: String,
+    pub timeout: Duration,
+    pub success_status: Vec<u16>,
+    pub overlap: OverlapPolicy,
+}
+
+impl Job {
+    pub fn is_success(&self, status: u16) -> bool {
+        if self.success_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.success_status.contains(&status)
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub enum Schedule {

@@ -1,8 +1,8 @@
 //! Running one job: token, call, outcome. A 401 `invalid_token` from the API drops the token once
 //! (rate-limited by the token manager) and the call is retried once with a fresh one.
 
+use crate::job::Job;
 use crate::metrics::Metrics;
-use crate::settings::Job;
 use crate::token_manager::{CachedToken, TokenManager};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,6 +2,7 @@
 
 use crate::helpers::*;
 use serde_json::Value;
+use std::sync::Arc;
 
 const VERIFIER: &str = "x-verifier-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFG";
 
@@ -16,8 +17,8 @@ fn overridden<'a>(
     defaults
 }
 
-async fn get_authorize(emu: &TestEmulator, query: &[(&str, &str)]) -> reqwest::Response {
-    emu.client
+async fn get_authorize(emu: &Emulator, query: &[(&str, &str)]) -> reqwest::Response {
+    emu.http
         .get(format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.http_url))
         .query(query)
         .send()
@@ -25,7 +26,7 @@ async fn get_authorize(emu: &TestEmulator, query: &[(&str, &str)]) -> reqwest::R
         .expect("answers")
 }
 
-async fn authorize(emu: &TestEmulator, extra: &[(&str, &str)]) -> reqwest::Response {
+async fn authorize(emu: &Emulator, extra: &[(&str, &str)]) -> reqwest::Response {
     let challenge = entra_emulator::codes::s256(VERIFIER);
     let defaults = vec![
         ("client_id", CLI_ID),
@@ -55,12 +56,12 @@ fn redirect_params(response: &reqwest::Response) -> std::collections::HashMap<St
 }
 
 /// A code for the demo user, signed in by `login_hint` on the default request.
-async fn user_code(emu: &TestEmulator) -> String {
+async fn user_code(emu: &Emulator) -> String {
     redirect_params(&authorize(emu, &[("login_hint", USER)]).await)["code"].clone()
 }
 
 /// Redeems `code` as the CLI client with `VERIFIER`, but for the parameters `extra` gives.
-async fn redeem_with(emu: &TestEmulator, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+async fn redeem_with(emu: &Emulator, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
     let defaults = vec![
         ("grant_type", "authorization_code"),
         ("client_id", CLI_ID),
@@ -71,7 +72,7 @@ async fn redeem_with(emu: &TestEmulator, code: &str, extra: &[(&str, &str)]) -> 
     emu.post_token(&overridden(defaults, extra)).await
 }
 
-async fn redeem(emu: &TestEmulator, code: &str, verifier: &str) -> reqwest::Response {
+async fn redeem(emu: &Emulator, code: &str, verifier: &str) -> reqwest::Response {
     redeem_with(emu, code, &[("code_verifier", verifier)]).await
 }
 
@@ -144,9 +145,10 @@ async fn a_wrong_verifier_is_501481_and_burns_the_code() {
 
 #[tokio::test]
 async fn a_code_expires_after_its_lifetime() {
-    let emu = spawn_emulator().await;
+    let clock = Arc::new(ManualClock::at_system_time());
+    let emu = spawn_on(Arc::new(TempDir::new("emulator")), clock.clone(), |_| {}).await;
     let code = user_code(&emu).await;
-    emu.clock.advance(601);
+    clock.advance_secs(601);
     assert_aadsts(
         redeem(&emu, &code, VERIFIER).await,
         400,
@@ -265,7 +267,7 @@ async fn client_info_is_answered_when_msal_asks_for_it() {
 
 #[tokio::test]
 async fn a_bare_permission_for_a_registered_graph_is_refused_not_a_crash() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("emulator");
     let directory = write_directory(
         &dir,
         &format!(

@@ -9,10 +9,10 @@ async fn v2_discovery_by_guid_and_domain() {
     let emu = spawn_emulator().await;
     for tenant in [TENANT, TENANT_DOMAIN] {
         let response = emu
-            .client
+            .http
             .get(format!(
                 "{}/{tenant}/v2.0/.well-known/openid-configuration",
-                emu.https_url
+                emu.url
             ))
             .send()
             .await
@@ -23,18 +23,18 @@ async fn v2_discovery_by_guid_and_domain() {
             "max-age=86400, private"
         );
         let doc: serde_json::Value = response.json().await.expect("json");
-        assert_eq!(doc["issuer"], format!("{}/{TENANT}/v2.0", emu.https_url));
+        assert_eq!(doc["issuer"], format!("{}/{TENANT}/v2.0", emu.url));
         assert_eq!(
             doc["token_endpoint"],
-            format!("{}/{TENANT}/oauth2/v2.0/token", emu.https_url)
+            format!("{}/{TENANT}/oauth2/v2.0/token", emu.url)
         );
         assert_eq!(
             doc["jwks_uri"],
-            format!("{}/{TENANT}/discovery/v2.0/keys", emu.https_url)
+            format!("{}/{TENANT}/discovery/v2.0/keys", emu.url)
         );
         assert_eq!(
             doc["authorization_endpoint"],
-            format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.https_url)
+            format!("{}/{TENANT}/oauth2/v2.0/authorize", emu.url)
         );
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
@@ -58,26 +58,23 @@ async fn v1_and_common_discovery() {
         .get_json(&format!("/{TENANT}/.well-known/openid-configuration"))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(v1["issuer"], format!("{}/{TENANT}/", emu.https_url));
+    assert_eq!(v1["issuer"], format!("{}/{TENANT}/", emu.url));
     assert_eq!(
         v1["jwks_uri"],
-        format!("{}/{TENANT}/discovery/keys", emu.https_url)
+        format!("{}/{TENANT}/discovery/keys", emu.url)
     );
     let (status, common) = emu
         .get_json("/common/v2.0/.well-known/openid-configuration")
         .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        common["issuer"],
-        format!("{}/{{tenantid}}/v2.0", emu.https_url)
-    );
+    assert_eq!(common["issuer"], format!("{}/{{tenantid}}/v2.0", emu.url));
 }
 
 #[tokio::test]
 async fn unknown_tenant_discovery_is_90002() {
     let emu = spawn_emulator().await;
     let response = emu
-        .client
+        .http
         .get(format!(
             "{}/not-a-tenant.example/v2.0/.well-known/openid-configuration",
             emu.http_url
@@ -103,7 +100,7 @@ async fn jwks_publishes_two_keys_with_entras_members() {
         assert_eq!(key["e"], "AQAB");
         assert!(key.get("alg").is_none(), "Entra publishes no alg member");
         assert_eq!(key["kid"], key["x5t"]);
-        assert_eq!(key["issuer"], format!("{}/{TENANT}/v2.0", emu.https_url));
+        assert_eq!(key["issuer"], format!("{}/{TENANT}/v2.0", emu.url));
         let cert = STANDARD
             .decode(key["x5c"][0].as_str().expect("x5c"))
             .expect("base64 DER");
@@ -133,8 +130,8 @@ async fn instance_discovery_answers_msal_for_python() {
     let emu = spawn_emulator().await;
     // What MSAL for Python sends: api-version 1.0 and the authority's host without its port.
     let response = emu
-        .client
-        .get(format!("{}/common/discovery/instance", emu.https_url))
+        .http
+        .get(format!("{}/common/discovery/instance", emu.url))
         .query(&[
             ("api-version", "1.0"),
             (
@@ -149,16 +146,13 @@ async fn instance_discovery_answers_msal_for_python() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(
         body["tenant_discovery_endpoint"],
-        format!(
-            "{}/{TENANT}/v2.0/.well-known/openid-configuration",
-            emu.https_url
-        )
+        format!("{}/{TENANT}/v2.0/.well-known/openid-configuration", emu.url)
     );
-    let network = emu.https_url.trim_start_matches("https://");
+    let network = emu.url.trim_start_matches("https://");
     assert_eq!(body["metadata"][0]["preferred_network"], network);
 
     let foreign = emu
-        .client
+        .http
         .get(format!("{}/common/discovery/instance", emu.http_url))
         .query(&[
             ("api-version", "1.1"),

@@ -126,7 +126,7 @@ async fn unknown_tenant_is_90002() {
     assert_aadsts(response, 400, "invalid_tenant", 90002).await;
 }
 
-async fn post_assertion(emu: &TestEmulator, assertion: &str) -> reqwest::Response {
+async fn post_assertion(emu: &Emulator, assertion: &str) -> reqwest::Response {
     emu.post_token(&[
         CC,
         ("client_id", CERT_ID),
@@ -146,7 +146,7 @@ fn rsa_key() -> rcgen::KeyPair {
 
 /// An assertion for cert-job, signed now by `key_pem` and naming `certificate_pem`.
 fn signed_as_cert_job(
-    emu: &TestEmulator,
+    emu: &Emulator,
     certificate_pem: &[u8],
     key_pem: &[u8],
     algorithm: AssertionAlgorithm,
@@ -265,8 +265,8 @@ async fn public_client_presenting_a_secret_is_700025() {
 }
 
 /// Posts `body` as it is, labelled as a form.
-async fn post_body(emu: &TestEmulator, body: impl Into<reqwest::Body>) -> reqwest::Response {
-    emu.client
+async fn post_body(emu: &Emulator, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    emu.http
         .post(emu.token_url())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
@@ -328,7 +328,7 @@ async fn correlation_id_echoes_client_request_id() {
     let emu = spawn_emulator().await;
     let correlation = "0f0e0d0c-0b0a-4909-8807-060504030201";
     let response = emu
-        .client
+        .http
         .post(emu.token_url())
         .header("client-request-id", correlation)
         .form(&[
@@ -345,7 +345,7 @@ async fn correlation_id_echoes_client_request_id() {
     assert_eq!(body["correlation_id"], correlation);
 }
 
-fn assertion_claims(emu: &TestEmulator) -> serde_json::Value {
+fn assertion_claims(emu: &Emulator) -> serde_json::Value {
     serde_json::json!({
         "aud": emu.assertion_audience(), "iss": CERT_ID, "sub": CERT_ID,
         "jti": uuid::Uuid::new_v4().to_string(), "iat": emu.now(), "exp": emu.now() + 600,
@@ -411,7 +411,7 @@ async fn assertion_with_absurd_times_is_refused_not_a_crash() {
 
 #[tokio::test]
 async fn an_expired_certificate_credential_is_700027() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("emulator");
     let key = rsa_key();
     let mut params =
         rcgen::CertificateParams::new(vec!["expired-job".to_string()]).expect("params");

@@ -1,9 +1,10 @@
 //! Invalid directory files are refused with the file, the entry and the reason.
 
 use entra_emulator::directory::Directory;
+use mesh_tests::demo::demo_dir;
 use std::path::Path;
 
-const TENANT: &str = "[[tenants]]\nid = \"72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f\"\ndomain = \"contoso.onmicrosoft.com\"\n";
+const TENANT: &str = "[[tenants]]\nid = \"a1000000-0000-4000-8000-000000000001\"\ndomain = \"contoso.onmicrosoft.com\"\n";
 
 fn app(name: &str, client_id: &str, extra: &str) -> String {
     format!(
@@ -25,7 +26,7 @@ fn refused(text: &str) -> String {
 
 #[test]
 fn the_demo_directory_loads() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/directory.toml");
+    let path = demo_dir().join("directory.toml");
     let directory = Directory::load(&path).expect("demo directory is valid");
     let tenant = directory
         .tenant("contoso.onmicrosoft.com")
@@ -49,10 +50,10 @@ fn an_undeclared_role_is_refused() {
         "{TENANT}{}{}[[tenants.role_assignments]]\nclient = \"job\"\nresource = \"api\"\nroles = [\"Nope.All\"]\n",
         app(
             "api",
-            "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "a1000000-0000-4000-8000-000000000002",
             "app_roles = [\"Tasks.Read.All\"]"
         ),
-        app("job", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", ""),
+        app("job", "a1000000-0000-4000-8000-000000000003", ""),
     );
     let message = refused(&text);
     assert!(
@@ -63,7 +64,7 @@ fn an_undeclared_role_is_refused() {
 
 #[test]
 fn duplicate_client_ids_are_refused() {
-    let id = "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b";
+    let id = "a1000000-0000-4000-8000-000000000002";
     let message = refused(&format!("{TENANT}{}{}", app("a", id, ""), app("b", id, "")));
     assert!(message.contains("applications[1] (b)"), "{message}");
 }
@@ -74,7 +75,7 @@ fn unknown_fields_and_bad_syntax_are_refused() {
         "{TENANT}{}",
         app(
             "a",
-            "6e1f4a8b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "a1000000-0000-4000-8000-000000000002",
             "colour = \"red\""
         )
     ));
@@ -87,7 +88,7 @@ fn unknown_fields_and_bad_syntax_are_refused() {
 fn a_missing_certificate_file_is_named() {
     let message = refused(&format!(
         "{TENANT}{}[[tenants.applications.certificates]]\npath = \"certs/missing.crt\"\n",
-        app("cert", "2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a", "")
+        app("cert", "a1000000-0000-4000-8000-000000000005", "")
     ));
     assert!(
         message.contains("certificates[0] (/etc/emulator/certs/missing.crt): cannot read"),
@@ -99,7 +100,7 @@ fn a_missing_certificate_file_is_named() {
 fn an_invalid_secret_expiry_is_refused() {
     let message = refused(&format!(
         "{TENANT}{}[[tenants.applications.client_secrets]]\nvalue = \"0123456789abcdefghij\"\nexpires = \"next tuesday\"\n",
-        app("job", "0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", "")
+        app("job", "a1000000-0000-4000-8000-000000000003", "")
     ));
     assert!(
         message.contains("client_secrets[0]: expires: not an RFC 3339 time"),

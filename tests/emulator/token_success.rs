@@ -5,7 +5,7 @@ use crate::helpers::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
-async fn verify_with_jwks(emu: &TestEmulator, token: &str, audience: &str, issuer: &str) -> Value {
+async fn verify_with_jwks(emu: &Emulator, token: &str, audience: &str, issuer: &str) -> Value {
     let (header, _) = decode_parts(token);
     let (_, jwks) = emu
         .get_json(&format!("/{TENANT}/discovery/v2.0/keys"))
@@ -62,7 +62,7 @@ async fn v2_app_token_has_entras_shape_and_verifies() {
     assert_eq!(header["typ"], "JWT");
     assert_eq!(header["alg"], "RS256");
     assert!(header.get("x5t").is_none(), "v2 tokens carry kid only");
-    let issuer = format!("{}/{TENANT}/v2.0", emu.https_url);
+    let issuer = format!("{}/{TENANT}/v2.0", emu.url);
     let claims = verify_with_jwks(&emu, token, API_CLIENT_ID, &issuer).await;
     assert_eq!(
         claims["aud"], API_CLIENT_ID,
@@ -97,7 +97,7 @@ async fn v2_app_token_has_entras_shape_and_verifies() {
 async fn http_basic_and_guid_scope_and_oidc_extras_work() {
     let emu = spawn_emulator().await;
     let response = emu
-        .client
+        .http
         .post(emu.token_url())
         .basic_auth(WRITER_ID, Some(WRITER_SECRET))
         .form(&[
@@ -157,7 +157,7 @@ async fn v1_resource_gets_a_v1_token_from_the_v2_endpoint() {
         claims["aud"], "api://audit-api",
         "v1 aud is the resource as requested"
     );
-    assert_eq!(claims["iss"], format!("{}/{TENANT}/", emu.https_url));
+    assert_eq!(claims["iss"], format!("{}/{TENANT}/", emu.url));
     assert_eq!(claims["appid"], READER_ID);
     assert_eq!(claims["appidacr"], "1");
     assert!(claims.get("azp").is_none());

@@ -1,0 +1,13 @@
+//! The emulator's suite: the emulator spawned for real on port 0, exercised over HTTP(S) as
+//! clients see it (discovery, token and authorize endpoints, AADSTS errors, admin API, the Azure
+//! SDK for Rust against it, the fuzz regression inputs).
+
+mod admin;
+mod authorize;
+mod directory;
+mod discovery;
+mod fuzz_regressions;
+mod helpers;
+mod interop;
+mod token_errors;
+mod token_success;
