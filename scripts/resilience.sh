@@ -67,7 +67,7 @@ step e2e-faults cargo test --locked -p mesh-tests --test e2e -- --nocapture faul
 step api-faults cargo test --locked -p mesh-tests --test api -- --nocapture \
   keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed fuzz_regressions
 step durability cargo test --locked -p api-service --test durability -- --nocapture
-step emulator-fuzz-regressions cargo test --locked -p entra-emulator --test api fuzz_regressions -- --nocapture
+step emulator-fuzz-regressions cargo test --locked -p mesh-tests --test emulator fuzz_regressions -- --nocapture
 step secrets cargo test --locked -p mesh --test secrets -- --nocapture
 step load env DURATION="$DURATION" bash scripts/load-api.sh sustained
 if [[ -n $FUZZ_SECS ]]; then
@@ -249,7 +249,7 @@ row("`kill -9` of the API under write load",
 # the figure.
 regressions = [t for t in outcomes if "fuzz_regressions::" in t]
 row("Fuzzers' regression inputs replayed",
-    "`tests/api/fuzz_regressions.rs`, `entra-emulator/tests/api/fuzz_regressions.rs`: "
+    "`tests/api/fuzz_regressions.rs`, `tests/emulator/fuzz_regressions.rs`: "
     "every file of `fuzz/seeds/` and `fuzz/regressions/` through the fuzz harnesses",
     "no panic, every oracle holds",
     "api-faults",
