@@ -33,7 +33,13 @@ impl Application {
         settings: ApiSettings,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let http = shared::http::build_client(&settings.http).context("`http` settings")?;
+        // The key store's client follows a redirect only to a URL its policy allows: every hop
+        // HTTPS (or loopback HTTP when allowed), not only the last.
+        let http = shared::http::build_client_with(
+            &settings.http,
+            settings.entra.url_policy().redirects(),
+        )
+        .context("`http` settings")?;
         let keys = Arc::new(KeyStore::new(
             http,
             &settings.entra.authority_host,

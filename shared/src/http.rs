@@ -36,7 +36,17 @@ pub enum HttpClientError {
 }
 
 pub fn build_client(settings: &HttpClientSettings) -> Result<reqwest::Client, HttpClientError> {
+    build_client_with(settings, reqwest::redirect::Policy::default())
+}
+
+/// As [`build_client`], following redirects only as `redirects` says (a key fetcher holds every
+/// hop to its URL policy, not only the last: see `jwks::UrlPolicy::redirects`).
+pub fn build_client_with(
+    settings: &HttpClientSettings,
+    redirects: reqwest::redirect::Policy,
+) -> Result<reqwest::Client, HttpClientError> {
     let mut builder = reqwest::Client::builder()
+        .redirect(redirects)
         .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .timeout(Duration::from_secs(settings.request_timeout_secs))
         .user_agent(concat!("m2m-entra/", env!("CARGO_PKG_VERSION")));

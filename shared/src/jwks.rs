@@ -49,6 +49,20 @@ impl UrlPolicy {
         }
     }
 
+    /// A redirect policy that follows a hop (at most 5) only to a URL this policy allows, so no
+    /// hop of a chain is made in clear text and none leads where `check` would refuse.
+    pub fn redirects(self) -> reqwest::redirect::Policy {
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else if let Err(reason) = self.check(attempt.url().as_str()) {
+                attempt.error(format!("redirected to a URL that {reason}"))
+            } else {
+                attempt.follow()
+            }
+        })
+    }
+
     /// Every string member of a discovery document that is an `http(s)://` URL, checked: the
     /// `jwks_uri` is what matters most, but a document naming any endpoint in clear text is not
     /// one to take keys from.

@@ -1406,7 +1406,7 @@ async fn the_attack_corpus_is_refused_row_by_row() {
     assert_eq!(accepted, 0, "attacks accepted");
     assert_eq!(
         scenarios.len(),
-        5,
+        6,
         "the key-store rows changed: update this count"
     );
     assert_eq!(key_store_let_in(&scenarios), 0, "key-store attacks let in");

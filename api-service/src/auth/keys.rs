@@ -290,6 +290,11 @@ impl KeyStore {
         now - tenant.fetched_at <= self.settings.max_stale_secs
     }
 
+    /// Whether `tid` is one of the accepted tenants (whether or not its keys have loaded).
+    pub fn accepts(&self, tid: &str) -> bool {
+        self.tenants.iter().any(|t| t.eq_ignore_ascii_case(tid))
+    }
+
     /// `keys.max_stale_secs`, for the claim rules.
     pub fn max_stale_secs(&self) -> i64 {
         self.settings.max_stale_secs

@@ -231,7 +231,16 @@ impl Validator {
             kid: &verified.kid,
             material: &verified.material,
         };
-        claims::check(&verified.claims, signer, &rules, now)?;
+        claims::check(&verified.claims, signer, &rules, now).map_err(|refused| {
+            // An accepted tenant missing from the keys in hand has not loaded yet (its identity
+            // provider unreachable since start): say so (503), not that the tenant is refused.
+            match verified.claims.tid.as_deref() {
+                Some(tid) if refused.reason == Reason::InvalidTenant && self.keys.accepts(tid) => {
+                    AuthError::new(Reason::KeysUnavailable)
+                }
+                _ => refused,
+            }
+        })?;
         let caller = policy::app_caller(&verified.claims, &self.allowed_clients)?;
         // Only tokens that passed every check take a cache slot: a validly signed token of a
         // foreign tenant (Entra's keys are shared across tenants) cannot fill the cache and

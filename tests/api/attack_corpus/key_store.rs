@@ -231,6 +231,56 @@ async fn clear_text_jwks_uri() -> Scenario {
     }
 }
 
+/// The JWKS over HTTPS answers a redirect to a plain-HTTP URL serving the attacker's key: the
+/// redirect is refused, and the clear-text hop never requested.
+async fn redirect_to_clear_text() -> Scenario {
+    let clock = test_clock();
+    let key = TestKey::generate("served-after-redirect");
+    let idp = MockServer::start().await;
+    let dir = TempDir::new("https-front");
+    let (port, ca) = tls_front(*idp.address(), &dir).await;
+    let front = format!("https://localhost:{port}");
+    serve_discovery(&idp, TENANT, &format!("{front}{}", jwks_path(TENANT))).await;
+    Mock::given(method("GET"))
+        .and(path(jwks_path(TENANT)))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/clear/keys", idp.uri()).as_str()),
+        )
+        .mount(&idp)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/clear/keys"))
+        .respond_with(TestIdp::publishing(&[&key]))
+        .mount(&idp)
+        .await;
+    let api = spawn_api_with(&front, &clock, Arc::new(TempDir::new("db")), |s| {
+        s.entra.allow_insecure_http_on_loopback = false;
+        s.http.extra_ca_file = Some(ca);
+    })
+    .await;
+    let token = key.mint(clock.unix(), |_| {});
+    let observed = whoami(&api, &token).await;
+    let fetched = idp
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.url.path() == "/clear/keys")
+        .count();
+    Scenario {
+        name: "JWKS redirected to plain HTTP",
+        attack: "the JWKS URL (HTTPS) answers 302 to an http:// URL serving the attacker's key; a token signed by it",
+        request: "GET /api/whoami",
+        expect: KEYS_UNAVAILABLE,
+        observed,
+        violations: match fetched {
+            0 => vec![],
+            n => vec![format!("the clear-text hop was requested {n} times")],
+        },
+    }
+}
+
 /// A JWKS answer too large to hold, after a good one: refused, the last good keys kept.
 async fn oversized_jwks(count: usize) -> Scenario {
     let key = TestKey::generate("k1");
@@ -273,6 +323,7 @@ pub async fn scenarios() -> Vec<Scenario> {
     vec![
         empty_answer_of_one_of_two_tenants().await,
         clear_text_jwks_uri().await,
+        redirect_to_clear_text().await,
         key_of_one_tenant_vouching_for_another().await,
         oversized_jwks(60_001).await,
         oversized_jwks(65).await,
