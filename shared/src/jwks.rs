@@ -4,8 +4,8 @@
 //! rule, and bounded answers (body size and number of keys), so a hostile or broken endpoint can
 //! neither hand over keys in clear text nor make the fetcher hold megabytes.
 //!
-//! Used wherever keys are fetched: the API's key store, and the emulator when it checks a
-//! federated credential's external issuer.
+//! Used wherever keys are fetched: today the API's key store; the emulator's check of a federated
+//! credential's external issuer is to use the same rules.
 
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
@@ -103,7 +103,8 @@ pub enum FetchError {
 
 /// `GET url`, its body read only up to `max_bytes`: a larger answer is refused as soon as it is
 /// known to be larger (its `Content-Length`, or the bytes read so far), never buffered whole. The
-/// final URL after any redirect is held to `policy` too.
+/// final URL after any redirect is held to `policy` too (and every hop, with a client built with
+/// [`UrlPolicy::redirects`]).
 pub async fn get_bounded(
     client: &reqwest::Client,
     url: &str,
