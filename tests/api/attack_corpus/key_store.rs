@@ -186,6 +186,25 @@ async fn key_of_one_tenant_vouching_for_another() -> Scenario {
     }
 }
 
+/// The API against an HTTPS authority (`ca` trusted), plain HTTP not allowed anywhere.
+async fn strict_api(authority: &str, clock: &Arc<ManualClock>, ca: std::path::PathBuf) -> TestApi {
+    spawn_api_with(authority, clock, Arc::new(TempDir::new("db")), |s| {
+        s.entra.allow_insecure_http_on_loopback = false;
+        s.http.extra_ca_file = Some(ca);
+    })
+    .await
+}
+
+/// How many requests `idp` received for `path`.
+async fn requests_to(idp: &MockServer, path: &str) -> usize {
+    idp.received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.url.path() == path)
+        .count()
+}
+
 /// Discovery over HTTPS naming a plain-HTTP `jwks_uri`: the keys there must never be fetched.
 async fn clear_text_jwks_uri() -> Scenario {
     let clock = test_clock();
@@ -199,25 +218,10 @@ async fn clear_text_jwks_uri() -> Scenario {
         .respond_with(TestIdp::publishing(&[&key]))
         .mount(&idp)
         .await;
-    let api = spawn_api_with(
-        &format!("https://localhost:{port}"),
-        &clock,
-        Arc::new(TempDir::new("db")),
-        |s| {
-            s.entra.allow_insecure_http_on_loopback = false;
-            s.http.extra_ca_file = Some(ca);
-        },
-    )
-    .await;
+    let api = strict_api(&format!("https://localhost:{port}"), &clock, ca).await;
     let token = key.mint(clock.unix(), |_| {});
     let observed = whoami(&api, &token).await;
-    let fetched = idp
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .filter(|r| r.url.path() == jwks_path(TENANT))
-        .count();
+    let fetched = requests_to(&idp, &jwks_path(TENANT)).await;
     Scenario {
         name: "jwks_uri over plain HTTP",
         attack: "the discovery document (over HTTPS) names an http:// jwks_uri serving the attacker's key; a token signed by it",
@@ -254,20 +258,10 @@ async fn redirect_to_clear_text() -> Scenario {
         .respond_with(TestIdp::publishing(&[&key]))
         .mount(&idp)
         .await;
-    let api = spawn_api_with(&front, &clock, Arc::new(TempDir::new("db")), |s| {
-        s.entra.allow_insecure_http_on_loopback = false;
-        s.http.extra_ca_file = Some(ca);
-    })
-    .await;
+    let api = strict_api(&front, &clock, ca).await;
     let token = key.mint(clock.unix(), |_| {});
     let observed = whoami(&api, &token).await;
-    let fetched = idp
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .filter(|r| r.url.path() == "/clear/keys")
-        .count();
+    let fetched = requests_to(&idp, "/clear/keys").await;
     Scenario {
         name: "JWKS redirected to plain HTTP",
         attack: "the JWKS URL (HTTPS) answers 302 to an http:// URL serving the attacker's key; a token signed by it",
