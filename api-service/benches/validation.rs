@@ -3,8 +3,8 @@
 //! The RSA check should run once per token, so a cached validation must cost a small
 //! fraction of an uncached one.
 
-use api_service::auth::keys::{KeySettings, KeyStore};
-use api_service::auth::{Validator, ValidatorSettings};
+use entra_auth::keys::{KeySettings, KeyStore};
+use entra_auth::{Validator, ValidatorSettings};
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_tests::demo::{API_CLIENT_ID, READER_ID, READER_SECRET, TENANT};
 use mesh_tests::emulator::{Emulator, spawn_emulator_with};

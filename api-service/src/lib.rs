@@ -2,7 +2,6 @@
 //! each route requiring its app roles; keeps tasks in SQLite.
 #![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod metrics;
 pub mod observe;
 pub mod problem;

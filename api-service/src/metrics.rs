@@ -2,14 +2,9 @@
 //! read at scrape time from the auth library's own counters (which know nothing of Prometheus),
 //! auth outcomes by reason, JWKS fetches, failures and age, and verified-token cache hits.
 
-use crate::auth::Reason;
-use crate::auth::keys::Readiness;
-use crate::auth::middleware::AuthOutcomes;
-use crate::auth::validator::Validator;
+use entra_auth::{AuthOutcomes, Validator};
 use actix_web::http::StatusCode;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub struct Metrics {
@@ -81,67 +76,7 @@ impl Metrics {
         }
         let mut out = String::from_utf8(buffer).unwrap_or_default();
 
-        let _ = writeln!(
-            out,
-            "# HELP api_auth_outcomes_total Token checks by outcome: accepted, or the refusal reason.\n\
-             # TYPE api_auth_outcomes_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "api_auth_outcomes_total{{outcome=\"accepted\"}} {}",
-            auth.accepted.load(Ordering::Relaxed)
-        );
-        for reason in Reason::ALL {
-            let _ = writeln!(
-                out,
-                "api_auth_outcomes_total{{outcome=\"{}\"}} {}",
-                reason.as_str(),
-                auth.refused[reason.index()].load(Ordering::Relaxed)
-            );
-        }
-
-        let keys = validator.keys();
-        let (ready, age) = match keys.readiness() {
-            Readiness::Ready { age_secs } => (1, age_secs),
-            Readiness::Stale { age_secs } => (0, age_secs),
-            Readiness::NotLoaded => (0, -1),
-        };
-        counter(
-            &mut out,
-            "api_jwks_fetches_total",
-            "Fetches of the tenants' discovery documents and JWKS.",
-            keys.metrics.fetches.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "api_jwks_fetch_failures_total",
-            "Failed fetches of discovery documents or JWKS.",
-            keys.metrics.failures.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "api_jwks_age_seconds",
-            "Age of the signing keys in use (-1 before the first load).",
-            age,
-        );
-        gauge(
-            &mut out,
-            "api_jwks_usable",
-            "1 while signing keys are loaded and younger than keys.max_stale_secs.",
-            ready,
-        );
-        counter(
-            &mut out,
-            "api_token_cache_hits_total",
-            "Requests whose token signature was already verified (no RSA check).",
-            validator.metrics.cache_hits.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "api_token_signature_checks_total",
-            "RSA signature checks performed.",
-            validator.metrics.signature_checks.load(Ordering::Relaxed),
-        );
+        entra_auth::metrics::render(&mut out, "api", auth, validator);
         out
     }
 }
@@ -152,16 +87,3 @@ impl Default for Metrics {
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-    );
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-    );
-}

@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{HttpMessage, web};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -75,6 +75,9 @@ pub async fn middleware(
     // is always a valid header value.
     let echoed = HeaderValue::from_str(&id).ok();
     let span = tracing::info_span!("request", request_id = %id, method, %route);
+    // The validator quotes it in its refusals.
+    req.extensions_mut()
+        .insert(entra_auth::RequestId(id.clone()));
     let started = Instant::now();
     let result = REQUEST_ID
         .scope(id, next.call(req).instrument(span.clone()))

@@ -6,8 +6,8 @@
 use crate::store::StoreError;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use entra_auth::problem_response;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -72,31 +72,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The `type` of a problem: one URN per stable `reason`, for refusals and errors alike.
-fn problem_type(reason: &str) -> String {
-    format!("urn:m2m-entra:problem:{reason}")
-}
-
-/// An RFC 9457 answer: `application/problem+json`, never stored by caches.
-pub fn problem_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("application/problem+json")
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .json(body)
-}
-
-/// The RFC 9457 body of every error and refusal of this API, as sent: one type for both, so the
+/// The RFC 9457 body of every error and refusal of this API, as sent: the validator's
+/// [`entra_auth::Problem`] (what every refusal carries) with this API's own members, so the
 /// OpenAPI document describes exactly what a client gets.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
-    /// `urn:m2m-entra:problem:{reason}`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Stable, machine-readable.
-    pub reason: String,
+    #[serde(flatten)]
+    pub base: entra_auth::Problem,
     /// The offending field, for `invalid_field`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -106,12 +88,6 @@ pub struct Problem {
     /// For `version_mismatch`: the task's version now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<i64>,
-    /// For `missing_role`: any one of these roles would do (also in `WWW-Authenticate`'s
-    /// `scope`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub required_roles: Vec<String>,
-    /// Also in the `X-Request-Id` response header; quote it when reporting a problem.
-    pub request_id: String,
 }
 
 impl Problem {
@@ -119,16 +95,15 @@ impl Problem {
     /// reason (`field`, `existing_id`, …) are set by the caller.
     pub fn new(status: StatusCode, reason: &str, detail: String) -> Self {
         Self {
-            kind: problem_type(reason),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            status: status.as_u16(),
-            detail,
-            reason: reason.to_owned(),
+            base: entra_auth::Problem::new(
+                status,
+                reason,
+                detail,
+                crate::observe::current_request_id().unwrap_or_default(),
+            ),
             field: None,
             existing_id: None,
             current_version: None,
-            required_roles: Vec::new(),
-            request_id: crate::observe::current_request_id().unwrap_or_default(),
         }
     }
 }

@@ -1,16 +1,18 @@
-//! The routes, and the one table that says which roles each `/api` route needs. The OpenAPI
-//! document takes its security requirements from the same table, so the two cannot disagree.
+//! The routes, and the one table that declares each `/api` route: method, path, handler and the
+//! roles it needs.
 
 pub mod health;
 pub mod openapi;
 pub mod tasks;
 pub mod whoami;
 
-use crate::auth::{Access, AuthOutcomes, RoutePolicies, Validator};
 use crate::store::TaskStore;
 use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder};
+use entra_auth::{Access, AuthOutcomes, RouteTable, Validator};
 use shared::clock::SharedClock;
 use std::sync::Arc;
+use utoipa::openapi::path::{HttpMethod, Operation};
 
 /// Reading tasks: either task role (a writer may read what it writes).
 pub const READ_TASKS: Access = Access::AnyRole(&["Tasks.Read.All", "Tasks.ReadWrite.All"]);
@@ -20,15 +22,73 @@ pub const READ_TASKS: Access = Access::AnyRole(&["Tasks.Read.All", "Tasks.ReadWr
 /// with the writers leaves a read-only app the one route it needs.
 pub const WRITE_TASKS: Access = Access::AnyRole(&["Tasks.ReadWrite.All"]);
 
-/// Every `/api` route with its policy. A route missing here is refused (`route_has_no_policy`).
-pub fn policies() -> RoutePolicies {
-    RoutePolicies::new()
-        .route(Method::GET, "/api/whoami", Access::AnyAllowedApp)
-        .route(Method::GET, "/api/tasks", READ_TASKS)
-        .route(Method::POST, "/api/tasks", WRITE_TASKS)
-        .route(Method::GET, "/api/tasks/{id}", WRITE_TASKS)
-        .route(Method::PATCH, "/api/tasks/{id}", WRITE_TASKS)
-        .route(Method::DELETE, "/api/tasks/{id}", WRITE_TASKS)
+/// A route's OpenAPI operation, from its handler's `#[utoipa::path]`.
+pub type Doc = fn() -> Operation;
+
+/// Every `/api` route, declared once: its method and path come from the handler's
+/// `#[utoipa::path]`, its access from here. Startup registers the handlers from this table, the
+/// middleware enforces its policies (a route missing here is refused, `route_has_no_policy`), and
+/// the OpenAPI document lists its operations with their roles.
+pub fn table() -> RouteTable<Doc> {
+    RouteTable::new("/api")
+        .op::<whoami::__path_whoami, _, _>(Access::AnyAllowedApp, whoami::whoami)
+        .op::<tasks::__path_list, _, _>(READ_TASKS, tasks::list)
+        .op::<tasks::__path_create, _, _>(WRITE_TASKS, tasks::create)
+        .op::<tasks::__path_get, _, _>(WRITE_TASKS, tasks::get)
+        .op::<tasks::__path_update, _, _>(WRITE_TASKS, tasks::update)
+        .op::<tasks::__path_delete, _, _>(WRITE_TASKS, tasks::delete)
+}
+
+/// Declaring a route from its utoipa path item.
+trait DocumentedRoute: Sized {
+    fn op<P: utoipa::Path, F, Args>(self, access: Access, handler: F) -> Self
+    where
+        F: Handler<Args> + Clone + Send + Sync,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static;
+}
+
+impl DocumentedRoute for RouteTable<Doc> {
+    fn op<P: utoipa::Path, F, Args>(self, access: Access, handler: F) -> Self
+    where
+        F: Handler<Args> + Clone + Send + Sync,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let path = P::path();
+        let method = match P::methods().as_slice() {
+            [method] => method_of(method),
+            other => panic!("{path}: one method per route, not {}", other.len()),
+        };
+        self.documented(method, &path, access, handler, P::operation)
+    }
+}
+
+fn method_of(method: &HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+fn http_method_of(method: &Method) -> Option<HttpMethod> {
+    Some(match *method {
+        Method::GET => HttpMethod::Get,
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::DELETE => HttpMethod::Delete,
+        Method::OPTIONS => HttpMethod::Options,
+        Method::HEAD => HttpMethod::Head,
+        Method::PATCH => HttpMethod::Patch,
+        Method::TRACE => HttpMethod::Trace,
+        _ => return None,
+    })
 }
 
 /// What the handlers share.

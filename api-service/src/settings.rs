@@ -2,8 +2,7 @@
 //! Where to find the tenant's keys (`entra`), whom to accept (`auth`), where tasks live
 //! (`database`). Checked once at start, each problem reported as one line naming the key.
 
-use crate::auth::ValidatorSettings;
-use crate::auth::keys::KeySettings;
+use entra_auth::{EntraSettings, KeySettings, ValidatorSettings};
 use serde::Deserialize;
 use shared::config::{ConfigError, Sources};
 use shared::http::HttpClientSettings;
@@ -69,73 +68,6 @@ impl Default for ServerSettings {
             shutdown_timeout_secs: 30,
             max_body_bytes: 64 * 1024,
             handle_signals: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EntraSettings {
-    /// Default `https://login.microsoftonline.com`; a sovereign cloud's host, or the emulator's
-    /// URL.
-    pub authority_host: String,
-    /// Tenant IDs (GUIDs) whose tokens are accepted. Required. Their discovery documents give the
-    /// v1 and v2 issuers and the JWKS; `common`/`organizations` are refused because an issuer
-    /// must name one tenant.
-    #[serde(deserialize_with = "shared::config::list")]
-    pub tenants: Vec<String>,
-    /// Fetch discovery documents and keys over plain HTTP when the authority host (and every URL
-    /// its documents name) is a loopback address: for test servers that cannot speak TLS.
-    /// Default false. Keys fetched in clear text can be replaced by anyone who can touch the
-    /// traffic, so this is refused for any host that is not loopback, whatever its value.
-    pub allow_insecure_http_on_loopback: bool,
-}
-
-impl Default for EntraSettings {
-    fn default() -> Self {
-        Self {
-            authority_host: "https://login.microsoftonline.com".into(),
-            tenants: Vec::new(),
-            allow_insecure_http_on_loopback: false,
-        }
-    }
-}
-
-impl EntraSettings {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.url_policy()
-            .check(&self.authority_host)
-            .map_err(|reason| {
-                let hint = if self.authority_host.starts_with("http://")
-                    && !self.allow_insecure_http_on_loopback
-                {
-                    " (a loopback test server: set entra.allow_insecure_http_on_loopback)"
-                } else {
-                    ""
-                };
-                ConfigError::key("entra.authority_host", format!("{reason}{hint}"))
-            })?;
-        if self.tenants.is_empty() {
-            return Err(ConfigError::key(
-                "entra.tenants",
-                "must list at least one tenant ID (GUID)",
-            ));
-        }
-        for tenant in &self.tenants {
-            if uuid::Uuid::parse_str(tenant).is_err() {
-                return Err(ConfigError::key(
-                    "entra.tenants",
-                    format!("must hold tenant IDs (GUIDs), not `{tenant}`"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Which URLs the key store may fetch from.
-    pub fn url_policy(&self) -> shared::jwks::UrlPolicy {
-        shared::jwks::UrlPolicy {
-            allow_http_on_loopback: self.allow_insecure_http_on_loopback,
         }
     }
 }

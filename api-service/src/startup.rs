@@ -1,17 +1,16 @@
 //! Builds the API from its settings: key store (loaded before the listener answers ready), task
 //! store, validator, routes; binds the listener first so tests can use port 0.
 
-use crate::auth::keys::KeyStore;
-use crate::auth::{AppOnly, Validator};
 use crate::metrics::Metrics;
 use crate::problem::{self, ApiError};
-use crate::routes::{self, AppState, health, openapi, tasks, whoami};
+use crate::routes::{self, AppState, health, openapi};
 use crate::settings::ApiSettings;
 use crate::store::TaskStore;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use entra_auth::{AppOnly, Protection, Validator};
 use shared::clock::SharedClock;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -20,7 +19,8 @@ pub struct Application {
     server: Server,
     address: SocketAddr,
     state: web::Data<AppState>,
-    refresher: tokio::task::JoinHandle<()>,
+    /// Keeps the key store refreshing while the server runs.
+    protection: Protection,
 }
 
 impl Application {
@@ -33,30 +33,17 @@ impl Application {
         settings: ApiSettings,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        // The key store's client follows a redirect only to a URL its policy allows: every hop
-        // HTTPS (or loopback HTTP when allowed), not only the last.
-        let http = shared::http::build_client_with(
+        let protection = Protection::start(
+            &settings.entra,
+            &settings.auth,
+            &settings.keys,
             &settings.http,
-            settings.entra.url_policy().redirects(),
-        )
-        .context("`http` settings")?;
-        let keys = Arc::new(KeyStore::new(
-            http,
-            &settings.entra.authority_host,
-            settings.entra.url_policy(),
-            settings.entra.tenants.clone(),
-            settings.keys.clone(),
             clock.clone(),
-        ));
-        // Readiness stays false until this succeeds; the refresher keeps trying meanwhile, so an
-        // API started before its identity provider becomes ready on its own.
-        if let Err(e) = keys.refresh().await {
-            tracing::warn!(error = %e, "signing keys not loaded yet; not ready, retrying in the background");
-        }
-        let refresher = keys.spawn_refresher();
+        )
+        .await?;
+        let validator = protection.validator.clone();
         let store = Arc::new(TaskStore::open(&settings.database.path).context("`database.path`")?);
-        let validator = Arc::new(Validator::new(keys, settings.auth.clone(), clock.clone()));
-        let policies = routes::policies();
+        let table = routes::table();
         let tenant = &settings.entra.tenants[0];
         let token_url = format!(
             "{}/{tenant}/oauth2/v2.0/token",
@@ -68,8 +55,8 @@ impl Application {
             .iter()
             .find(|a| a.contains("://"))
             .unwrap_or(&settings.auth.audiences[0]);
-        let document = openapi::document(&policies, &token_url, &format!("{scope_base}/.default"));
-        let auth = AppOnly::new(validator.clone(), policies);
+        let document = openapi::document(&table, &token_url, &format!("{scope_base}/.default"));
+        let auth = AppOnly::new(validator.clone(), table.policies());
         let state = web::Data::new(AppState {
             store,
             validator,
@@ -112,12 +99,7 @@ impl Application {
                 .service(
                     web::scope("/api")
                         .wrap(auth.clone())
-                        .route("/whoami", web::get().to(whoami::whoami))
-                        .route("/tasks", web::get().to(tasks::list))
-                        .route("/tasks", web::post().to(tasks::create))
-                        .route("/tasks/{id}", web::get().to(tasks::get))
-                        .route("/tasks/{id}", web::patch().to(tasks::update))
-                        .route("/tasks/{id}", web::delete().to(tasks::delete)),
+                        .configure(|cfg| table.register(cfg)),
                 )
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
@@ -136,7 +118,7 @@ impl Application {
             server: server.run(),
             address,
             state,
-            refresher,
+            protection,
         })
     }
 
@@ -160,7 +142,7 @@ impl Application {
     /// requests finish within `server.shutdown_timeout_secs`, then returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.refresher.abort();
+        drop(self.protection);
         tracing::info!("api-service stopped");
         result
     }

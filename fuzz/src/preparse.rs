@@ -8,7 +8,7 @@
 //! Shared by the fuzz target and the regression test in `api-service` (included by path), so the
 //! committed inputs replay through the very same checks.
 
-use api_service::auth::token::{MAX_KID_LEN, preparse};
+use entra_auth::token::{MAX_KID_LEN, preparse};
 
 /// The size cap for this target: small enough that the fuzzer reaches `token_too_large`.
 pub const MAX_TOKEN_BYTES: usize = 2048;

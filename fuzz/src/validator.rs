@@ -20,10 +20,10 @@
 //!
 //! Shared by the fuzz target and the regression test in `api-service` (included by path).
 
-use api_service::auth::claims::TenantIssuers;
-use api_service::auth::keys::{KeySettings, KeyStore};
-use api_service::auth::token::check_jws;
-use api_service::auth::{Access, AppCaller, AuthError, Reason, Validator, ValidatorSettings};
+use entra_auth::claims::TenantIssuers;
+use entra_auth::keys::{KeySettings, KeyStore};
+use entra_auth::token::check_jws;
+use entra_auth::{Access, AppCaller, AuthError, Reason, Validator, ValidatorSettings};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
@@ -307,7 +307,7 @@ fn accepted_token_obeys_the_rules(header: &[u8], claims: &[u8], caller: &AppCall
         caller.require_any_role(&[]).is_err(),
         "a route without roles let a caller in"
     );
-    for (method, pattern, access) in api_service::routes::policies().iter() {
+    for (method, pattern, access) in api_service::routes::table().policies().iter() {
         let needed = match access {
             Access::AnyAllowedApp => continue,
             Access::AnyRole(needed) => needed,

@@ -192,7 +192,7 @@ impl Emulator {
 
 pub struct Api {
     pub url: String,
-    validator: Arc<api_service::auth::Validator>,
+    validator: Arc<entra_auth::Validator>,
     handle: actix_web::dev::ServerHandle,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
 }

@@ -8,7 +8,7 @@ mod preparse;
 #[path = "../../fuzz/src/validator.rs"]
 mod validator;
 
-use api_service::auth::Reason;
+use entra_auth::Reason;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 

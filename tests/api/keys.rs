@@ -1,7 +1,7 @@
 //! Keys: loaded before readiness, re-fetched for unknown `kid`s at most once per 5 minutes,
 //! kept through an outage for a bounded time.
 
-use api_service::auth::keys::{KeyStore, Lookup, Readiness};
+use entra_auth::keys::{KeyStore, Lookup, Readiness};
 use mesh_tests::api::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,6 +1,6 @@
 //! The whole validation against a wiremock identity provider and tokens the test signs.
 
-use api_service::auth::Reason;
+use entra_auth::Reason;
 use mesh_tests::api::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,7 +9,7 @@ async fn setup() -> (
     TestIdp,
     TestKey,
     Arc<ManualClock>,
-    api_service::auth::Validator,
+    entra_auth::Validator,
 ) {
     let idp = TestIdp::start().await;
     let key = TestKey::generate("k1");
@@ -25,7 +25,7 @@ async fn loaded() -> (
     TestIdp,
     TestKey,
     Arc<ManualClock>,
-    api_service::auth::Validator,
+    entra_auth::Validator,
 ) {
     let (idp, key, clock, validator) = setup().await;
     idp.serve_jwks(&[&key], 1).await;

@@ -142,7 +142,7 @@ impl TestMesh {
 
 /// The `kid` of a JWT's header, as the API's pre-parse reads it.
 fn kid(token: &str) -> String {
-    api_service::auth::token::check_jws(token)
+    entra_auth::token::check_jws(token)
         .expect("an RS256 JWS with a kid")
         .kid
 }

@@ -4,7 +4,7 @@
 
 pub use crate::TempDir;
 pub use crate::demo::*;
-use api_service::auth::keys::{KeySettings, KeyStore};
+use entra_auth::keys::{KeySettings, KeyStore};
 use aws_lc_rs::rsa::{KeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
@@ -153,10 +153,10 @@ impl TestIdp {
     }
 }
 
-pub fn validator(store: Arc<KeyStore>, clock: SharedClock) -> api_service::auth::Validator {
-    api_service::auth::Validator::new(
+pub fn validator(store: Arc<KeyStore>, clock: SharedClock) -> entra_auth::Validator {
+    entra_auth::Validator::new(
         store,
-        api_service::auth::ValidatorSettings {
+        entra_auth::ValidatorSettings {
             audiences: vec![API_CLIENT_ID.to_owned(), API_APP_ID_URI.to_owned()],
             allowed_clients: vec![READER_ID.to_owned()],
             ..Default::default()
@@ -185,7 +185,7 @@ pub struct TestApi {
     pub url: String,
     pub client: reqwest::Client,
     pub handle: actix_web::dev::ServerHandle,
-    pub validator: Arc<api_service::auth::Validator>,
+    pub validator: Arc<entra_auth::Validator>,
     pub db: Arc<TempDir>,
 }
 

@@ -1,7 +1,7 @@
 //! Liveness, readiness and metrics: unauthenticated, for orchestrators and Prometheus.
 
 use super::AppState;
-use crate::auth::keys::Readiness;
+use entra_auth::Readiness;
 use crate::metrics::Metrics;
 use actix_web::{HttpResponse, web};
 use serde_json::json;

@@ -1,13 +1,13 @@
 //! `GET /openapi.json`: the routes, their schemas, and how to call them: the OAuth2
 //! client-credentials scheme with this deployment's token URL, and on each `/api` operation the
-//! app roles it requires, taken from [`super::policies`] (the table the middleware enforces).
+//! app roles it requires. The `/api` operations come from [`super::table`], the table the
+//! middleware enforces and startup registers.
 
-use super::{health, tasks, whoami};
-use crate::auth::{Access, RoutePolicies};
+use super::{Doc, health, tasks, whoami};
 use crate::problem::Problem;
 use crate::store::{Status, Task};
-use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
+use entra_auth::{Access, RouteTable};
 use utoipa::OpenApi;
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::path::Operation;
@@ -23,8 +23,6 @@ use utoipa::openapi::security::{
     ),
     paths(
         health::healthz, health::readyz, health::metrics,
-        whoami::whoami,
-        tasks::list, tasks::create, tasks::get, tasks::update, tasks::delete,
     ),
     components(schemas(Problem, Task, Status, tasks::CreateTask, tasks::UpdateTask, tasks::TaskPage, whoami::WhoAmI)),
     tags(
@@ -39,11 +37,7 @@ pub const SCHEME: &str = "entra";
 
 /// The document for this deployment: `token_url` is the tenant's v2 token endpoint and `scope`
 /// the API's `{application ID URI}/.default`.
-pub fn document(
-    policies: &RoutePolicies,
-    token_url: &str,
-    scope: &str,
-) -> utoipa::openapi::OpenApi {
+pub fn document(table: &RouteTable<Doc>, token_url: &str, scope: &str) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -56,19 +50,12 @@ pub fn document(
             "Entra ID client credentials: request `scope` with your client secret or certificate; the token's `roles` claim must hold a role the operation lists under `x-required-app-roles`.",
         )),
     );
-    for (path, item) in doc.paths.paths.iter_mut() {
-        for (method, operation) in [
-            (Method::GET, &mut item.get),
-            (Method::POST, &mut item.post),
-            (Method::PATCH, &mut item.patch),
-            (Method::DELETE, &mut item.delete),
-            (Method::PUT, &mut item.put),
-        ] {
-            if let (Some(operation), Some(access)) =
-                (operation.as_mut(), policies.get(&method, path))
-            {
-                secure(operation, access, scope);
-            }
+    for entry in table.entries() {
+        let mut operation = (entry.doc)();
+        secure(&mut operation, entry.access, scope);
+        if let Some(method) = super::http_method_of(&entry.method) {
+            doc.paths
+                .add_path_operation(&entry.pattern, vec![method], operation);
         }
     }
     doc
@@ -106,9 +93,10 @@ mod tests {
 
     #[test]
     fn every_api_operation_is_documented_with_its_policy_and_no_other() {
-        let policies = crate::routes::policies();
+        let table = crate::routes::table();
+        let policies = table.policies();
         let doc = document(
-            &policies,
+            &table,
             "https://idp/t/oauth2/v2.0/token",
             "api://tasks-api/.default",
         );

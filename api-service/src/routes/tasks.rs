@@ -4,7 +4,7 @@
 //! dropped.
 
 use super::AppState;
-use crate::auth::AppCaller;
+use entra_auth::AppCaller;
 use crate::problem::{ApiError, JsonBody, Problem};
 use crate::store::{NewTask, Status, Task, TaskChange, TaskStore};
 use actix_web::http::header::LOCATION;

@@ -1,4 +1,4 @@
-use crate::auth::AppCaller;
+use entra_auth::AppCaller;
 use crate::problem::Problem;
 use actix_web::web;
 use serde::Serialize;

@@ -72,7 +72,7 @@ pub fn app_caller(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::tests::READER;
+    use crate::keys::tests::READER;
 
     const SP: &str = "a1000000-0000-4000-8000-000000000007";
 

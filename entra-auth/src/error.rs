@@ -5,9 +5,10 @@
 //! `reason` and the request id; it never echoes the token and never names internals.
 
 use crate::problem::{Problem, problem_response};
+use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
 
@@ -219,7 +220,7 @@ impl AuthError {
     }
 
     /// RFC 6750 §3: no error code when no credentials were sent at all.
-    fn www_authenticate(&self) -> String {
+    pub fn www_authenticate(&self) -> String {
         let reason = self.reason;
         match reason.status() {
             StatusCode::FORBIDDEN => {
@@ -253,19 +254,18 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
-impl ResponseError for AuthError {
-    fn status_code(&self) -> StatusCode {
-        self.reason.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+impl AuthError {
+    /// The answer: status, `WWW-Authenticate` (or `Retry-After` for 503) and the problem body,
+    /// quoting `request_id`.
+    pub fn response(&self, request_id: Option<&str>) -> HttpResponse {
+        let status = self.reason.status();
         let problem = Problem {
             required_roles: self.required_roles.clone(),
             ..Problem::new(
                 status,
                 self.reason.as_str(),
                 self.reason.detail().to_owned(),
+                request_id.unwrap_or_default().to_owned(),
             )
         };
         let mut response = problem_response(status, &problem);
@@ -281,6 +281,25 @@ impl ResponseError for AuthError {
                 .insert(header::WWW_AUTHENTICATE, value);
         }
         response
+    }
+
+    /// As [`AuthError::response`], quoting the [`RequestId`](crate::RequestId) the application
+    /// put in `req`'s extensions.
+    pub fn response_to(&self, req: &HttpRequest) -> HttpResponse {
+        let id = req.extensions().get::<crate::RequestId>().map(|id| id.0.clone());
+        self.response(id.as_deref())
+    }
+}
+
+/// For an [`AuthError`] returned from a handler or extractor; the request id is not known there,
+/// so the middleware answers with [`AuthError::response_to`] instead.
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        self.reason.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response(None)
     }
 }
 

@@ -20,69 +20,14 @@ use super::policy::AppCaller;
 use super::validator::Validator;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::Method;
-use actix_web::http::header::AUTHORIZATION;
+use crate::routes::{Access, RoutePolicies};
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// What a route requires of an accepted app-only caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Any allowed client application, whatever its roles (e.g. `whoami`).
-    AnyAllowedApp,
-    /// At least one of these app roles.
-    AnyRole(&'static [&'static str]),
-}
-
-impl Access {
-    pub fn roles(self) -> &'static [&'static str] {
-        match self {
-            Self::AnyAllowedApp => &[],
-            Self::AnyRole(roles) => roles,
-        }
-    }
-}
-
-/// The policy of each (method, route pattern) under the protected scope.
-#[derive(Debug, Clone, Default)]
-pub struct RoutePolicies {
-    /// Pattern → (method, access): looked up by `&str`, without allocating per request.
-    routes: HashMap<String, Vec<(Method, Access)>>,
-}
-
-impl RoutePolicies {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Declares `access` for `method` on `pattern`, the full pattern as actix matches it
-    /// (`/api/tasks/{id}`).
-    pub fn route(mut self, method: Method, pattern: &str, access: Access) -> Self {
-        let methods = self.routes.entry(pattern.to_owned()).or_default();
-        methods.retain(|(m, _)| *m != method);
-        methods.push((method, access));
-        self
-    }
-
-    pub fn get(&self, method: &Method, pattern: &str) -> Option<Access> {
-        self.routes
-            .get(pattern)?
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, access)| *access)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&Method, &str, Access)> {
-        self.routes.iter().flat_map(|(pattern, methods)| {
-            methods.iter().map(move |(m, a)| (m, pattern.as_str(), *a))
-        })
-    }
-}
 
 /// Outcome counters, one per refusal reason, for `/metrics`.
 pub struct AuthOutcomes {
@@ -120,35 +65,48 @@ impl AppOnly {
         &self.outcomes
     }
 
-    /// Token, then the route's policy. Authentication comes first so that a caller without a
-    /// valid token learns nothing about which routes exist or what they require.
+    /// Token, then the route's policy (judged on the pattern actix matched).
     async fn authorize(&self, req: &ServiceRequest) -> Result<AppCaller, AuthError> {
-        let mut values = req.headers().get_all(AUTHORIZATION);
-        let first = values.next();
-        if values.next().is_some() {
-            // Two credentials: which one would a proxy or logger have looked at? Refuse both.
-            return Err(AuthError::new(Reason::MalformedAuthorizationHeader));
-        }
-        let header = match first {
-            None => None,
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .map_err(|_| AuthError::new(Reason::MalformedAuthorizationHeader))?,
-            ),
-        };
-        let caller = self.validator.validate(header).await?;
         let access = req
             .match_pattern()
             .and_then(|pattern| self.policies.get(req.method(), &pattern));
-        match access {
-            None => {
-                Err(AuthError::new(Reason::RouteHasNoPolicy)
-                    .for_client(Some(&caller.client_app_id)))
-            }
-            Some(Access::AnyAllowedApp) => Ok(caller),
-            Some(Access::AnyRole(roles)) => caller.require_any_role(roles).map(|()| caller),
+        authorize(&self.validator, req.headers(), access).await
+    }
+}
+
+/// The one `Authorization` header's value. Two credentials are refused: which one would a proxy
+/// or logger have looked at?
+pub fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::new(Reason::MalformedAuthorizationHeader));
+    }
+    first
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| AuthError::new(Reason::MalformedAuthorizationHeader))
+        })
+        .transpose()
+}
+
+/// The whole decision for one request: its token, then `access` (`None`: the route has no
+/// policy, and is denied). Authentication comes first, so that a caller without a valid token
+/// learns nothing about which routes exist or what they require. The middleware, the gateway and
+/// forward-auth all decide here.
+pub async fn authorize(
+    validator: &Validator,
+    headers: &HeaderMap,
+    access: Option<Access>,
+) -> Result<AppCaller, AuthError> {
+    let caller = validator.validate(authorization(headers)?).await?;
+    match access {
+        None => {
+            Err(AuthError::new(Reason::RouteHasNoPolicy).for_client(Some(&caller.client_app_id)))
         }
+        Some(Access::AnyAllowedApp) => Ok(caller),
+        Some(Access::AnyRole(roles)) => caller.require_any_role(roles).map(|()| caller),
     }
 }
 
@@ -213,7 +171,7 @@ where
                         client_app_id = refusal.client_app_id.as_deref().unwrap_or("-"),
                         "request refused"
                     );
-                    let response = actix_web::ResponseError::error_response(&refusal);
+                    let response = refusal.response_to(req.request());
                     Ok(req.into_response(response).map_into_right_body())
                 }
             }
@@ -224,15 +182,16 @@ where
 /// The accepted caller, for handlers under [`AppOnly`]. Without the middleware there is no
 /// caller, and the request is refused rather than served anonymously.
 impl FromRequest for AppCaller {
-    type Error = AuthError;
+    type Error = actix_web::Error;
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Taken, not cloned: one extraction per request is all a handler needs.
-        ready(
-            req.extensions_mut()
-                .remove::<AppCaller>()
-                .ok_or_else(|| AuthError::new(Reason::RouteHasNoPolicy)),
-        )
+        let caller = req.extensions_mut().remove::<AppCaller>();
+        ready(caller.ok_or_else(|| {
+            let refusal = AuthError::new(Reason::RouteHasNoPolicy);
+            let response = refusal.response_to(req);
+            actix_web::error::InternalError::from_response(refusal, response).into()
+        }))
     }
 }

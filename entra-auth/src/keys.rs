@@ -560,7 +560,7 @@ impl KeyStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::auth::{Reason, Validator, ValidatorSettings};
+    use crate::{Reason, Validator, ValidatorSettings};
     use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
     use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
     use base64::Engine;

@@ -121,8 +121,8 @@ fn issuer_matches(template: &str, tid: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::PublishedKey;
-    use crate::auth::keys::tests::{API, NOW, TID, issuers};
+    use crate::keys::PublishedKey;
+    use crate::keys::tests::{API, NOW, TID, issuers};
 
     fn v2() -> AccessTokenClaims {
         AccessTokenClaims {

@@ -292,8 +292,8 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::KeySettings;
-    use crate::auth::keys::tests::{NOW, READER, issuers, rsa_jwk, sign, v2_app_claims};
+    use crate::keys::KeySettings;
+    use crate::keys::tests::{NOW, READER, issuers, rsa_jwk, sign, v2_app_claims};
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use serde_json::json;
 
