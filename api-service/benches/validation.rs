@@ -3,9 +3,9 @@
 //! The RSA check should run once per token, so a cached validation must cost a small
 //! fraction of an uncached one.
 
+use criterion::{Criterion, criterion_group, criterion_main};
 use entra_auth::keys::{KeySettings, KeyStore};
 use entra_auth::{Validator, ValidatorSettings};
-use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_tests::demo::{API_CLIENT_ID, READER_ID, READER_SECRET, TENANT};
 use mesh_tests::emulator::{Emulator, spawn_emulator_with};
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! read at scrape time from the auth library's own counters (which know nothing of Prometheus),
 //! auth outcomes by reason, JWKS fetches, failures and age, and verified-token cache hits.
 
-use entra_auth::{AuthOutcomes, Validator};
 use actix_web::http::StatusCode;
+use entra_auth::{AuthOutcomes, Validator};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use std::time::Duration;
 
@@ -86,4 +86,3 @@ impl Default for Metrics {
         Self::new()
     }
 }
-

@@ -26,28 +26,6 @@ pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-/// An incoming id is kept only if it is 1–64 characters of `[A-Za-z0-9._-]`: it goes into logs
-/// and response headers, so anything else (newlines, quotes, megabytes) is replaced.
-fn incoming_or_new(req: &ServiceRequest) -> String {
-    req.headers()
-        .get(&REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` (this build of uuid has no
-            // `fast-rng`) makes a getrandom syscall for every id, ~400 ns against ~60 ns here.
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .simple()
-                .to_string()
-        })
-}
-
 /// The middleware (`App::wrap(from_fn(observe::middleware))`), outermost, so that it sees every
 /// answer including refusals.
 pub async fn middleware(
@@ -55,7 +33,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let id = incoming_or_new(&req);
+    let id = entra_auth::RequestId::incoming_or_new(req.headers().get(&REQUEST_ID_HEADER)).0;
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());

@@ -286,7 +286,10 @@ impl AuthError {
     /// As [`AuthError::response`], quoting the [`RequestId`](crate::RequestId) the application
     /// put in `req`'s extensions.
     pub fn response_to(&self, req: &HttpRequest) -> HttpResponse {
-        let id = req.extensions().get::<crate::RequestId>().map(|id| id.0.clone());
+        let id = req
+            .extensions()
+            .get::<crate::RequestId>()
+            .map(|id| id.0.clone());
         self.response(id.as_deref())
     }
 }

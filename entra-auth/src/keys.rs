@@ -123,6 +123,24 @@ pub enum Readiness {
     },
 }
 
+impl Readiness {
+    pub fn is_ready(self) -> bool {
+        matches!(self, Self::Ready { .. })
+    }
+
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            Self::Ready { age_secs } => {
+                serde_json::json!({ "state": "ready", "age_secs": age_secs })
+            }
+            Self::NotLoaded => serde_json::json!({ "state": "not_loaded" }),
+            Self::Stale { age_secs } => {
+                serde_json::json!({ "state": "stale", "age_secs": age_secs })
+            }
+        }
+    }
+}
+
 pub enum Lookup {
     /// The distinct keys published under the `kid` by tenants whose keys are within the stale
     /// bound (one key, however many tenants publish it).
@@ -332,6 +350,19 @@ impl KeyStore {
             };
         }
         overall
+    }
+
+    /// For a `/readyz` body: the overall state and each tenant's, e.g.
+    /// `{"state": "ready", "age_secs": 12, "tenants": {"<tid>": {"state": "ready", …}}}`.
+    pub fn readiness_report(&self) -> serde_json::Value {
+        let mut report = self.readiness().to_json();
+        report["tenants"] = self
+            .tenant_readiness()
+            .into_iter()
+            .map(|(tenant, readiness)| (tenant, readiness.to_json()))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        report
     }
 
     /// The stale bound, as readiness says it.

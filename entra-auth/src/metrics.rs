@@ -2,10 +2,10 @@
 //! outcomes by reason, JWKS fetches, failures and age, verified-token cache hits. Read at scrape
 //! time from atomics, so the validator knows nothing of any metrics library.
 
+use crate::Reason;
 use crate::keys::Readiness;
 use crate::middleware::AuthOutcomes;
 use crate::validator::Validator;
-use crate::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 

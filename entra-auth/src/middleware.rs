@@ -18,9 +18,9 @@
 use super::error::{AuthError, Reason};
 use super::policy::AppCaller;
 use super::validator::Validator;
+use crate::routes::{Access, RoutePolicies};
 use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use crate::routes::{Access, RoutePolicies};
 use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use std::future::{Ready, ready};

@@ -15,6 +15,8 @@ pub struct AppCaller {
     pub object_id: Option<String>,
     pub roles: Vec<String>,
     pub version: TokenVersion,
+    /// Entra's unique token id (`uti`), for correlating a call with the identity provider's logs.
+    pub token_id: Option<String>,
 }
 
 impl AppCaller {
@@ -66,6 +68,7 @@ pub fn app_caller(
         object_id: claims.oid.clone(),
         roles: claims.roles.clone().unwrap_or_default(),
         version,
+        token_id: claims.uti.clone(),
     })
 }
 

@@ -4,7 +4,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::CACHE_CONTROL;
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use serde::Serialize;
 
 /// The request's id, which the application's own request-id middleware puts in the request's
@@ -13,6 +13,31 @@ use serde::Serialize;
 /// empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The caller's `X-Request-Id` when it is 1–64 characters of `[A-Za-z0-9._-]`, else a fresh
+    /// one: it goes into logs, response headers and problem bodies, so anything else (newlines,
+    /// quotes, megabytes) is replaced.
+    pub fn incoming_or_new(incoming: Option<&HeaderValue>) -> Self {
+        let id = incoming
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                (1..=64).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` (this build of uuid has no
+                // `fast-rng`) makes a getrandom syscall for every id, ~400 ns against ~60 ns.
+                uuid::Builder::from_random_bytes(rand::random())
+                    .into_uuid()
+                    .simple()
+                    .to_string()
+            });
+        Self(id)
+    }
+}
 
 /// An RFC 9457 problem: `type`, `title`, `status`, `detail`, plus the stable `reason` clients key
 /// on, the roles a refused route would have taken, and the request id.

@@ -72,7 +72,6 @@ impl RoutePolicies {
     }
 }
 
-
 type Register = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// One protected route.

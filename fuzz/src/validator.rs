@@ -20,15 +20,15 @@
 //!
 //! Shared by the fuzz target and the regression test in `api-service` (included by path).
 
-use entra_auth::claims::TenantIssuers;
-use entra_auth::keys::{KeySettings, KeyStore};
-use entra_auth::token::check_jws;
-use entra_auth::{Access, AppCaller, AuthError, Reason, Validator, ValidatorSettings};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entra_auth::claims::TenantIssuers;
+use entra_auth::keys::{KeySettings, KeyStore};
+use entra_auth::token::check_jws;
+use entra_auth::{Access, AppCaller, AuthError, Reason, Validator, ValidatorSettings};
 use entra_emulator::demo;
 use serde_json::{Map, Value, json};
 use shared::clock::{ManualClock, SharedClock};

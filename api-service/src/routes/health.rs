@@ -1,7 +1,6 @@
 //! Liveness, readiness and metrics: unauthenticated, for orchestrators and Prometheus.
 
 use super::AppState;
-use entra_auth::Readiness;
 use crate::metrics::Metrics;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -20,20 +19,7 @@ pub async fn healthz() -> HttpResponse {
     responses((status = 200, description = "Keys loaded and the store answers"),
               (status = 503, description = "Not ready; the body says why")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let describe = |readiness| match readiness {
-        Readiness::Ready { age_secs } => json!({ "state": "ready", "age_secs": age_secs }),
-        Readiness::NotLoaded => json!({ "state": "not_loaded" }),
-        Readiness::Stale { age_secs } => json!({ "state": "stale", "age_secs": age_secs }),
-    };
-    let store_keys = state.validator.keys();
-    let mut keys = describe(store_keys.readiness());
-    // Each tenant is judged on its own: say which one is behind.
-    keys["tenants"] = store_keys
-        .tenant_readiness()
-        .into_iter()
-        .map(|(tenant, readiness)| (tenant, describe(readiness)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+    let keys = state.validator.keys().readiness_report();
     let store = state.store.clone();
     let store_ok = match web::block(move || store.ping()).await {
         Ok(Ok(())) => true,

@@ -4,11 +4,11 @@
 //! dropped.
 
 use super::AppState;
-use entra_auth::AppCaller;
 use crate::problem::{ApiError, JsonBody, Problem};
 use crate::store::{NewTask, Status, Task, TaskChange, TaskStore};
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
+use entra_auth::AppCaller;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};

@@ -1,6 +1,6 @@
-use entra_auth::AppCaller;
 use crate::problem::Problem;
 use actix_web::web;
+use entra_auth::AppCaller;
 use serde::Serialize;
 use shared::claims::TokenVersion;
 use utoipa::ToSchema;
