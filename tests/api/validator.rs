@@ -5,12 +5,7 @@ use mesh_tests::api::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-async fn setup() -> (
-    TestIdp,
-    TestKey,
-    Arc<ManualClock>,
-    entra_auth::Validator,
-) {
+async fn setup() -> (TestIdp, TestKey, Arc<ManualClock>, entra_auth::Validator) {
     let idp = TestIdp::start().await;
     let key = TestKey::generate("k1");
     idp.serve_discovery().await;
@@ -21,12 +16,7 @@ async fn setup() -> (
 }
 
 /// As [`setup`], with the key published (one JWKS fetch) and loaded.
-async fn loaded() -> (
-    TestIdp,
-    TestKey,
-    Arc<ManualClock>,
-    entra_auth::Validator,
-) {
+async fn loaded() -> (TestIdp, TestKey, Arc<ManualClock>, entra_auth::Validator) {
     let (idp, key, clock, validator) = setup().await;
     idp.serve_jwks(&[&key], 1).await;
     validator.keys().refresh().await.expect("keys");

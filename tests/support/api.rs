@@ -4,11 +4,11 @@
 
 pub use crate::TempDir;
 pub use crate::demo::*;
-use entra_auth::keys::{KeySettings, KeyStore};
 use aws_lc_rs::rsa::{KeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use entra_auth::keys::{KeySettings, KeyStore};
 use serde_json::{Value, json};
 use shared::clock::SharedClock;
 pub use shared::clock::{Clock, ManualClock};

@@ -1,0 +1,84 @@
+//! The caller's identity as headers for the upstream, and the rule that keeps a client from
+//! sending its own.
+
+use entra_auth::AppCaller;
+use shared::claims::TokenVersion;
+
+/// Every identity header starts with this; any incoming header that does is removed before the
+/// gateway sets its own, so no client can pass as another application.
+pub const PREFIX: &str = "x-entra-";
+
+/// The calling application's client ID (`azp` in v2 tokens, `appid` in v1).
+pub const CLIENT_ID: &str = "x-entra-client-id";
+/// The tenant that issued the token (`tid`).
+pub const TENANT_ID: &str = "x-entra-tenant-id";
+/// The calling application's service principal (`oid`); empty when the token has none.
+pub const OBJECT_ID: &str = "x-entra-object-id";
+/// Its app roles (`roles`), space-separated (Entra role values cannot contain spaces); empty
+/// when it holds none.
+pub const ROLES: &str = "x-entra-roles";
+/// `1.0` or `2.0`.
+pub const TOKEN_VERSION: &str = "x-entra-token-version";
+/// Entra's unique token identifier (`uti`), to correlate with sign-in logs; empty when absent.
+pub const TOKEN_ID: &str = "x-entra-token-id";
+
+/// All of them, in the order the README lists them.
+pub const ALL: [&str; 6] = [
+    CLIENT_ID,
+    TENANT_ID,
+    OBJECT_ID,
+    ROLES,
+    TOKEN_VERSION,
+    TOKEN_ID,
+];
+
+/// Whether a (lower-case) header name is one of ours, or claims to be.
+pub fn is_identity(name: &str) -> bool {
+    name.starts_with(PREFIX)
+}
+
+/// The identity headers and their values: every header is present (empty when the token has no
+/// such claim), so that a gateway copying them from a forward-auth answer overwrites a client's
+/// own. Values that a header cannot carry (never the case for Entra's claims) are left empty.
+pub fn values(caller: &AppCaller) -> [(&'static str, String); 6] {
+    let printable = |text: &str| {
+        if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            text.to_owned()
+        } else {
+            String::new()
+        }
+    };
+    [
+        (CLIENT_ID, printable(&caller.client_app_id)),
+        (TENANT_ID, printable(&caller.tenant_id)),
+        (
+            OBJECT_ID,
+            printable(caller.object_id.as_deref().unwrap_or("")),
+        ),
+        (ROLES, printable(&caller.roles.join(" "))),
+        (
+            TOKEN_VERSION,
+            match caller.version {
+                TokenVersion::V1 => "1.0",
+                TokenVersion::V2 => "2.0",
+            }
+            .to_owned(),
+        ),
+        (
+            TOKEN_ID,
+            printable(caller.token_id.as_deref().unwrap_or("")),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_identity_header_is_recognised_by_its_prefix() {
+        assert!(ALL.iter().all(|name| is_identity(name)));
+        assert!(is_identity("x-entra-anything-else"));
+        assert!(!is_identity("x-request-id"));
+    }
+}
