@@ -11,7 +11,8 @@
 //! Every refusal is an [`AuthError`] with a stable reason code, answered in one place as RFC 6750
 //! `WWW-Authenticate` plus an RFC 9457 `application/problem+json` body ([`Problem`]).
 //!
-//! Protecting an actix service (the `protect` example runs this):
+//! Protecting an actix service (`examples/protect.rs` is this as a program:
+//! `cargo run -p entra-auth --example protect -- settings.toml`):
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, http::Method, web};
