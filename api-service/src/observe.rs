@@ -10,6 +10,7 @@ use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
+use std::rc::Rc;
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -18,12 +19,12 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 tokio::task_local! {
     /// The current request's id, so an error rendered deep in a handler or extractor can name it
     /// without every handler passing it along.
-    static REQUEST_ID: String;
+    static REQUEST_ID: Rc<str>;
 }
 
 /// The id of the request being served, if any.
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID.try_with(|id| id.to_string()).ok()
 }
 
 /// The middleware (`App::wrap(from_fn(observe::middleware))`), outermost, so that it sees every
@@ -55,7 +56,7 @@ pub async fn middleware(
     let span = tracing::info_span!("request", request_id = %id, method, %route);
     // The validator quotes it in its refusals.
     req.extensions_mut()
-        .insert(entra_auth::RequestId(id.clone()));
+        .insert(entra_auth::RequestId(Rc::clone(&id)));
     let started = Instant::now();
     let result = REQUEST_ID
         .scope(id, next.call(req).instrument(span.clone()))

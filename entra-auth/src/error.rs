@@ -289,7 +289,7 @@ impl AuthError {
         let id = req
             .extensions()
             .get::<crate::RequestId>()
-            .map(|id| id.0.clone());
+            .map(|id| std::rc::Rc::clone(&id.0));
         self.response(id.as_deref())
     }
 }

@@ -48,8 +48,8 @@ pub struct State {
 }
 
 /// One decision: the rule that matched (its label for metrics), and the verdict.
-pub struct Decision {
-    pub route: String,
+pub struct Decision<'s> {
+    pub route: &'s str,
     pub verdict: Result<AppCaller, AuthError>,
 }
 
@@ -62,21 +62,21 @@ impl State {
         method: &Method,
         target: &str,
         headers: &HeaderMap,
-    ) -> Decision {
+    ) -> Decision<'_> {
         let rule = policy::find(&self.rules, method, target);
-        let route = rule.map_or("unmatched", |r| r.label.as_str()).to_owned();
+        let route = rule.map_or("unmatched", |r| r.label.as_str());
         let verdict = entra_auth::authorize(&self.validator, headers, rule.map(|r| r.access)).await;
         match &verdict {
             Ok(_) => {
                 self.outcomes.accepted.fetch_add(1, Ordering::Relaxed);
-                self.metrics.decided(mode, &route, "accepted");
+                self.metrics.decided(mode, route, "accepted");
             }
             Err(refusal) => {
                 self.outcomes.refused[refusal.reason.index()].fetch_add(1, Ordering::Relaxed);
-                self.metrics.decided(mode, &route, refusal.reason.as_str());
+                self.metrics.decided(mode, route, refusal.reason.as_str());
                 tracing::info!(
                     mode,
-                    route = %route,
+                    route,
                     reason = refusal.reason.as_str(),
                     status = refusal.reason.status().as_u16(),
                     client_app_id = refusal.client_app_id.as_deref().unwrap_or("-"),
@@ -91,7 +91,7 @@ impl State {
 /// The caller's `X-Request-Id` when it is a sane token, else a fresh one
 /// ([`entra_auth::RequestId::incoming_or_new`]): it goes into logs, problem bodies and the
 /// upstream request.
-pub fn request_id(req: &HttpRequest) -> String {
+pub fn request_id(req: &HttpRequest) -> std::rc::Rc<str> {
     entra_auth::RequestId::incoming_or_new(req.headers().get(&REQUEST_ID)).0
 }
 
@@ -180,8 +180,6 @@ impl Gateway {
         let mut server = actix_web::HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                // The proxy reads the body itself, as a stream, bounded by server.max_body_bytes.
-                .app_data(web::PayloadConfig::new(usize::MAX))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .route("/metrics", web::get().to(metrics))

@@ -218,20 +218,20 @@ pub async fn forward(
         Ok(Err(e)) if e.is_timeout() => {
             state
                 .metrics
-                .upstream_answered(&route, 504, started.elapsed());
+                .upstream_answered(route, 504, started.elapsed());
             return upstream_timeout(&id);
         }
         Err(_elapsed) => {
             state
                 .metrics
-                .upstream_answered(&route, 504, started.elapsed());
+                .upstream_answered(route, 504, started.elapsed());
             return upstream_timeout(&id);
         }
         Ok(Err(e)) => {
             state
                 .metrics
-                .upstream_answered(&route, 502, started.elapsed());
-            tracing::warn!(route = %route, error = %error_chain(&e), "upstream unreachable");
+                .upstream_answered(route, 502, started.elapsed());
+            tracing::warn!(route, error = %error_chain(&e), "upstream unreachable");
             return problem(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
@@ -242,7 +242,7 @@ pub async fn forward(
     };
     state
         .metrics
-        .upstream_answered(&route, answer.status().as_u16(), started.elapsed());
+        .upstream_answered(route, answer.status().as_u16(), started.elapsed());
     respond(req.method(), answer, &id)
 }
 
