@@ -7,13 +7,13 @@ use super::error::{AuthError, Reason};
 use super::keys::{KeyStore, Lookup};
 use super::policy::{self, AppCaller};
 use super::token::{PreParsed, bearer, check_jws};
-use aws_lc_rs::digest;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use shared::claims::AccessTokenClaims;
 use shared::clock::SharedClock;
 use shared::config::ConfigError;
 use std::collections::HashSet;
+use std::hash::{BuildHasher as _, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,9 +35,10 @@ pub struct ValidatorSettings {
     pub max_token_bytes: usize,
     /// Verified tokens remembered. Default 10,000: far more distinct live tokens than a mesh of
     /// callers holds. Only tokens that passed every check are cached (issued by an accepted
-    /// tenant, for this API, to an allowed client), each holding its claims: ~2 KB for an Entra
-    /// token, so ~20 MB at most in practice (the 16 KiB size cap bounds the worst case at 160 MB). 0 turns the
-    /// cache off (every request pays an RSA check; for measuring, or for the very cautious).
+    /// tenant, for this API, to an allowed client), each holding the token and its claims: ~3 KB
+    /// for an Entra token, so ~30 MB at most in practice (the 16 KiB size cap bounds the worst
+    /// case at ~320 MB, of tokens that only allowed clients can obtain). 0 turns the cache off
+    /// (every request pays an RSA check; for measuring, or for the very cautious).
     pub cache_capacity: u64,
     /// A cached verification lives until the token's `exp`, at most this long. Default 1 h.
     pub cache_max_ttl_secs: u64,
@@ -107,9 +108,11 @@ impl Default for ValidatorSettings {
     }
 }
 
-/// A token whose signature verified: its claims, and the key that signed it (its `kid` and
-/// material, so that each use can ask whether the token's tenant still publishes that very key).
+/// A token whose signature verified: the token itself (a cache hit must be these very bytes), its
+/// claims, and the key that signed it (its `kid` and material, so that each use can ask whether
+/// the token's tenant still publishes that very key).
 struct Verified {
+    token: Box<str>,
     claims: AccessTokenClaims,
     kid: String,
     material: [u8; 32],
@@ -118,13 +121,8 @@ struct Verified {
 
 struct UntilExpiry;
 
-impl moka::Expiry<[u8; 32], Arc<Verified>> for UntilExpiry {
-    fn expire_after_create(
-        &self,
-        _: &[u8; 32],
-        value: &Arc<Verified>,
-        _: Instant,
-    ) -> Option<Duration> {
+impl moka::Expiry<u64, Arc<Verified>> for UntilExpiry {
+    fn expire_after_create(&self, _: &u64, value: &Arc<Verified>, _: Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -140,7 +138,11 @@ pub struct Validator {
     settings: ValidatorSettings,
     allowed_clients: HashSet<String>,
     clock: SharedClock,
-    cache: moka::future::Cache<[u8; 32], Arc<Verified>>,
+    /// Verified tokens by [`Validator::cache_key`].
+    cache: moka::future::Cache<u64, Arc<Verified>>,
+    /// SipHash keys drawn at random for this validator: which tokens share a cache key cannot be
+    /// known, let alone chosen, from outside.
+    cache_hasher: RandomState,
     pub metrics: ValidatorMetrics,
 }
 
@@ -160,8 +162,20 @@ impl Validator {
             settings,
             clock,
             cache,
+            cache_hasher: RandomState::new(),
             metrics: ValidatorMetrics::default(),
         }
+    }
+
+    /// Where a token lives in the cache: a keyed hash of its last 32 bytes, the end of its
+    /// signature (an RS256 signature is 342 characters that nobody without the key can predict
+    /// for a new token). The key only finds a slot; a hit counts only if the slot holds these very
+    /// bytes (one comparison of the whole token), so two tokens sharing a key, by chance or by
+    /// design, cost a verification and never let one pass as the other. Hashing 32 bytes instead
+    /// of the whole 1–2 KiB token with SHA-256 is most of what a cached validation saves.
+    fn cache_key(&self, token: &str) -> u64 {
+        let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
+        self.cache_hasher.hash_one(tail)
     }
 
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -171,14 +185,15 @@ impl Validator {
     /// Validates the `Authorization` header value and returns the app-only caller.
     pub async fn validate(&self, authorization: Option<&str>) -> Result<AppCaller, AuthError> {
         let token = bearer(authorization, self.settings.max_token_bytes)?;
-        let fingerprint: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .unwrap_or([0; 32]);
+        let key = self.cache_key(token);
         let now = self.clock.unix();
         let cached = match self.settings.cache_capacity {
             0 => None,
-            _ => self.cache.get(&fingerprint).await,
+            _ => self
+                .cache
+                .get(&key)
+                .await
+                .filter(|hit| *hit.token == *token),
         };
         let (verified, fresh) = match cached {
             Some(hit) => {
@@ -189,7 +204,7 @@ impl Validator {
                 // The header checks run only here: a cache hit is the very same bytes, which
                 // passed them when first verified.
                 let pre = check_jws(token)?;
-                let verified = Arc::new(self.verify_signature(pre, now).await?);
+                let verified = Arc::new(self.verify_signature(token, pre, now).await?);
                 (verified, true)
             }
         };
@@ -218,7 +233,7 @@ impl Validator {
             return Err(AuthError::new(Reason::KeysUnavailable));
         }
         if !still_published {
-            self.cache.invalidate(&fingerprint).await;
+            self.cache.invalidate(&key).await;
             return Err(AuthError::new(Reason::UnknownSigningKey));
         }
         let rules = ClaimRules {
@@ -246,7 +261,7 @@ impl Validator {
         // foreign tenant (Entra's keys are shared across tenants) cannot fill the cache and
         // evict real callers.
         if fresh && self.settings.cache_capacity > 0 {
-            self.cache.insert(fingerprint, verified).await;
+            self.cache.insert(key, verified).await;
         }
         Ok(caller)
     }
@@ -255,7 +270,12 @@ impl Validator {
     /// claims: RFC 7519 §7.2 wants the claims set to be UTF-8 JSON, so the whole payload is held
     /// to UTF-8 before it is parsed, including strings of claims nobody reads (serde skips those
     /// unchecked).
-    async fn verify_signature(&self, pre: PreParsed<'_>, now: i64) -> Result<Verified, AuthError> {
+    async fn verify_signature(
+        &self,
+        token: &str,
+        pre: PreParsed<'_>,
+        now: i64,
+    ) -> Result<Verified, AuthError> {
         let keys = match self.keys.lookup(&pre.kid).await {
             Lookup::Found(keys) => keys,
             Lookup::Unknown => return Err(AuthError::new(Reason::UnknownSigningKey)),
@@ -281,6 +301,7 @@ impl Validator {
         // Saturating: `exp` is whatever the issuer signed, i64::MIN included.
         let remaining = claims.exp.saturating_sub(now).max(0) as u64;
         Ok(Verified {
+            token: token.into(),
             ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
             claims,
             kid: pre.kid,
@@ -341,5 +362,66 @@ mod tests {
                 .is_ok(),
             "exp i64::MAX"
         );
+    }
+
+    #[tokio::test]
+    async fn a_cache_hit_is_the_very_token_verified_not_one_sharing_its_key() {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key");
+        let clock: SharedClock = Arc::new(shared::clock::ManualClock::at_unix(NOW));
+        let store = KeyStore::from_jwks(
+            json!({"keys": [rsa_jwk(&pair, "k")]})
+                .to_string()
+                .as_bytes(),
+            issuers(),
+            KeySettings::default(),
+            clock.clone(),
+        )
+        .expect("usable");
+        let validator = Validator::new(
+            Arc::new(store),
+            ValidatorSettings {
+                audiences: vec![v2_app_claims()["aud"].as_str().expect("aud").to_owned()],
+                allowed_clients: vec![READER.to_owned()],
+                ..Default::default()
+            },
+            clock,
+        );
+        let token = sign(&pair, "k", &v2_app_claims());
+        for _ in 0..2 {
+            validator
+                .validate(Some(&format!("Bearer {token}")))
+                .await
+                .expect("valid");
+        }
+        assert_eq!(validator.metrics.cache_hits.load(Ordering::Relaxed), 1);
+
+        // The same signature (so the same cache key) under other claims (its roles swapped
+        // for more): it must be verified, and fail, not be taken for the cached token.
+        let (signing_input, signature) = token.rsplit_once('.').expect("three parts");
+        let (header, _) = signing_input.split_once('.').expect("three parts");
+        let mut claims = v2_app_claims();
+        claims["roles"] = json!(["Tasks.ReadWrite.All"]);
+        let payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            claims.to_string(),
+        );
+        let forged = format!("{header}.{payload}.{signature}");
+        assert_eq!(validator.cache_key(&forged), validator.cache_key(&token));
+        let refused = validator
+            .validate(Some(&format!("Bearer {forged}")))
+            .await
+            .expect_err("forged");
+        assert_eq!(refused.reason, Reason::InvalidSignature);
+        assert_eq!(validator.metrics.cache_hits.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            validator.metrics.signature_checks.load(Ordering::Relaxed),
+            2
+        );
+        // The genuine token is still cached.
+        validator
+            .validate(Some(&format!("Bearer {token}")))
+            .await
+            .expect("valid");
+        assert_eq!(validator.metrics.cache_hits.load(Ordering::Relaxed), 2);
     }
 }

@@ -48,6 +48,15 @@ impl Clock for SystemClock {
         OffsetDateTime::now_utc()
     }
 
+    /// Straight from the system time, without building a date: the token validator reads it on
+    /// every request.
+    fn unix(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => since.as_secs() as i64,
+            Err(before) => -(before.duration().as_secs_f64().ceil() as i64),
+        }
+    }
+
     fn sleep_until(&self, deadline: OffsetDateTime) -> Sleep {
         let wait = to_std(deadline - OffsetDateTime::now_utc());
         Box::pin(tokio::time::sleep(wait))
@@ -154,6 +163,15 @@ mod tests {
         assert!(poll_once(&mut sleep).is_pending());
         clock.advance(Duration::from_secs(1));
         assert!(poll_once(&mut sleep).is_ready());
+    }
+
+    #[test]
+    fn the_system_clock_counts_unix_seconds_as_its_date_does() {
+        let clock = SystemClock;
+        let before = clock.now().unix_timestamp();
+        let unix = clock.unix();
+        let after = clock.now().unix_timestamp();
+        assert!((before..=after).contains(&unix), "{before} {unix} {after}");
     }
 
     #[test]
