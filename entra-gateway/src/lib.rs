@@ -43,6 +43,8 @@ pub struct State {
     pub rules: Vec<Rule>,
     pub outcomes: AuthOutcomes,
     pub metrics: Metrics,
+    /// The upstream as configured; each server worker proxies through its own copy
+    /// ([`proxy::WorkerUpstream`]).
     pub upstream: Option<proxy::Upstream>,
     pub max_body_bytes: u64,
 }
@@ -180,6 +182,9 @@ impl Gateway {
         let mut server = actix_web::HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(web::Data::new(proxy::WorkerUpstream(
+                    app_state.upstream.as_ref().map(proxy::Upstream::for_worker),
+                )))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .route("/metrics", web::get().to(metrics))

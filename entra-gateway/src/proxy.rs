@@ -29,6 +29,31 @@ pub struct Upstream {
     base: String,
     timeout: Duration,
     forward_authorization: bool,
+    recipe: ClientRecipe,
+}
+
+/// What the upstream client is built from, kept to build one per worker.
+#[derive(Clone)]
+struct ClientRecipe {
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    max_idle: usize,
+    extra_roots: Vec<reqwest::Certificate>,
+}
+
+impl ClientRecipe {
+    fn build(&self) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            // A redirect is the upstream's answer to the caller, not something to follow here.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            // Each read, headers included: a stalled upstream fails, a slow download does not.
+            .read_timeout(self.read_timeout)
+            .pool_max_idle_per_host(self.max_idle)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tls_certs_merge(self.extra_roots.iter().cloned())
+            .build()
+    }
 }
 
 impl Upstream {
@@ -38,20 +63,18 @@ impl Upstream {
     ) -> Result<Self, ConfigError> {
         let url = settings.validate()?;
         let timeout = Duration::from_secs(settings.timeout_secs);
-        let mut builder = reqwest::Client::builder()
-            // A redirect is the upstream's answer to the caller, not something to follow here.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            // Each read, headers included: a stalled upstream fails, a slow download does not.
-            .read_timeout(timeout)
-            .pool_max_idle_per_host(settings.max_idle_connections)
-            .pool_idle_timeout(Duration::from_secs(60));
-        if let Some(path) = &http.extra_ca_file {
-            let certs = shared::http::read_ca_bundle(path)
-                .map_err(|e| ConfigError::key("http.extra_ca_file", e))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder
+        let extra_roots = match &http.extra_ca_file {
+            Some(path) => shared::http::read_ca_bundle(path)
+                .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
+            None => Vec::new(),
+        };
+        let recipe = ClientRecipe {
+            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
+            read_timeout: timeout,
+            max_idle: settings.max_idle_connections,
+            extra_roots,
+        };
+        let client = recipe
             .build()
             .map_err(|e| ConfigError::key("upstream", format!("cannot build its client: {e}")))?;
         Ok(Self {
@@ -59,9 +82,29 @@ impl Upstream {
             base: url.as_str().trim_end_matches('/').to_owned(),
             timeout,
             forward_authorization: settings.forward_authorization,
+            recipe,
         })
     }
+
+    /// The same upstream with a connection pool of its own, for one server worker. Each actix
+    /// worker is a single-threaded runtime, and a pooled connection is driven by the runtime that
+    /// opened it: with one pool for all workers, a request on one worker would wait on another
+    /// worker's thread to move its bytes. (Building the same client a second time does not fail;
+    /// if it ever did, the worker shares the first pool.)
+    pub fn for_worker(&self) -> Self {
+        Self {
+            client: self.recipe.build().unwrap_or_else(|_| self.client.clone()),
+            base: self.base.clone(),
+            timeout: self.timeout,
+            forward_authorization: self.forward_authorization,
+            recipe: self.recipe.clone(),
+        }
+    }
 }
+
+/// The upstream of one server worker (see [`Upstream::for_worker`]); `None` for a forward-auth
+/// only gateway.
+pub struct WorkerUpstream(pub Option<Upstream>);
 
 /// RFC 9110 §7.6.1's hop-by-hop fields, plus the de-facto ones (`keep-alive`,
 /// `proxy-connection`): they describe one connection, not the message.
@@ -143,7 +186,16 @@ fn upstream_headers(
             None => set("x-forwarded-for", &peer.ip().to_string()),
         }
     }
-    set("x-forwarded-proto", req.connection_info().scheme());
+    // This listener's own scheme: `connection_info()` would believe a client's `Forwarded` or
+    // `X-Forwarded-Proto`.
+    set(
+        "x-forwarded-proto",
+        if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        },
+    );
     if let Some(host) = req
         .headers()
         .get(header::HOST)
@@ -160,9 +212,10 @@ pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<State>,
+    worker: web::Data<WorkerUpstream>,
 ) -> HttpResponse {
     let id = request_id(&req);
-    let Some(upstream) = &state.upstream else {
+    let Some(upstream) = &worker.0 else {
         return problem(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -195,13 +248,20 @@ pub async fn forward(
 
     let has_body = declared_length.is_some_and(|length| length > 0)
         || req.headers().contains_key(header::TRANSFER_ENCODING);
+    // The same token on both sides (actix parsed it already): never another method than the one
+    // the policy judged.
+    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return problem(
+            StatusCode::NOT_IMPLEMENTED,
+            "method_not_supported",
+            "This gateway cannot forward that method.",
+            &id,
+        );
+    };
     let too_big = Arc::new(AtomicBool::new(false));
     let mut request = upstream
         .client
-        .request(
-            method_of(req.method()),
-            format!("{}{target}", upstream.base),
-        )
+        .request(method, format!("{}{target}", upstream.base))
         .headers(headers);
     if has_body {
         request = request.body(stream_body(payload, state.max_body_bytes, too_big.clone()));
@@ -244,10 +304,6 @@ pub async fn forward(
         .metrics
         .upstream_answered(route, answer.status().as_u16(), started.elapsed());
     respond(req.method(), answer, &id)
-}
-
-fn method_of(method: &Method) -> reqwest::Method {
-    reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET)
 }
 
 /// The upstream's answer, streamed back minus hop-by-hop fields.
