@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// The demo directory's identities, generated from the directory file the emulator serves.
 pub use entra_emulator::demo;
-use entra_emulator::demo::{TENANT, ada, cert_job, tasks_api, tasks_cli};
+use entra_emulator::demo::{TENANT, ada, cert_job, reports_api, tasks_api, tasks_cli};
 use entra_emulator::demo::{reader_job, stranger_job, writer_job};
 /// The scope every job of a mesh caller asks for: the tasks API's `.default`.
 pub const API_SCOPE: &str = tasks_api::SCOPE;
@@ -40,11 +40,31 @@ pub struct CallerSpec {
     pub jobs: Vec<JobSpec>,
 }
 
+/// The services a mesh job can call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The tasks API (Rust, checks tokens itself).
+    Tasks,
+    /// The reports service (Python, no token code) behind entra-gateway.
+    Reports,
+}
+
+impl Service {
+    /// The scope a job asks for to call it: the service's `.default`.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Service::Tasks => tasks_api::SCOPE,
+            Service::Reports => reports_api::SCOPE,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub name: &'static str,
+    pub service: Service,
     pub method: &'static str,
-    /// Path on the API, e.g. `/api/tasks`.
+    /// Path on the service, e.g. `/api/tasks`.
     pub path: &'static str,
     pub body: Option<serde_json::Value>,
     pub every: Duration,
@@ -55,11 +75,20 @@ impl JobSpec {
     pub fn get(name: &'static str, path: &'static str, every: Duration) -> Self {
         Self {
             name,
+            service: Service::Tasks,
             method: "GET",
             path,
             body: None,
             every,
             success_status: vec![],
+        }
+    }
+
+    /// A GET of `path` on the reports service, through the gateway.
+    pub fn report(name: &'static str, path: &'static str, every: Duration) -> Self {
+        Self {
+            service: Service::Reports,
+            ..Self::get(name, path, every)
         }
     }
 }
@@ -81,6 +110,7 @@ pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
             allowed: true,
             jobs: vec![JobSpec {
                 name: "create-task",
+                service: Service::Tasks,
                 method: "POST",
                 path: "/api/tasks",
                 body: Some(serde_json::json!({ "title": "nightly import" })),
@@ -116,6 +146,32 @@ pub struct MeshOptions {
     pub clock: SharedClock,
     /// The emulator's admin API (key rotation, fault injection; loopback only): for tests.
     pub admin: bool,
+    /// The Python reports service behind entra-gateway, when wanted (see
+    /// [`MeshOptions::add_reports`]).
+    pub reports: Option<ReportsOptions>,
+}
+
+/// The reports service: a Python program (standard library only, no token code) behind
+/// entra-gateway, which checks the callers' tokens and passes their identity on in headers.
+#[derive(Debug, Clone)]
+pub struct ReportsOptions {
+    /// The Python 3 interpreter that runs `mesh/reports/reports.py`.
+    pub python: PathBuf,
+    /// The gateway's port (0: any free port). The Python service listens on a free loopback
+    /// port of its own, reachable only by what runs on this machine.
+    pub gateway_port: u16,
+}
+
+/// `mesh/reports/reports.py`, the reports service.
+pub fn reports_program() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/reports.py")
+}
+
+/// The first `python3` on `PATH`, if any.
+pub fn find_python() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("python3"))
+        .find(|path| path.is_file())
 }
 
 impl MeshOptions {
@@ -131,7 +187,40 @@ impl MeshOptions {
             token_manager: TokenManagerSettings::default(),
             clock: shared::clock::system(),
             admin: false,
+            reports: None,
         }
+    }
+
+    /// Adds the reports service behind the gateway (on port 8090 unless changed), run by
+    /// `python`, and two jobs that call it: the reader's daily report (it holds `Reports.Read`)
+    /// and the stranger's, which the gateway refuses as the API does (`client_not_allowed`).
+    pub fn add_reports(&mut self, python: PathBuf) {
+        let every = self
+            .callers
+            .iter()
+            .flat_map(|c| &c.jobs)
+            .map(|j| j.every)
+            .min()
+            .unwrap_or(Duration::from_secs(10));
+        for caller in &mut self.callers {
+            match caller.name {
+                "reader" => {
+                    caller
+                        .jobs
+                        .push(JobSpec::report("daily-report", "/reports/daily", every * 2))
+                }
+                "stranger" => {
+                    caller
+                        .jobs
+                        .push(JobSpec::report("peek-report", "/reports/daily", every * 3))
+                }
+                _ => {}
+            }
+        }
+        self.reports = Some(ReportsOptions {
+            python,
+            gateway_port: 8090,
+        });
     }
 }
 
@@ -246,19 +335,155 @@ impl Caller {
         sum_samples(&self.metrics.render(), "caller_idp_requests_total", "")
     }
 
-    /// Tokens this caller obtained (at start, by a caller, or refreshed in the background). Every
-    /// job of a mesh caller uses [`API_SCOPE`].
+    /// Tokens this caller obtained (at start, by a caller, or refreshed in the background), for
+    /// every scope its jobs use.
     pub fn tokens_acquired(&self) -> u64 {
-        self.metrics
-            .acquisitions
-            .with_label_values(&[API_SCOPE, "ok", "ok"])
-            .get()
+        let mut scopes: Vec<_> = self.jobs.iter().map(|job| job.service.scope()).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+            .into_iter()
+            .map(|scope| {
+                self.metrics
+                    .acquisitions
+                    .with_label_values(&[scope, "ok", "ok"])
+                    .get()
+            })
+            .sum()
+    }
+}
+
+/// The reports service and the gateway in front of it.
+pub struct Reports {
+    /// The gateway's URL: the only way in.
+    pub url: String,
+    /// The Python service's own loopback URL (for tests that check it is never called directly).
+    pub upstream: String,
+    /// Every line the Python service printed: one per request, naming the app the gateway said
+    /// called.
+    pub lines: Arc<std::sync::Mutex<Vec<String>>>,
+    handle: actix_web::dev::ServerHandle,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+    process: PythonService,
+}
+
+/// The Python process; killed when dropped, so that no path out of the mesh leaves it running.
+struct PythonService(std::process::Child);
+
+impl Drop for PythonService {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Reports {
+    async fn start(
+        options: &ReportsOptions,
+        emulator: &Emulator,
+        allowed_clients: Vec<String>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        use std::io::BufRead as _;
+        let program = reports_program();
+        let mut child = std::process::Command::new(&options.python)
+            .arg(&program)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} {}",
+                    options.python.display(),
+                    program.display()
+                )
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the reports service's stdout")?;
+        let process = PythonService(child);
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        // The first line says where it listens; every later one is a request it served, narrated
+        // under the target `mesh::reports`.
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = bound_tx.send(first);
+            for line in lines.map_while(Result::ok) {
+                tracing::info!(target: "mesh::reports", "{line}");
+                if let Ok(mut seen) = seen.lock() {
+                    seen.push(line);
+                }
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(10), bound_rx)
+            .await
+            .context("the reports service did not say where it listens within 10 s")?
+            .ok()
+            .flatten()
+            .context("the reports service exited before listening (see its error above)")?;
+        let upstream = first
+            .strip_prefix("listening on ")
+            .map(|address| format!("http://{address}"))
+            .with_context(|| format!("the reports service said `{first}`, not where it listens"))?;
+
+        let mut settings = entra_gateway::settings::GatewaySettings::default();
+        settings.server.port = options.gateway_port;
+        settings.server.workers = Some(1);
+        settings.server.handle_signals = false;
+        settings.server.shutdown_timeout_secs = 5;
+        settings.upstream = Some(entra_gateway::settings::UpstreamSettings {
+            url: upstream.clone(),
+            ..Default::default()
+        });
+        settings.entra.authority_host = emulator.url.clone();
+        settings.entra.tenants = vec![TENANT.into()];
+        settings.auth.audiences = vec![
+            reports_api::CLIENT_ID.into(),
+            reports_api::APP_ID_URI.into(),
+        ];
+        settings.auth.allowed_clients = allowed_clients;
+        settings.http.extra_ca_file = Some(emulator.ca.clone());
+        settings.routes = vec![entra_gateway::policy::RuleSettings {
+            method: "GET".into(),
+            path: "/reports/**".into(),
+            roles: Some(vec!["Reports.Read".into()]),
+            any_allowed_app: false,
+        }];
+        let gateway = entra_gateway::Gateway::build_with_clock(settings, clock)
+            .await
+            .context("entra-gateway")?;
+        Ok(Self {
+            url: format!("http://{}", gateway.address()),
+            upstream,
+            lines,
+            handle: gateway.handle(),
+            running: tokio::spawn(gateway.run_until_stopped()),
+            process,
+        })
+    }
+
+    /// The gateway first (in-flight requests finish), then the Python service.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.handle.stop(true).await;
+        let stopped = match self.running.await {
+            Ok(result) => result.context("entra-gateway"),
+            Err(error) => Err(anyhow::Error::from(error).context("entra-gateway")),
+        };
+        drop(self.process);
+        stopped
     }
 }
 
 pub struct Mesh {
     pub emulator: Emulator,
     pub api: Api,
+    /// The reports service behind the gateway, when [`MeshOptions::reports`] asked for it.
+    pub reports: Option<Reports>,
     pub callers: Vec<Caller>,
     pub http: reqwest::Client,
 }
@@ -298,11 +523,15 @@ impl Mesh {
         api.entra.tenants = vec![TENANT.into()];
         api.auth.audiences = vec![tasks_api::CLIENT_ID.into(), tasks_api::APP_ID_URI.into()];
         // The allow-list: the allowed callers, and the demo's certificate job.
-        api.auth.allowed_clients = options
+        let allowed: Vec<String> = options
             .callers
             .iter()
             .filter(|c| c.allowed)
             .map(|c| c.client_id.to_owned())
+            .collect();
+        api.auth.allowed_clients = allowed
+            .iter()
+            .cloned()
             .chain([cert_job::CLIENT_ID.to_owned()])
             .collect();
         api.http.extra_ca_file = Some(emulator.ca.clone());
@@ -317,9 +546,20 @@ impl Mesh {
             running: tokio::spawn(app.run_until_stopped()),
         };
 
+        // The gateway lets in the same apps as the API; the route's role decides the rest.
+        let reports = match &options.reports {
+            Some(reports) => {
+                Some(Reports::start(reports, &emulator, allowed, options.clock.clone()).await?)
+            }
+            None => None,
+        };
+        let urls = ServiceUrls {
+            tasks: &api.url,
+            reports: reports.as_ref().map(|r| r.url.as_str()),
+        };
         let mut callers = Vec::new();
         for spec in &options.callers {
-            let caller = start_caller(spec, &emulator, &api.url, &options)
+            let caller = start_caller(spec, &emulator, &urls, &options)
                 .await
                 .with_context(|| format!("caller-service ({})", spec.name))?;
             callers.push(caller);
@@ -334,6 +574,7 @@ impl Mesh {
         Ok(Self {
             emulator,
             api,
+            reports,
             callers,
             http,
         })
@@ -346,8 +587,9 @@ impl Mesh {
             .unwrap_or_else(|| panic!("no caller named {name}"))
     }
 
-    /// Stops the callers first (they finish running jobs), then the API, then the emulator;
-    /// every one of them, whatever happens to the others, and reports the first error.
+    /// Stops the callers first (they finish running jobs), then the gateway and the reports
+    /// service, then the API, then the emulator; every one of them, whatever happens to the
+    /// others, and reports the first error.
     pub async fn stop(self) -> anyhow::Result<()> {
         for caller in &self.callers {
             caller.stop.shutdown();
@@ -359,6 +601,9 @@ impl Mesh {
                 Err(error) => Err(error.into()),
             };
             outcomes.push(outcome.with_context(|| format!("caller {}", caller.name)));
+        }
+        if let Some(reports) = self.reports {
+            outcomes.push(reports.stop().await);
         }
         self.api.handle.stop(true).await;
         outcomes.push(match self.api.running.await {
@@ -490,10 +735,16 @@ async fn access_token(response: reqwest::Response) -> anyhow::Result<String> {
     }
 }
 
+/// Where each service's jobs go.
+struct ServiceUrls<'a> {
+    tasks: &'a str,
+    reports: Option<&'a str>,
+}
+
 async fn start_caller(
     spec: &CallerSpec,
     emulator: &Emulator,
-    api_url: &str,
+    urls: &ServiceUrls<'_>,
     options: &MeshOptions,
 ) -> anyhow::Result<Caller> {
     let mut settings = caller_service::settings::Settings {
@@ -513,20 +764,31 @@ async fn start_caller(
     settings.jobs = spec
         .jobs
         .iter()
-        .map(|job| JobSettings {
-            name: job.name.into(),
-            schedule: None,
-            interval_secs: Some(job.every.as_secs().max(1)),
-            jitter_secs: 0,
-            method: job.method.into(),
-            url: format!("{api_url}{}", job.path),
-            body: job.body.clone(),
-            scope: API_SCOPE.into(),
-            timeout_secs: 10,
-            success_status: job.success_status.clone(),
-            overlap: OverlapPolicy::Skip,
+        .map(|job| {
+            let base = match job.service {
+                Service::Tasks => urls.tasks,
+                Service::Reports => urls.reports.with_context(|| {
+                    format!(
+                        "job {} calls the reports service, which this mesh does not run",
+                        job.name
+                    )
+                })?,
+            };
+            Ok(JobSettings {
+                name: job.name.into(),
+                schedule: None,
+                interval_secs: Some(job.every.as_secs().max(1)),
+                jitter_secs: 0,
+                method: job.method.into(),
+                url: format!("{base}{}", job.path),
+                body: job.body.clone(),
+                scope: job.service.scope().into(),
+                timeout_secs: 10,
+                success_status: job.success_status.clone(),
+                overlap: OverlapPolicy::Skip,
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let app =
         caller_service::Application::build_with_clock(settings, options.clock.clone()).await?;
     Ok(Caller {

@@ -1,6 +1,6 @@
-//! `cargo run -p mesh`: the Entra emulator, the tasks API and three caller daemons (a reader, a
-//! writer, and an app the API refuses) in one process, plus a user who signs in with PKCE and is
-//! turned away, all narrated for a person. Ctrl-C stops everything. `RUST_LOG` adds the services'
+//! `cargo run -p mesh`: the Entra emulator, the tasks API, the Python reports service behind
+//! entra-gateway, and three caller daemons (a reader, a writer, and an app both refuse) in one
+//! process, plus a user who signs in with PKCE and is turned away, all narrated for a person. Ctrl-C stops everything. `RUST_LOG` adds the services'
 //! own logs on stderr.
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 #[derive(Parser)]
 #[command(
     version,
-    about = "Run the whole mesh locally: emulator, API and callers, narrated"
+    about = "Run the whole mesh locally: emulator, API, reports service behind the gateway, and callers, narrated"
 )]
 struct Cli {
     /// Keys, the development CA and the API's database are kept here between runs.
@@ -29,6 +29,12 @@ struct Cli {
     /// The API's port (0: any free port).
     #[arg(long, default_value_t = 8080)]
     api_port: u16,
+    /// entra-gateway's port, in front of the reports service (0: any free port).
+    #[arg(long, default_value_t = 8090)]
+    gateway_port: u16,
+    /// Leave out the reports service and its gateway (they need python3 on PATH).
+    #[arg(long)]
+    no_reports: bool,
     /// The reader's job runs this often; the writer's every 1.5×, the refused app's every 2×.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     every_secs: u64,
@@ -67,6 +73,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut options = MeshOptions::demo(cli.data_dir.clone(), every);
     options.emulator_port = cli.emulator_port;
     options.api_port = cli.api_port;
+    let python = if cli.no_reports {
+        None
+    } else {
+        mesh::find_python()
+    };
+    if let Some(python) = python {
+        options.add_reports(python);
+        if let Some(reports) = &mut options.reports {
+            reports.gateway_port = cli.gateway_port;
+        }
+    }
     options.token_lifetime_secs = (cli.token_lifetime_secs, cli.token_lifetime_secs * 5 / 4);
     // Refresh at half-life as in production; the 5-minute and 60-second bounds are scaled down
     // with the short demo tokens so that half-life is what shows.
@@ -82,7 +99,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The narrator reads only the callers' events: filtering here keeps every other library's
     // trace callsites disabled, instead of building events it would drop.
     let narrated = tracing_subscriber::filter::Targets::new()
-        .with_target("caller_service", tracing::Level::INFO);
+        .with_target("caller_service", tracing::Level::INFO)
+        .with_target("mesh::reports", tracing::Level::INFO);
     tracing_subscriber::registry()
         .with(Narrator::new(Cast::new(&options.callers)).with_filter(narrated))
         .with(services_log)
@@ -91,12 +109,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     say(
         "mesh",
-        "starting the Entra ID emulator, the tasks API and three callers in one process",
+        match (&options.reports, cli.no_reports) {
+            (Some(_), _) => {
+                "starting the Entra ID emulator, the tasks API, the reports service (Python) behind entra-gateway and three callers"
+            }
+            (None, true) => {
+                "starting the Entra ID emulator, the tasks API and three callers (--no-reports)"
+            }
+            (None, false) => {
+                "starting the Entra ID emulator, the tasks API and three callers; no python3 on PATH, so the reports service and its gateway are left out"
+            }
+        },
     );
-    for (port, flag, what) in [
+    let mut ports = vec![
         (cli.emulator_port, "--emulator-port", "the emulator's"),
         (cli.api_port, "--api-port", "the API's"),
-    ] {
+    ];
+    if options.reports.is_some() {
+        ports.push((cli.gateway_port, "--gateway-port", "the gateway's"));
+    }
+    for (port, flag, what) in ports {
         if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             anyhow::bail!(
                 "{what} port {port} is in use: stop what holds it, or pick another with {flag} (0: any free port)"
@@ -123,12 +155,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mesh.api.url
         ),
     );
+    if let Some(reports) = &mesh.reports {
+        say(
+            "gateway",
+            &format!(
+                "{} checks app tokens for the reports service (Python, no token code, on {}): GET /reports/** needs Reports.Read; /metrics, /readyz",
+                reports.url, reports.upstream
+            ),
+        );
+    }
     for caller in &mesh.callers {
         for job in &caller.jobs {
+            let on = match job.service {
+                mesh::Service::Tasks => "",
+                mesh::Service::Reports => " (reports, via the gateway)",
+            };
             say(
                 caller.name,
                 &format!(
-                    "{}: {} {} every {}; operator endpoint {}/readyz",
+                    "{}: {} {}{on} every {}; operator endpoint {}/readyz",
                     job.name,
                     job.method,
                     job.path,
@@ -167,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     say(
         "mesh",
         &format!(
-            "{stop_reason}: stopping callers (running jobs finish), then the API (in-flight requests get up to 5 s), then the emulator; a second signal quits at once"
+            "{stop_reason}: stopping callers (running jobs finish), then the gateway and the reports service, then the API (in-flight requests get up to 5 s), then the emulator; a second signal quits at once"
         ),
     );
     print_summary(&mesh).await;
@@ -267,28 +312,32 @@ async fn print_summary(mesh: &Mesh) {
         }
         parts.push(part);
     }
-    let api = match mesh
-        .http
-        .get(format!("{}/metrics", mesh.api.url))
-        .send()
-        .await
-    {
+    let mut line = format!(
+        "{} · {calls} calls on {tokens} tokens from the emulator · {}",
+        parts.join(", "),
+        decisions(mesh, "API", &mesh.api.url, "api_auth_outcomes_total").await
+    );
+    if let Some(reports) = &mesh.reports {
+        line += &format!(
+            " · {}",
+            decisions(mesh, "gateway", &reports.url, "gateway_decisions_total").await
+        );
+    }
+    say("summary", &line);
+}
+
+/// "`who` accepted N, refused M", from the `metric` counter (by outcome) of the service's
+/// `/metrics`.
+async fn decisions(mesh: &Mesh, who: &str, url: &str, metric: &str) -> String {
+    match mesh.http.get(format!("{url}/metrics")).send().await {
         Ok(response) => match response.text().await {
             Ok(text) => {
-                let accepted =
-                    sum_samples(&text, "api_auth_outcomes_total", r#"outcome="accepted""#);
-                let all = sum_samples(&text, "api_auth_outcomes_total", "");
-                format!("API accepted {accepted}, refused {}", all - accepted)
+                let accepted = sum_samples(&text, metric, r#"outcome="accepted""#);
+                let all = sum_samples(&text, metric, "");
+                format!("{who} accepted {accepted}, refused {}", all - accepted)
             }
-            Err(error) => format!("API metrics unreadable: {error}"),
+            Err(error) => format!("{who} metrics unreadable: {error}"),
         },
-        Err(error) => format!("API metrics unavailable: {error}"),
-    };
-    say(
-        "summary",
-        &format!(
-            "{} · {calls} calls on {tokens} tokens from the emulator · {api}",
-            parts.join(", ")
-        ),
-    );
+        Err(error) => format!("{who} metrics unavailable: {error}"),
+    }
 }

@@ -1,5 +1,6 @@
 //! What the mesh prints for a person: the services' own log events (tokens acquired and refreshed,
-//! job outcomes, acquisition failures) turned into one line each, naming the caller they belong to.
+//! job outcomes, acquisition failures) turned into one line each, naming the caller they belong to,
+//! and the lines the reports service prints (one per request it served).
 //! The services log exactly as they do on their own; this layer only reads those events' fields,
 //! and never one that could hold a secret (the services log fingerprints, never tokens).
 
@@ -23,9 +24,13 @@ impl Cast {
             cast.callers
                 .insert(caller.client_id.to_owned(), caller.name);
             for job in &caller.jobs {
+                let via = match job.service {
+                    crate::Service::Tasks => "",
+                    crate::Service::Reports => " (reports, via the gateway)",
+                };
                 cast.jobs.insert(
                     job.name.to_owned(),
-                    (caller.name, format!("{} {}", job.method, job.path)),
+                    (caller.name, format!("{} {}{via}", job.method, job.path)),
                 );
             }
         }
@@ -95,10 +100,20 @@ pub fn duration(secs: u64) -> String {
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Narrator {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let target = event.metadata().target();
+        let mut fields = Fields::default();
+        if target == "mesh::reports" {
+            // The Python service's own line: what it served, and to which app.
+            event.record(&mut fields);
+            let mut line = fields.get("message").to_owned();
+            for (client_id, name) in &self.cast.callers {
+                line = line.replace(client_id.as_str(), name);
+            }
+            say("reports", &line);
+            return;
+        }
         if !target.starts_with("caller_service::") {
             return;
         }
-        let mut fields = Fields::default();
         event.record(&mut fields);
         let message = fields.get("message");
         let caller = |f: &Fields| {
@@ -119,8 +134,13 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Narrator {
                 ("Background", _) => "token refreshed early, in the background".to_owned(),
                 _ => "token acquired".to_owned(),
             };
+            // `api://tasks-api/.default` → `tasks-api`: which service the token is for.
+            let audience = fields
+                .get("scope")
+                .trim_start_matches("api://")
+                .trim_end_matches("/.default");
             let mut what = format!(
-                "{how}: {} token {}, valid {}",
+                "{how}: {} token {} for {audience}, valid {}",
                 fields.get("kind"),
                 fields.get("fingerprint"),
                 duration(fields.secs("lifetime_secs").unwrap_or(0)),

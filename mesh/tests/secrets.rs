@@ -1,8 +1,8 @@
 //! The whole mesh at trace level: nothing secret may appear in anything it prints.
 //!
-//! The launcher runs the emulator, the API, three caller daemons and a user's PKCE sign-in with
-//! `RUST_LOG=trace` (every library's logs included), until every job has run twice; then its
-//! stdout and stderr are searched for the directory's client secrets, any PEM private key, the
+//! The launcher runs the emulator, the API, the gateway with the Python reports service behind
+//! it, three caller daemons and a user's PKCE sign-in with `RUST_LOG=trace` (every library's logs
+//! included), until every job has run twice; then its stdout and stderr are searched for the directory's client secrets, any PEM private key, the
 //! emulator's private signing-key material and anything shaped like a JWT.
 
 use std::process::Command;
@@ -40,7 +40,14 @@ fn the_mesh_at_trace_level_prints_no_secret_key_or_token() {
     let output = Command::new(env!("CARGO_BIN_EXE_mesh"))
         .args(["--data-dir"])
         .arg(&dir)
-        .args(["--emulator-port", "0", "--api-port", "0"])
+        .args([
+            "--emulator-port",
+            "0",
+            "--api-port",
+            "0",
+            "--gateway-port",
+            "0",
+        ])
         .args([
             "--every-secs",
             "1",
@@ -63,6 +70,13 @@ fn the_mesh_at_trace_level_prints_no_secret_key_or_token() {
     );
     assert!(stdout.contains("refused: client_not_allowed"), "{stdout}");
     assert!(stdout.contains("refused: user_delegated_token"), "{stdout}");
+    if mesh::find_python().is_some() {
+        // The Python reports service behind the gateway, its identity headers included.
+        assert!(
+            stdout.contains("GET /reports/daily → 200 for app reader (roles: Reports.Read)"),
+            "{stdout}"
+        );
+    }
     assert!(stderr.lines().count() > 1_000, "trace logs were written");
 
     // The emulator's private signing keys, as stored: their private exponents must not leak.

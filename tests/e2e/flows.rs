@@ -110,3 +110,111 @@ async fn an_expired_token_is_answered_401_expired() {
     assert_eq!(body["reason"], "expired");
     test.mesh.stop().await.expect("stops cleanly");
 }
+
+/// The Python reports service (no token code) behind entra-gateway, called by the demo's jobs:
+/// the reader's reports arrive with its identity, the stranger is refused by the gateway and never
+/// reaches Python, and nobody but the gateway sent the identity headers.
+#[tokio::test]
+async fn the_python_reports_service_serves_only_what_the_gateway_lets_through() {
+    let Some(python) = mesh_tests::python3_or_skip() else {
+        return;
+    };
+    let mut callers = mesh::demo_callers(EVERY);
+    for job in callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
+        job.every = EVERY;
+    }
+    let test = start_with(callers, |options| {
+        options.add_reports(python);
+        for job in options.callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
+            job.every = EVERY;
+        }
+        if let Some(reports) = &mut options.reports {
+            reports.gateway_port = 0;
+        }
+    })
+    .await;
+    for runs in 1..=2 {
+        test.advance_to_run(EVERY, runs).await;
+    }
+    let reader = test.mesh.caller("reader");
+    let stranger = test.mesh.caller("stranger");
+    assert_eq!(reader.runs("daily-report", "success"), 2);
+    assert_eq!(stranger.runs("peek-report", "failure"), 2, "refused");
+    assert_eq!(reader.idp_requests(), 2, "one token per service");
+    let reports = test
+        .mesh
+        .reports
+        .as_ref()
+        .expect("the reports service runs");
+    let lines = reports.lines.lock().expect("lines").clone();
+    let served: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("/reports/daily"))
+        .collect();
+    assert_eq!(
+        served.len(),
+        2,
+        "only the reader's calls reached Python: {lines:?}"
+    );
+    for line in served {
+        assert!(
+            line.contains(&format!("→ 200 for app {}", reader.client_id))
+                && line.contains("(roles: Reports.Read)"),
+            "{line}"
+        );
+    }
+
+    // The stranger's refusal is the gateway's, with the API's reason; a spoofed identity header
+    // is replaced by the gateway's own.
+    let token = stranger
+        .tokens
+        .get_token(mesh::Service::Reports.scope())
+        .await
+        .expect("the stranger holds a reports token");
+    let refused = test
+        .mesh
+        .http
+        .get(format!("{}/reports/daily", reports.url))
+        .bearer_auth(token.secret())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.expect("problem+json");
+    assert_eq!(body["reason"], "client_not_allowed", "{body}");
+    // A token for the tasks API: the gateway wants the reports service's audience.
+    let reader_token = test
+        .mesh
+        .app_token(reader.client_id, mesh::demo::reader_job::SECRET)
+        .await
+        .expect("a reader token for the tasks API");
+    let wrong_audience = test
+        .mesh
+        .http
+        .get(format!("{}/reports/daily", reports.url))
+        .bearer_auth(&reader_token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(
+        wrong_audience.status(),
+        401,
+        "a tasks API token is not for the reports service"
+    );
+    let metrics = test
+        .mesh
+        .http
+        .get(format!("{}/metrics", reports.url))
+        .send()
+        .await
+        .expect("gateway metrics")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        mesh::sum_samples(&metrics, "gateway_decisions_total", r#"outcome="accepted""#),
+        2,
+        "{metrics}"
+    );
+    test.mesh.stop().await.expect("stops cleanly");
+}

@@ -68,8 +68,13 @@ impl TestMesh {
     /// Not while a token request is under way: its timeout also waits on this clock, and moving
     /// the clock would time out a request the emulator is still answering.
     pub async fn advance_to_run(&self, by: Duration, runs: u64) {
-        // Each job's loop, and each caller's one refresher (its jobs share one scope).
-        let waiting: usize = self.mesh.callers.iter().map(|c| c.jobs.len() + 1).sum();
+        // Each job's loop, and each caller's refresher per scope its jobs use.
+        let waiting: usize = self
+            .mesh
+            .callers
+            .iter()
+            .map(|c| c.jobs.len() + c.tokens.status().len())
+            .sum();
         eventually(
             "every job loop and refresher waits on the clock",
             || async {

@@ -31,7 +31,7 @@ fn the_demo_directory_loads() {
     let tenant = directory
         .tenant("contoso.onmicrosoft.com")
         .expect("tenant by domain");
-    assert_eq!(tenant.applications.len(), 7);
+    assert_eq!(tenant.applications.len(), 8);
     assert_eq!(tenant.users.len(), 1);
 }
 

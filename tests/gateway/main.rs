@@ -1,7 +1,8 @@
 //! The gateway in front of a service that is not Rust: a Python standard-library app that echoes
 //! what it receives, with tokens from the real emulator. Once as a reverse proxy, once behind a
 //! real nginx with `auth_request` (Debian's package; `.ci/run` installs it, and sets
-//! `REQUIRE_NGINX=1` so that a missing nginx fails there instead of being skipped).
+//! `REQUIRE_NGINX=1` and `REQUIRE_PYTHON=1` so that a missing nginx or python3 fails there
+//! instead of being skipped).
 
 use mesh_tests::api::challenge_error;
 use mesh_tests::demo::*;
@@ -20,9 +21,9 @@ struct EchoApp {
 }
 
 impl EchoApp {
-    fn start() -> Self {
+    fn start(python: &std::path::Path) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway/echo_app.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python)
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -79,11 +80,11 @@ path = "/hang"
 any_allowed_app = true
 "#;
 
-async fn setup() -> Setup {
+async fn setup(python: &std::path::Path) -> Setup {
     shared::telemetry::init_for_tests();
     let clock = Arc::new(ManualClock::at_system_time());
     let emulator = spawn_emulator_with(clock.clone(), |s| s.admin.enabled = true).await;
-    let app = EchoApp::start();
+    let app = EchoApp::start(python);
     let routes: entra_gateway::GatewaySettings = toml::from_str(ROUTES).expect("routes parse");
     let mut settings = entra_gateway::GatewaySettings {
         routes: routes.routes,
@@ -244,7 +245,10 @@ async fn expired(setup: &Setup, base: &str) {
 
 #[tokio::test]
 async fn the_reverse_proxy_in_front_of_a_python_app() {
-    let mut setup = setup().await;
+    let Some(python) = mesh_tests::python3_or_skip() else {
+        return;
+    };
+    let mut setup = setup(&python).await;
     let base = setup.gateway.clone();
     the_table(&setup, &base).await;
 
@@ -430,7 +434,10 @@ async fn nginx_auth_request_in_front_of_a_python_app() {
         eprintln!("skipped: nginx is not installed (apt-get install nginx-light; .ci/run does)");
         return;
     };
-    let setup = setup().await;
+    let Some(python) = mesh_tests::python3_or_skip() else {
+        return;
+    };
+    let setup = setup(&python).await;
     let dir = TempDir::new("nginx");
     let port = free_port();
     let conf = dir.0.join("nginx.conf");

@@ -47,6 +47,21 @@ impl Drop for TempDir {
     }
 }
 
+/// `python3` for a test that runs a Python service, or `None` when there is none and the test
+/// should skip (it says so on stderr). With `REQUIRE_PYTHON` set (`.ci/run` sets it) a missing
+/// python3 fails the test instead.
+pub fn python3_or_skip() -> Option<PathBuf> {
+    let found = mesh::find_python();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("REQUIRE_PYTHON").is_none(),
+            "REQUIRE_PYTHON is set but no python3 is on PATH"
+        );
+        eprintln!("skipped: no python3 on PATH for the Python service this test runs");
+    }
+    found
+}
+
 /// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
 /// broken test fails with `what` instead of hanging, never a timing assumption.
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
