@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# Load on entra-gateway over loopback with wrk, against a real nginx in the same run (only
+# 127.0.0.1 is touched; bounded in time: six runs of $DURATION plus a few seconds of setup).
+#
+#   scripts/load-gateway.sh                 # DURATION=15s CONNECTIONS=64 THREADS=1
+#   DURATION=5s scripts/load-gateway.sh     # a quick check that everything works
+#
+# Starts the emulator (demo directory), one nginx (Debian's nginx-light, /usr/sbin/nginx, one
+# process: `master_process off`) with three servers, and entra-gateway (`server.workers = 2`, as
+# load-api.sh's API on 2 cores) as a reverse proxy in front of nginx's first server, with one
+# route, `GET /**` needing the app role Reports.Read of reports-api. The token is reader-job's
+# (client credentials, scope api://reports-api/.default). Every run sends the same request bytes
+# (the same `Authorization: Bearer …` header; forward-auth also gets X-Original-Method/-URI), so
+# the runs differ only by what the server does with them. The six runs, in this order:
+#
+#   1. upstream direct         nginx server 1: `return 200 "ok\n";` (the floor of everything)
+#   2. nginx proxy_pass        nginx server 2 → server 1 (keepalive 64, HTTP/1.1), no auth; it
+#                              drops Authorization as the gateway does by default
+#   3. gateway proxy           entra-gateway `GET /anything` → server 1: token + policy + proxy
+#   4. gateway /healthz        entra-gateway's own /healthz, same header (ignored there)
+#   5. gateway forward-auth    entra-gateway `/forward-auth/nginx` (X-Original-Method: GET,
+#                              X-Original-URI: /anything): token + policy, no upstream
+#   6. nginx + auth_request    nginx server 3: `auth_request` to the gateway's forward-auth
+#                              (keepalive 64), identity headers copied, then → server 1, as the
+#                              README's snippet (plus HTTP/1.1 keep-alive to both upstreams)
+#
+# Before the load each target must answer 200 once, and the gateway (proxy, forward-auth) and
+# nginx + auth_request must answer 401 without a token; else exit 1 with a one-line reason.
+#
+# Prints a Markdown table, one row a run: requests/s (wrk's), p50 and p99 latency in ms (wrk
+# --latency's distribution), errors (wrk's non-2xx/3xx answers plus socket errors: connect, read,
+# write, timeout). Then the ratios of requests/s, each with its target (recorded, not asserted:
+# wrk, nginx and the gateway share the same cores, so ratios are noisy):
+#   forward-auth / healthz                  what a token + policy decision costs (target >= 90%)
+#   gateway proxy / nginx proxy_pass        the gateway against a plain proxy (target >= 80%)
+#   gateway proxy / upstream direct         the gateway against no proxy at all
+#   nginx + auth_request / nginx proxy_pass what forward-auth costs behind nginx
+# Then the gateway's resident memory (VmRSS) before the load, its peak (sampled once a second
+# through all six runs) and after (target: peak < 50 MiB), and the machine: cores, CPU model,
+# load average before and after.
+#
+# Exit status: 0 when every run had 0 errors, 1 otherwise or when a check before the load fails,
+# 2 on a usage or missing-tool problem. DURATION is wrk's (`15s`, `1m`) or plain seconds (`15`).
+# Needs wrk and nginx (Debian: apt-get install wrk nginx-light), curl and python3. Builds the
+# release binaries first.
+set -euo pipefail
+
+DURATION=${DURATION:-15s}
+[[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-1}
+GATEWAY_WORKERS=2
+NGINX=${NGINX:-/usr/sbin/nginx}
+[[ $# == 0 ]] || { echo "usage: scripts/load-gateway.sh (settings: DURATION, CONNECTIONS, THREADS)" >&2; exit 2; }
+
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "load-gateway: needs $tool (Debian: apt-get install $tool)" >&2; exit 2; }
+done
+[[ -x $NGINX ]] || { echo "load-gateway: needs nginx at $NGINX (Debian: apt-get install nginx-light)" >&2; exit 2; }
+
+TENANT=72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f
+REPORTS_ID=8b9c0d1e-2f3a-4b4c-9d5e-6f7a8b9c0d1e
+READER_ID=0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+echo "load-gateway: building release binaries" >&2
+cargo build --release --locked -q -p entra-emulator -p entra-gateway
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "load-gateway: $*" >&2; exit 1; }
+
+# The last line a process logged, for a one-line reason.
+last_log() { tail -n 1 "$1" 2>/dev/null | cut -c1-300; }
+
+# Waits (at most 30 s) for a ready file; fails as soon as its process has exited.
+wait_for() {
+  local file=$1 pid=$2 name=$3 log=$4
+  for _ in $(seq 1 300); do
+    [[ -s "$file" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || fail "$name exited before it was ready: $(last_log "$log")"
+    sleep 0.1
+  done
+  fail "$name was not ready within 30 s: $(last_log "$log")"
+}
+
+json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+# Free loopback ports, distinct: all bound at once, then released.
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# --- the identity provider and the token ---------------------------------------------------
+EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
+  target/release/entra-emulator serve --ready-file "$work/emulator.json" 2>"$work/emulator.log" &
+emulator_pid=$!
+pids+=("$emulator_pid")
+wait_for "$work/emulator.json" "$emulator_pid" entra-emulator "$work/emulator.log"
+idp=$(json "$work/emulator.json" public_url)
+ca=$(json "$work/emulator.json" ca_cert)
+
+answer=$(curl -sS --max-time 10 --cacert "$ca" "$idp/$TENANT/oauth2/v2.0/token" \
+  -d grant_type=client_credentials -d client_id="$READER_ID" \
+  --data-urlencode 'client_secret=rdr8Q~demo.reader.secret.not-for-production' \
+  --data-urlencode 'scope=api://reports-api/.default') || fail "the emulator's token endpoint did not answer"
+token=$(python3 -c '
+import json, sys
+try:
+    body = json.loads(sys.argv[1])
+except ValueError:
+    sys.exit("load-gateway: the token endpoint did not answer JSON: " + sys.argv[1][:200])
+if "access_token" not in body:
+    sys.exit("load-gateway: no token for api://reports-api: %s: %s (rebuilt emulator? demo directory with reports-api?)"
+             % (body.get("error"), str(body.get("error_description", "")).splitlines()[0][:200]))
+print(body["access_token"])' "$answer") || exit 1
+
+# --- ports, the gateway, nginx --------------------------------------------------------------
+read -r direct_port proxy_port authreq_port <<<"$(free_ports 3)"
+direct="http://127.0.0.1:$direct_port"
+nginx_proxy="http://127.0.0.1:$proxy_port"
+nginx_authreq="http://127.0.0.1:$authreq_port"
+
+cat >"$work/gateway.toml" <<EOF
+[server]
+host = "127.0.0.1"
+port = 0
+workers = $GATEWAY_WORKERS
+
+[upstream]
+url = "$direct"
+
+[entra]
+authority_host = "$idp"
+tenants = ["$TENANT"]
+
+[auth]
+audiences = ["$REPORTS_ID", "api://reports-api"]
+allowed_clients = ["$READER_ID"]
+
+[http]
+extra_ca_file = "$ca"
+
+[log]
+filter = "warn"
+
+[[routes]]
+method = "GET"
+path = "/**"
+roles = ["Reports.Read"]
+EOF
+target/release/entra-gateway --config "$work/gateway.toml" serve --ready-file "$work/gateway.json" \
+  2>"$work/gateway.log" &
+gateway_pid=$!
+pids+=("$gateway_pid")
+wait_for "$work/gateway.json" "$gateway_pid" entra-gateway "$work/gateway.log"
+gateway=$(json "$work/gateway.json" url)
+
+# The identity headers copied from the gateway's 200, as the README's snippet.
+identity=""
+for pair in client_id:X-Entra-Client-Id tenant_id:X-Entra-Tenant-Id object_id:X-Entra-Object-Id \
+  roles:X-Entra-Roles token_version:X-Entra-Token-Version token_id:X-Entra-Token-Id; do
+  var=${pair%%:*} header=${pair#*:}
+  upstream_var=$(tr 'A-Z-' 'a-z_' <<<"$header")
+  identity+="      auth_request_set \$entra_$var \$upstream_http_$upstream_var;
+      proxy_set_header $header \$entra_$var;
+"
+done
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type text/plain;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  upstream direct { server 127.0.0.1:$direct_port; keepalive 64; keepalive_requests 1000000; }
+  upstream entra_gateway { server ${gateway#http://}; keepalive 64; keepalive_requests 1000000; }
+
+  # 1. the upstream itself
+  server {
+    listen 127.0.0.1:$direct_port;
+    location / { return 200 "ok\n"; }
+  }
+
+  # 2. a plain reverse proxy, no auth
+  server {
+    listen 127.0.0.1:$proxy_port;
+    location / {
+      proxy_set_header Authorization "";
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://direct;
+    }
+  }
+
+  # 6. auth_request to the gateway's forward-auth, then the same upstream
+  server {
+    listen 127.0.0.1:$authreq_port;
+    location / {
+      auth_request /_entra_auth;
+      error_page 401 403 = @entra_refused;
+$identity      proxy_set_header Authorization "";
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://direct;
+    }
+    location = /_entra_auth {
+      internal;
+      proxy_pass http://entra_gateway/forward-auth/nginx;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+    location @entra_refused {
+      rewrite ^ /forward-auth/nginx break;
+      proxy_pass http://entra_gateway;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" \
+  >/dev/null 2>>"$work/nginx/error.log" &
+nginx_pid=$!
+pids+=("$nginx_pid")
+up=0
+for _ in $(seq 1 100); do
+  kill -0 "$nginx_pid" 2>/dev/null || fail "nginx exited at start: $(last_log "$work/nginx/error.log")"
+  if curl -s -o /dev/null --max-time 1 "$direct/" && curl -s -o /dev/null --max-time 1 "$nginx_proxy/" \
+    && curl -s -o /dev/null --max-time 1 "$nginx_authreq/"; then
+    up=1
+    break
+  fi
+  sleep 0.1
+done
+((up)) || fail "nginx was not listening within 10 s: $(last_log "$work/nginx/error.log")"
+
+# --- each target answers once -------------------------------------------------------------
+auth=(-H "Authorization: Bearer $token")
+original=(-H "X-Original-Method: GET" -H "X-Original-URI: /anything")
+status() { curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$@" || true; }
+expect() {
+  local want=$1 what=$2 got
+  shift 2
+  got=$(status "$@")
+  [[ $got == "$want" ]] || fail "$what answered ${got:-nothing} before the load, expected $want"
+}
+expect 200 "upstream direct (nginx)" "${auth[@]}" "$direct/anything"
+expect 200 "nginx proxy_pass" "${auth[@]}" "$nginx_proxy/anything"
+expect 200 "entra-gateway proxy with the token" "${auth[@]}" "$gateway/anything"
+expect 401 "entra-gateway proxy without a token" "$gateway/anything"
+expect 200 "entra-gateway /healthz" "${auth[@]}" "$gateway/healthz"
+expect 200 "entra-gateway /forward-auth/nginx with the token" "${auth[@]}" "${original[@]}" "$gateway/forward-auth/nginx"
+expect 401 "entra-gateway /forward-auth/nginx without a token" "${original[@]}" "$gateway/forward-auth/nginx"
+expect 200 "nginx + auth_request with the token" "${auth[@]}" "$nginx_authreq/anything"
+expect 401 "nginx + auth_request without a token" "$nginx_authreq/anything"
+
+# --- the load -------------------------------------------------------------------------------
+# One wrk run: prints "requests_per_sec p50_ms p99_ms errors"; "0 - - ?" when wrk's output
+# cannot be read (counted as a failed run).
+run() {
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1) || true
+  python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+def ms(label):
+    m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+try:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50, p99 = ms("50"), ms("99")
+except (AttributeError, ValueError):
+    print("load-gateway: wrk's output could not be read: " + " ".join(out.split())[:300], file=sys.stderr)
+    print("0 - - ?")
+    sys.exit(0)
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors}")
+PY
+}
+
+rss() { awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status" 2>/dev/null || true; }
+cpus=$(nproc)
+model=$(sed -n "s/^model name[[:space:]]*: //p" /proc/cpuinfo | head -1)
+load_before=$(cut -d" " -f1-3 /proc/loadavg)
+rss_start=$(rss)
+echo "load-gateway: 6 runs of $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s); entra-gateway with $GATEWAY_WORKERS workers" >&2
+
+# The gateway's RSS once a second through all runs; the sampler stops within a second of the
+# stop file.
+( while [[ ! -e $work/stop ]] && kill -0 "$gateway_pid" 2>/dev/null; do rss >>"$work/rss"; sleep 1; done ) &
+sampler=$!
+pids+=("$sampler")
+
+read -r d d50 d99 derr <<<"$(run "${auth[@]}" "$direct/anything")"
+read -r p p50 p99 perr <<<"$(run "${auth[@]}" "$nginx_proxy/anything")"
+read -r g g50 g99 gerr <<<"$(run "${auth[@]}" "$gateway/anything")"
+read -r h h50 h99 herr <<<"$(run "${auth[@]}" "$gateway/healthz")"
+read -r f f50 f99 ferr <<<"$(run "${auth[@]}" "${original[@]}" "$gateway/forward-auth/nginx")"
+read -r a a50 a99 aerr <<<"$(run "${auth[@]}" "$nginx_authreq/anything")"
+
+touch "$work/stop"
+wait "$sampler" 2>/dev/null || true
+rss_end=$(rss)
+load_after=$(cut -d" " -f1-3 /proc/loadavg)
+rss_peak=$(sort -n "$work/rss" 2>/dev/null | tail -1)
+samples=$(wc -l <"$work/rss" 2>/dev/null || echo 0)
+metrics=$(curl -s --max-time 5 "$gateway/metrics" || true)
+
+echo
+echo "| run | requests/s | p50 ms | p99 ms | errors |"
+echo "|---|---:|---:|---:|---:|"
+echo "| 1. upstream direct (nginx \`return 200\`) | $d | $d50 | $d99 | $derr |"
+echo "| 2. nginx proxy_pass → upstream, no auth | $p | $p50 | $p99 | $perr |"
+echo "| 3. entra-gateway proxy → upstream, token + policy | $g | $g50 | $g99 | $gerr |"
+echo "| 4. entra-gateway /healthz, same header (ignored) | $h | $h50 | $h99 | $herr |"
+echo "| 5. entra-gateway /forward-auth/nginx, token + policy | $f | $f50 | $f99 | $ferr |"
+echo "| 6. nginx + auth_request (gateway) → upstream | $a | $a50 | $a99 | $aerr |"
+echo
+python3 - "$d" "$p" "$g" "$h" "$f" "$a" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
+import sys
+d, p, g, h, f, a = map(float, sys.argv[1:7])
+start, peak, end = (int(x or 0) / 1024 for x in sys.argv[7:10])
+def ratio(name, num, den, target=None):
+    value = num / den if den else float("nan")
+    text = f"{name}: {value:.1%}"
+    if target is not None:
+        text += f" (target >= {target:.0%}: {'met' if value >= target else 'missed'})"
+    print(text)
+ratio("forward-auth / healthz", f, h, 0.90)
+ratio("gateway proxy / nginx proxy_pass", g, p, 0.80)
+ratio("gateway proxy / upstream direct", g, d)
+ratio("nginx + auth_request / nginx proxy_pass", a, p)
+print(f"\nentra-gateway resident memory (VmRSS): {start:.1f} MiB before the load, peak {peak:.1f} MiB"
+      f" during it, {end:.1f} MiB after (target < 50 MiB: {'met' if 0 < peak < 50 else 'missed'})")
+PY
+echo "entra-gateway: $GATEWAY_WORKERS workers (server.workers; its default is one per core); RSS sampled $samples times, once a second"
+echo "nginx: one process (master_process off), keepalive 64 to each upstream"
+echo "machine: $cpus cores ($model), shared by wrk, nginx and the gateway; load average before: $load_before, after: $load_after"
+grep -E '^gateway_(auth_outcomes|token_cache_hits|token_signature_checks)_total' <<<"$metrics" | grep -v ' 0$' || true
+
+errors=0
+for e in "$derr" "$perr" "$gerr" "$herr" "$ferr" "$aerr"; do [[ $e == 0 ]] || errors=1; done
+((errors == 0)) || fail "errors under load (see the table)"
