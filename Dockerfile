@@ -1,13 +1,15 @@
-# The mesh's three services, one target each:
+# The mesh's services, one target each:
 #
 #   docker build --target emulator -t entra-emulator .
 #   docker build --target api      -t api-service .
 #   docker build --target caller   -t caller-service .
+#   docker build --target gateway  -t entra-gateway .
+#   docker build --target reports  -t reports .       (the Python reports service of the demo)
 #
-# One file for the three because they are one workspace with one Cargo.lock: the builder stage
-# compiles the three binaries in a single cargo invocation, so building all three targets (as
-# `docker compose up --build` does) compiles the workspace once and the other targets come from the
-# layer cache. Each target is a small Debian image holding one binary, run as an unprivileged user.
+# One file for them because they are one workspace with one Cargo.lock: the builder stage compiles
+# the four binaries in a single cargo invocation, so building every target (as `docker compose up
+# --build` does) compiles the workspace once and the other targets come from the layer cache. Each
+# Rust target is a small Debian image holding one binary, run as an unprivileged user.
 #
 # Layer order, for the cache: cargo-chef turns the workspace's manifests and Cargo.lock into a
 # recipe, and the dependencies are compiled from the recipe alone, so that layer survives every
@@ -29,7 +31,7 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
-ARG PACKAGES="-p entra-emulator -p api-service -p caller-service"
+ARG PACKAGES="-p entra-emulator -p api-service -p caller-service -p entra-gateway"
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked $PACKAGES --recipe-path recipe.json
 COPY . .
@@ -37,11 +39,11 @@ COPY . .
 # binary). Symbols stay, so a backtrace still names its functions.
 RUN cargo build --release --locked $PACKAGES \
  && mkdir /out \
- && for bin in entra-emulator api-service caller-service; do \
+ && for bin in entra-emulator api-service caller-service entra-gateway; do \
       strip --strip-debug -o /out/$bin target/release/$bin; \
     done
 
-# What the three images share. curl is for the health checks: none of the binaries can probe
+# What the Rust images share. curl is for the health checks: none of the binaries can probe
 # its own /healthz or /readyz yet. ca-certificates: the services trust the platform's roots
 # (login.microsoftonline.com), plus an extra CA file when one is configured.
 FROM debian:bookworm-slim AS runtime
@@ -80,3 +82,27 @@ COPY --from=builder /out/caller-service /usr/local/bin/caller-service
 EXPOSE 9090
 ENTRYPOINT ["caller-service"]
 CMD ["run"]
+
+FROM runtime AS gateway
+# Its routes and its upstream come from its --config file (deploy/emulator/gateway.toml in the
+# demo); every key can also be set as GATEWAY__SECTION__KEY.
+ENV GATEWAY__SERVER__HOST=0.0.0.0
+COPY --from=builder /out/entra-gateway /usr/local/bin/entra-gateway
+EXPOSE 8090
+ENTRYPOINT ["entra-gateway"]
+CMD ["serve"]
+
+# The demo's reports service: Python's standard library and one file, no token code (it trusts the
+# X-Entra-* headers entra-gateway sets, and must be reachable only through it). Not built from the
+# runtime stage: it needs Python, not curl (its health check is Python's own).
+FROM debian:bookworm-slim AS reports
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 mesh \
+ && useradd --system --uid 10001 --gid mesh --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin mesh
+COPY mesh/reports/reports.py /usr/local/lib/reports/reports.py
+USER 10001:10001
+EXPOSE 8000
+ENTRYPOINT ["python3", "/usr/local/lib/reports/reports.py", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Smoke test of the mesh in containers (docker-compose.yml + docker-compose.override.yml, settings
-# from deploy/emulator/): builds and starts emulator, api, reader, writer and stranger; waits for
-# every health check; checks that the reader's and the writer's jobs succeed and the stranger's are
-# refused with 403 (the callers' and the API's /metrics); then stops the emulator and checks that
-# the callers keep succeeding on their cached tokens and the API on its cached keys. Everything is
+# from deploy/emulator/): builds and starts emulator, api, reader, writer, stranger, and the Python
+# reports service behind entra-gateway; waits for every health check; checks that the reader's and
+# the writer's jobs succeed and the stranger's are refused with 403 (the callers', the API's and
+# the gateway's /metrics), and that the reports service saw the reader's identity and never the
+# stranger; then stops the emulator and checks that the callers keep succeeding on their cached
+# tokens and the API and the gateway on their cached keys. Everything is
 # removed afterwards (`down -v`), whether the test passed or not.
 #
 #   bash scripts/compose-smoke.sh
@@ -23,7 +25,7 @@ BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-3000} # seconds for `up --build` (a cold bu
 HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-180}
 TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
 OUTAGE_SECS=${SMOKE_OUTAGE_SECS:-25} # how long the callers must ride the emulator's absence
-SERVICES=(emulator api reader writer stranger)
+SERVICES=(emulator api reports gateway reader writer stranger)
 
 started=$SECONDS
 failures=0
@@ -58,7 +60,8 @@ docker info >/dev/null 2>&1 || abort "no Docker Engine reachable (docker info fa
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 API_PORT=${API_PORT:-$(free_port)}
 EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
-export API_PORT EMULATOR_PORT
+GATEWAY_PORT=${GATEWAY_PORT:-$(free_port)}
+export API_PORT EMULATOR_PORT GATEWAY_PORT
 unset MESH_ENV # the emulator's DEMO settings, never a real tenant's
 
 compose() { "${COMPOSE[@]}" -p "$PROJECT" "$@"; }
@@ -142,6 +145,7 @@ fi
 # Counters. A caller's come from inside its container (its port is not published).
 caller_metrics() { compose exec -T "$1" curl -fsS http://127.0.0.1:9090/metrics 2>/dev/null || true; }
 api_metrics() { curl -fsS "http://127.0.0.1:$API_PORT/metrics" 2>/dev/null || true; }
+gateway_metrics() { curl -fsS "http://127.0.0.1:$GATEWAY_PORT/metrics" 2>/dev/null || true; }
 # sum of the samples of metric $1 whose labels contain every one of $2… (e.g. 'job="whoami"')
 metric() {
   local name=$1
@@ -163,14 +167,19 @@ snapshot() {
   caller_metrics writer >"$WORK/writer.prom"
   caller_metrics stranger >"$WORK/stranger.prom"
   api_metrics >"$WORK/api.prom"
+  gateway_metrics >"$WORK/gateway.prom"
   R_LIST=$(metric caller_job_runs_total 'job="list-tasks"' 'outcome="success"' <"$WORK/reader.prom")
   R_WHO=$(metric caller_job_runs_total 'job="whoami"' 'outcome="success"' <"$WORK/reader.prom")
+  R_REPORT=$(metric caller_job_runs_total 'job="daily-report"' 'outcome="success"' <"$WORK/reader.prom")
   R_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/reader.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/reader.prom")))
   W_OK=$(metric caller_job_runs_total 'job="create-task"' 'outcome="success"' <"$WORK/writer.prom")
   W_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/writer.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/writer.prom")))
   S_OK=$(metric caller_job_runs_total 'outcome="success"' <"$WORK/stranger.prom")
   S_REFUSED=$(metric caller_job_runs_total 'job="list-tasks"' 'outcome="failure"' <"$WORK/stranger.prom")
   S_ERR=$(metric caller_job_runs_total 'outcome="error"' <"$WORK/stranger.prom")
+  S_REPORT_REFUSED=$(metric caller_job_runs_total 'job="peek-report"' 'outcome="failure"' <"$WORK/stranger.prom")
+  G_ACCEPTED=$(metric gateway_decisions_total 'outcome="accepted"' <"$WORK/gateway.prom")
+  G_NOT_ALLOWED=$(metric gateway_decisions_total 'outcome="client_not_allowed"' <"$WORK/gateway.prom")
   A_ACCEPTED=$(metric api_auth_outcomes_total 'outcome="accepted"' <"$WORK/api.prom")
   A_NOT_ALLOWED=$(metric api_auth_outcomes_total 'outcome="client_not_allowed"' <"$WORK/api.prom")
   A_403=$(metric api_http_requests_total 'status="403"' <"$WORK/api.prom")
@@ -178,7 +187,8 @@ snapshot() {
 }
 show() {
   say "$1: reader list-tasks ok=$R_LIST whoami ok=$R_WHO bad=$R_BAD | writer create-task ok=$W_OK bad=$W_BAD |" \
-    "stranger refused=$S_REFUSED ok=$S_OK error=$S_ERR | API accepted=$A_ACCEPTED client_not_allowed=$A_NOT_ALLOWED 403s=$A_403 201s=$A_201"
+    "stranger refused=$S_REFUSED ok=$S_OK error=$S_ERR | API accepted=$A_ACCEPTED client_not_allowed=$A_NOT_ALLOWED 403s=$A_403 201s=$A_201 |" \
+    "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED"
 }
 
 # 3. Traffic: each job has run at least twice (they run every 5 s).
@@ -186,7 +196,8 @@ t0=$SECONDS
 deadline=$((SECONDS + TRAFFIC_TIMEOUT))
 while :; do
   snapshot
-  ((R_LIST >= 2 && R_WHO >= 2 && W_OK >= 2 && S_REFUSED >= 2 && A_NOT_ALLOWED >= 2)) && break
+  ((R_LIST >= 2 && R_WHO >= 2 && W_OK >= 2 && S_REFUSED >= 2 && A_NOT_ALLOWED >= 2 &&
+    R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2)) && break
   ((SECONDS < deadline)) || break
   sleep 2
 done
@@ -200,6 +211,15 @@ check "$((W_OK >= 2 && W_BAD == 0 && A_201 >= W_OK))" \
 check "$((S_REFUSED >= 2 && S_OK == 0 && S_ERR == 0 && A_NOT_ALLOWED >= 2 && A_403 >= A_NOT_ALLOWED))" \
   "stranger's calls are refused with 403 client_not_allowed ($S_REFUSED runs refused, API 403s $A_403)" \
   "stranger: refused=$S_REFUSED ok=$S_OK error=$S_ERR API client_not_allowed=$A_NOT_ALLOWED 403s=$A_403"
+# The reports service (Python, no token code) saw the reader's identity as the gateway set it, and
+# no request of the stranger's: the gateway refused those before they reached it.
+compose logs --no-color reports >"$WORK/reports.log" 2>&1 || true
+READER_ID=0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d STRANGER_ID=3e4f5a6b-7c8d-4e9f-8a0b-2c3d4e5f6a7b
+P_READER=$(grep -c "GET /reports/daily → 200 for app $READER_ID (roles: Reports.Read)" "$WORK/reports.log" || true)
+P_STRANGER=$(grep -c "$STRANGER_ID" "$WORK/reports.log" || true)
+check "$((R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2 && G_ACCEPTED >= R_REPORT && P_READER >= R_REPORT && P_STRANGER == 0))" \
+  "reports through the gateway: reader's daily-report ok $R_REPORT times, the Python service saw its client ID and role $P_READER times; stranger refused at the gateway (client_not_allowed $G_NOT_ALLOWED), never reaching Python" \
+  "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED Python saw reader=$P_READER stranger=$P_STRANGER"
 
 # 4. The identity provider goes away: tokens and keys already held keep the mesh working.
 compose stop emulator >/dev/null 2>&1 || abort "could not stop the emulator"
@@ -210,6 +230,7 @@ check "$emulator_exited" "emulator stopped" "emulator still $emulator_state afte
 snapshot
 show "emulator stopped"
 before_list=$R_LIST before_who=$R_WHO before_w=$W_OK before_s=$S_REFUSED before_acc=$A_ACCEPTED
+before_report=$R_REPORT before_gacc=$G_ACCEPTED
 before_rbad=$R_BAD before_wbad=$W_BAD
 sleep "$OUTAGE_SECS"
 snapshot
@@ -230,7 +251,10 @@ curl -fsS -o /dev/null "http://127.0.0.1:$API_PORT/readyz" && api_ready=1
 check "$((A_ACCEPTED > before_acc && api_ready))" \
   "API still accepts tokens (+$((A_ACCEPTED - before_acc))) and is ready on its cached keys" \
   "API during the outage: +$((A_ACCEPTED - before_acc)) accepted, /readyz ready=$api_ready"
-for service in api reader writer stranger; do
+check "$((R_REPORT - before_report >= want && G_ACCEPTED > before_gacc))" \
+  "the gateway still lets the reader's reports through on its cached keys (+$((R_REPORT - before_report)))" \
+  "reports during the outage: +$((R_REPORT - before_report)) reader ok, gateway +$((G_ACCEPTED - before_gacc)) accepted (want >= $want)"
+for service in api reports gateway reader writer stranger; do
   status=$(health "$service")
   [[ $status == healthy ]] || fail "$service is $status during the emulator's absence"
 done
