@@ -5,22 +5,23 @@
 #   scripts/load-gateway.sh                 # DURATION=15s CONNECTIONS=64 THREADS=1
 #   DURATION=5s scripts/load-gateway.sh     # a quick check that everything works
 #
-# Starts the emulator (demo directory), one nginx (Debian's nginx-light, /usr/sbin/nginx, one
-# process: `master_process off`) with three servers, and entra-gateway (`server.workers = 2`, as
-# load-api.sh's API on 2 cores) as a reverse proxy in front of nginx's first server, with one
+# Starts the emulator (demo directory), two nginx (Debian's nginx-light, /usr/sbin/nginx): the
+# upstream (server 1, one process: `master_process off`) and the front (servers 2 and 3, 2
+# workers), and entra-gateway (`server.workers = 2`, as load-api.sh's API on 2 cores, and as the
+# front nginx) as a reverse proxy in front of the upstream, with one
 # route, `GET /**` needing the app role Reports.Read of reports-api. The token is reader-job's
 # (client credentials, scope api://reports-api/.default). Every run sends the same request bytes
 # (the same `Authorization: Bearer …` header; forward-auth also gets X-Original-Method/-URI), so
 # the runs differ only by what the server does with them. The six runs, in this order:
 #
 #   1. upstream direct         nginx server 1: `return 200 "ok\n";` (the floor of everything)
-#   2. nginx proxy_pass        nginx server 2 → server 1 (keepalive 64, HTTP/1.1), no auth; it
+#   2. nginx proxy_pass        front nginx server 2 → server 1 (keepalive 64, HTTP/1.1), no auth; it
 #                              drops Authorization as the gateway does by default
 #   3. gateway proxy           entra-gateway `GET /anything` → server 1: token + policy + proxy
 #   4. gateway /healthz        entra-gateway's own /healthz, same header (ignored there)
 #   5. gateway forward-auth    entra-gateway `/forward-auth/nginx` (X-Original-Method: GET,
 #                              X-Original-URI: /anything): token + policy, no upstream
-#   6. nginx + auth_request    nginx server 3: `auth_request` to the gateway's forward-auth
+#   6. nginx + auth_request    front nginx server 3: `auth_request` to the gateway's forward-auth
 #                              (keepalive 64), identity headers copied, then → server 1, as the
 #                              README's snippet (plus HTTP/1.1 keep-alive to both upstreams)
 #
@@ -183,31 +184,53 @@ for pair in client_id:X-Entra-Client-Id tenant_id:X-Entra-Tenant-Id object_id:X-
       proxy_set_header $header \$entra_$var;
 "
 done
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<EOF
+# Two nginx processes: the upstream alone (one process), and the front (servers 2 and 6) with
+# 2 workers, as many as the gateway's: a proxied request crosses from one process to another in
+# both the nginx and the gateway runs, and both proxies have the same parallelism.
+nginx_common() { # $1: directory
+  cat <<EOF
 daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
 events { worker_connections 1024; }
-http {
+EOF
+}
+nginx_http_common() { # $1: directory
+  cat <<EOF
   access_log off;
   default_type text/plain;
   keepalive_requests 1000000;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  upstream direct { server 127.0.0.1:$direct_port; keepalive 64; keepalive_requests 1000000; }
-  upstream entra_gateway { server ${gateway#http://}; keepalive 64; keepalive_requests 1000000; }
-
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+EOF
+}
+mkdir -p "$work/nginx-upstream" "$work/nginx"
+{
+  nginx_common "$work/nginx-upstream"
+  cat <<EOF
+master_process off;
+worker_processes 1;
+http {
+$(nginx_http_common "$work/nginx-upstream")
   # 1. the upstream itself
   server {
     listen 127.0.0.1:$direct_port;
     location / { return 200 "ok\n"; }
   }
+}
+EOF
+} >"$work/nginx-upstream/nginx.conf"
+{
+  nginx_common "$work/nginx"
+  cat <<EOF
+worker_processes 2;
+http {
+$(nginx_http_common "$work/nginx")
+  upstream direct { server 127.0.0.1:$direct_port; keepalive 64; keepalive_requests 1000000; }
+  upstream entra_gateway { server ${gateway#http://}; keepalive 64; keepalive_requests 1000000; }
 
   # 2. a plain reverse proxy, no auth
   server {
@@ -254,13 +277,19 @@ $identity      proxy_set_header Authorization "";
   }
 }
 EOF
-"$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" \
-  >/dev/null 2>>"$work/nginx/error.log" &
-nginx_pid=$!
-pids+=("$nginx_pid")
+} >"$work/nginx/nginx.conf"
+nginx_pids=()
+for dir in "$work/nginx-upstream" "$work/nginx"; do
+  "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >/dev/null 2>>"$dir/error.log" &
+  nginx_pids+=($!)
+  pids+=($!)
+done
 up=0
 for _ in $(seq 1 100); do
-  kill -0 "$nginx_pid" 2>/dev/null || fail "nginx exited at start: $(last_log "$work/nginx/error.log")"
+  for pid in "${nginx_pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null ||
+      fail "nginx exited at start: $(last_log "$work/nginx-upstream/error.log") $(last_log "$work/nginx/error.log")"
+  done
   if curl -s -o /dev/null --max-time 1 "$direct/" && curl -s -o /dev/null --max-time 1 "$nginx_proxy/" \
     && curl -s -o /dev/null --max-time 1 "$nginx_authreq/"; then
     up=1
@@ -373,7 +402,7 @@ print(f"\nentra-gateway resident memory (VmRSS): {start:.1f} MiB before the load
       f" during it, {end:.1f} MiB after (target < 50 MiB: {'met' if 0 < peak < 50 else 'missed'})")
 PY
 echo "entra-gateway: $GATEWAY_WORKERS workers (server.workers; its default is one per core); RSS sampled $samples times, once a second"
-echo "nginx: one process (master_process off), keepalive 64 to each upstream"
+echo "nginx: the upstream one process (master_process off); the front (proxy_pass, auth_request) 2 workers, keepalive 64 to each upstream"
 echo "machine: $cpus cores ($model), shared by wrk, nginx and the gateway; load average before: $load_before, after: $load_after"
 grep -E '^gateway_(auth_outcomes|token_cache_hits|token_signature_checks)_total' <<<"$metrics" | grep -v ' 0$' || true
 

@@ -65,13 +65,16 @@ impl State {
         target: &str,
         headers: &HeaderMap,
     ) -> Decision<'_> {
-        let rule = policy::find(&self.rules, method, target);
-        let route = rule.map_or("unmatched", |r| r.label.as_str());
-        let verdict = entra_auth::authorize(&self.validator, headers, rule.map(|r| r.access)).await;
+        let found = policy::find(&self.rules, method, target);
+        let route = found.map_or("unmatched", |(_, r)| r.label.as_str());
+        let access = found.map(|(_, r)| r.access);
+        let verdict = entra_auth::authorize(&self.validator, headers, access).await;
         match &verdict {
             Ok(_) => {
                 self.outcomes.accepted.fetch_add(1, Ordering::Relaxed);
-                self.metrics.decided(mode, route, "accepted");
+                // Accepted means a rule matched.
+                let index = found.map_or(usize::MAX, |(i, _)| i);
+                self.metrics.accepted(mode, index, route);
             }
             Err(refusal) => {
                 self.outcomes.refused[refusal.reason.index()].fetch_add(1, Ordering::Relaxed);
@@ -162,11 +165,13 @@ impl Gateway {
             clock,
         )
         .await?;
+        let mut counters = Metrics::new();
+        counters.bind_rules(rules.iter().map(|r| r.label.as_str()));
         let state = web::Data::new(State {
             validator: protection.validator.clone(),
             rules,
             outcomes: AuthOutcomes::default(),
-            metrics: Metrics::new(),
+            metrics: counters,
             upstream,
             max_body_bytes: settings.server.max_body_bytes,
         });

@@ -5,12 +5,18 @@
 //! so no client can grow the label set.
 
 use entra_auth::{AuthOutcomes, Validator};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use std::time::Duration;
+
+/// The modes that decide: the reverse proxy and the three forward-auth dialects.
+pub const MODES: [&str; 4] = ["proxy", "nginx", "traefik", "envoy"];
 
 pub struct Metrics {
     registry: Registry,
     decisions: IntCounterVec,
+    /// Each rule's `accepted` counter in each mode, bound once ([`Metrics::bind_rules`]): the
+    /// increment on every accepted request then hashes no label.
+    accepted: Vec<[IntCounter; MODES.len()]>,
     upstream: IntCounterVec,
     upstream_latency: HistogramVec,
 }
@@ -58,8 +64,29 @@ impl Metrics {
         Self {
             registry,
             decisions,
+            accepted: Vec::new(),
             upstream,
             upstream_latency,
+        }
+    }
+
+    /// Binds the `accepted` counters of the rules labelled `labels`, in order (the series start
+    /// at 0, as Prometheus advises for series known in advance).
+    pub fn bind_rules<'l>(&mut self, labels: impl IntoIterator<Item = &'l str>) {
+        self.accepted = labels
+            .into_iter()
+            .map(|route| {
+                MODES.map(|mode| self.decisions.with_label_values(&[mode, route, "accepted"]))
+            })
+            .collect();
+    }
+
+    /// An accepted request of rule number `rule` (labelled `route`).
+    pub fn accepted(&self, mode: &str, rule: usize, route: &str) {
+        let mode_index = MODES.iter().position(|m| *m == mode);
+        match (self.accepted.get(rule), mode_index) {
+            (Some(by_mode), Some(index)) => by_mode[index].inc(),
+            _ => self.decided(mode, route, "accepted"),
         }
     }
 
@@ -70,9 +97,10 @@ impl Metrics {
     }
 
     pub fn upstream_answered(&self, route: &str, status: u16, elapsed: Duration) {
-        self.upstream
-            .with_label_values(&[route, &status.to_string()])
-            .inc();
+        // HTTP statuses have three digits: written on the stack, not allocated per answer.
+        let digits = [100, 10, 1].map(|unit| b'0' + (status / unit % 10) as u8);
+        let status = std::str::from_utf8(&digits).unwrap_or("000");
+        self.upstream.with_label_values(&[route, status]).inc();
         self.upstream_latency
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());

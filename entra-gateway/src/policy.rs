@@ -196,10 +196,17 @@ impl Rule {
     }
 }
 
-/// The first rule for `method` and `path_and_query`, if any.
-pub fn find<'r>(rules: &'r [Rule], method: &Method, path_and_query: &str) -> Option<&'r Rule> {
+/// The first rule for `method` and `path_and_query`, if any, with its index in `rules`.
+pub fn find<'r>(
+    rules: &'r [Rule],
+    method: &Method,
+    path_and_query: &str,
+) -> Option<(usize, &'r Rule)> {
     let segments = canonical_segments(path_and_query)?;
-    rules.iter().find(|rule| rule.matches(method, &segments))
+    rules
+        .iter()
+        .enumerate()
+        .find(|(_, rule)| rule.matches(method, &segments))
 }
 
 #[cfg(test)]
@@ -218,7 +225,7 @@ mod tests {
     }
 
     fn label(rules: &[Rule], method: Method, path: &str) -> Option<String> {
-        find(rules, &method, path).map(|r| r.label.clone())
+        find(rules, &method, path).map(|(_, r)| r.label.clone())
     }
 
     #[test]

@@ -292,22 +292,31 @@ pub async fn forward(
                 .metrics
                 .upstream_answered(route, 502, started.elapsed());
             tracing::warn!(route, error = %error_chain(&e), "upstream unreachable");
-            return problem(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "The service behind this gateway could not be reached; retry later.",
-                &id,
-            );
+            return unavailable(&id);
         }
     };
     state
         .metrics
         .upstream_answered(route, answer.status().as_u16(), started.elapsed());
-    respond(req.method(), answer, &id)
+    respond(req.method(), answer, &id).await
 }
 
-/// The upstream's answer, streamed back minus hop-by-hop fields.
-fn respond(method: &Method, answer: reqwest::Response, id: &str) -> HttpResponse {
+fn unavailable(id: &str) -> HttpResponse {
+    problem(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unavailable",
+        "The service behind this gateway could not be reached; retry later.",
+        id,
+    )
+}
+
+/// Answers of at most this many bytes (by their `Content-Length`) are read whole before the
+/// gateway answers: head and body then leave in one write instead of two or more. Longer ones,
+/// and those of unknown length, are streamed.
+const SMALL_BODY_BYTES: u64 = 16 * 1024;
+
+/// The upstream's answer, minus hop-by-hop fields; its body streamed back unless small.
+async fn respond(method: &Method, answer: reqwest::Response, id: &str) -> HttpResponse {
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = HttpResponse::build(status);
     let headers = answer
@@ -332,11 +341,17 @@ fn respond(method: &Method, answer: reqwest::Response, id: &str) -> HttpResponse
     if bodiless {
         return response.finish();
     }
-    let length = answer.content_length();
-    let body = answer.bytes_stream();
-    match length {
-        Some(length) => response.body(SizedStream::new(length, body)),
-        None => response.body(BodyStream::new(body)),
+    match answer.content_length() {
+        Some(length) if length <= SMALL_BODY_BYTES => match answer.bytes().await {
+            Ok(body) => response.body(body),
+            // The upstream went away mid-answer; nothing has been sent yet.
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "upstream answer cut short");
+                unavailable(id)
+            }
+        },
+        Some(length) => response.body(SizedStream::new(length, answer.bytes_stream())),
+        None => response.body(BodyStream::new(answer.bytes_stream())),
     }
 }
 
