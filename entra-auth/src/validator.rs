@@ -322,9 +322,7 @@ mod tests {
     fn validator_for(pair: &KeyPair) -> Validator {
         let clock: SharedClock = Arc::new(shared::clock::ManualClock::at_unix(NOW));
         let store = KeyStore::from_jwks(
-            json!({"keys": [rsa_jwk(pair, "k")]})
-                .to_string()
-                .as_bytes(),
+            json!({"keys": [rsa_jwk(pair, "k")]}).to_string().as_bytes(),
             issuers(),
             KeySettings::default(),
             clock.clone(),
