@@ -11,7 +11,7 @@ listens on loopback).
   GET /reports/<other>  404, problem+json
   GET /healthz          200
 
-    python3 reports.py [--host 127.0.0.1] [--port 0]
+    python3 reports.py [--host 127.0.0.1] [--port 0] [--exit-with-stdin]
 
 Prints `listening on <host>:<port>` once bound (port 0: any free port), then one line per request
 on stdout: method, path, status and the calling app as the gateway named it.
@@ -61,8 +61,37 @@ class Reports(BaseHTTPRequestHandler):
         who = f" for app {caller} (roles: {roles})" if caller else ""
         say(f"{self.command} {self.path} → {status}{who}")
 
+    def _discard_body(self):
+        """Reads the request body off the connection (a GET may carry one): left unread, its bytes
+        would be taken for the next request on this keep-alive connection, headers and all."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._send(400, {"title": "Bad Request", "status": 400,
+                             "detail": "chunked request bodies are not accepted"},
+                       "application/problem+json")
+            return False
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send(400, {"title": "Bad Request", "status": 400,
+                             "detail": "Content-Length is not a number"},
+                       "application/problem+json")
+            return False
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                self.close_connection = True
+                return False
+            length -= len(chunk)
+        return True
+
     def do_GET(self):
         global served
+        if not self._discard_body():
+            return
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
             self._send(200, {"status": "ok"})
@@ -100,6 +129,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--exit-with-stdin", action="store_true",
+                        help="stop when stdin closes (the process that started this one is gone)")
     args = parser.parse_args()
     try:
         server = ThreadingHTTPServer((args.host, args.port), Reports)
@@ -111,6 +142,12 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     host, port = server.server_address[:2]
     say(f"listening on {host}:{port}")
+    if args.exit_with_stdin:
+        # The parent holds our stdin: when it goes, however it went, so do we.
+        def watch():
+            sys.stdin.read()
+            server.shutdown()
+        threading.Thread(target=watch, daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

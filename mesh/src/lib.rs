@@ -386,24 +386,31 @@ impl Reports {
     ) -> anyhow::Result<Self> {
         use std::io::BufRead as _;
         let program = reports_program();
-        let mut child = std::process::Command::new(&options.python)
+        let mut command = std::process::Command::new(&options.python);
+        command
             .arg(&program)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} {}",
-                    options.python.display(),
-                    program.display()
-                )
-            })?;
-        let stdout = child
+            .args(["--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"])
+            // Its stdin is a pipe only this process holds: however the mesh ends, a kill -9
+            // included, the pipe closes and the service exits.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        // Its own process group: Ctrl-C in the terminal reaches the mesh only, which stops the
+        // callers and the gateway before the service.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().with_context(|| {
+            format!(
+                "starting {} {}",
+                options.python.display(),
+                program.display()
+            )
+        })?;
+        let mut process = PythonService(child);
+        let stdout = process
+            .0
             .stdout
             .take()
             .context("the reports service's stdout")?;
-        let process = PythonService(child);
         let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = lines.clone();
