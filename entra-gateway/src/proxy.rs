@@ -153,7 +153,10 @@ fn upstream_headers(
         .map(|(name, value)| (name.as_str(), value.as_bytes()));
     let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 10);
     for (name, value) in end_to_end(incoming) {
+        // `Forwarded` goes too: the X-Forwarded-* set below say what this gateway saw, and an
+        // upstream that reads `Forwarded` first would otherwise take the client's word for it.
         if name == "host"
+            || name == "forwarded"
             || identity::is_identity(name)
             || (name == "authorization" && !forward_authorization)
         {
