@@ -53,7 +53,11 @@ impl Clock for SystemClock {
     fn unix(&self) -> i64 {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             Ok(since) => since.as_secs() as i64,
-            Err(before) => -(before.duration().as_secs_f64().ceil() as i64),
+            // Before the epoch: whole seconds rounded down, as `unix_timestamp` does.
+            Err(before) => {
+                let before = before.duration();
+                -(before.as_secs() as i64) - i64::from(before.subsec_nanos() > 0)
+            }
         }
     }
 
