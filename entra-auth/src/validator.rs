@@ -117,6 +117,36 @@ struct Verified {
     kid: String,
     material: [u8; 32],
     ttl: Duration,
+    /// When the verification was made plus `ttl`, on the validator's clock: the end of its life
+    /// in this thread's front cache (the shared cache keeps its own time).
+    expires_at: i64,
+}
+
+/// Slots of each thread's front cache.
+const FRONT_SLOTS: usize = 16;
+
+/// One slot of a thread's front cache: a verification another lookup of the same thread found.
+struct FrontSlot {
+    validator: u64,
+    key: u64,
+    verified: Arc<Verified>,
+}
+
+thread_local! {
+    /// Each thread's last verifications, in front of the shared cache: a hit here touches no
+    /// memory another thread writes (no lock, no reference count, no access log), which is
+    /// what the shared cache's lookup costs on every request. Slot by cache key; a slot holds
+    /// one validator's entry at a time (`validator` tells them apart).
+    static FRONT: std::cell::RefCell<[Option<FrontSlot>; FRONT_SLOTS]> =
+        std::cell::RefCell::new(std::array::from_fn(|_| None));
+}
+
+/// What the checks after the signature made of a verified token.
+enum Judged {
+    Accepted(AppCaller),
+    Refused(AuthError),
+    /// Its key is no longer published by a tenant with fresh keys: forget the verification.
+    Unpublished,
 }
 
 struct UntilExpiry;
@@ -143,6 +173,8 @@ pub struct Validator {
     /// SipHash keys drawn at random for this validator: which tokens share a cache key cannot be
     /// known, let alone chosen, from outside.
     cache_hasher: RandomState,
+    /// This validator among others in the process, for the threads' front caches.
+    id: u64,
     pub metrics: ValidatorMetrics,
 }
 
@@ -163,6 +195,10 @@ impl Validator {
             clock,
             cache,
             cache_hasher: RandomState::new(),
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
             metrics: ValidatorMetrics::default(),
         }
     }
@@ -187,9 +223,28 @@ impl Validator {
         let token = bearer(authorization, self.settings.max_token_bytes)?;
         let key = self.cache_key(token);
         let now = self.clock.unix();
-        let cached = match self.settings.cache_capacity {
-            0 => None,
-            _ => self
+        let caching = self.settings.cache_capacity > 0;
+        // This thread's front cache first: judged in place, under no lock another thread takes.
+        let front = caching
+            .then(|| {
+                FRONT.with(|front| {
+                    let front = front.borrow();
+                    let slot = front[key as usize % FRONT_SLOTS].as_ref()?;
+                    let hit = slot.validator == self.id
+                        && slot.key == key
+                        && now < slot.verified.expires_at
+                        && *slot.verified.token == *token;
+                    hit.then(|| self.judge(&slot.verified, now))
+                })
+            })
+            .flatten();
+        if let Some(judged) = front {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return self.settle(judged, key).await;
+        }
+        let cached = match caching {
+            false => None,
+            true => self
                 .cache
                 .get(&key)
                 .await
@@ -208,13 +263,57 @@ impl Validator {
                 (verified, true)
             }
         };
+        let judged = self.judge(&verified, now);
+        if caching && matches!(judged, Judged::Accepted(_)) {
+            // Only tokens that passed every check take a cache slot: a validly signed token of
+            // a foreign tenant (Entra's keys are shared across tenants) cannot fill the cache
+            // and evict real callers.
+            if fresh {
+                self.cache.insert(key, verified.clone()).await;
+            }
+            FRONT.with(|front| {
+                front.borrow_mut()[key as usize % FRONT_SLOTS] = Some(FrontSlot {
+                    validator: self.id,
+                    key,
+                    verified,
+                });
+            });
+        }
+        self.settle(judged, key).await
+    }
+
+    /// The answer for a judged token; an unpublished key's verification is forgotten, in the
+    /// shared cache and in this thread's front cache.
+    async fn settle(&self, judged: Judged, key: u64) -> Result<AppCaller, AuthError> {
+        match judged {
+            Judged::Accepted(caller) => Ok(caller),
+            Judged::Refused(refused) => Err(refused),
+            Judged::Unpublished => {
+                FRONT.with(|front| {
+                    let mut front = front.borrow_mut();
+                    let slot = &mut front[key as usize % FRONT_SLOTS];
+                    if slot
+                        .as_ref()
+                        .is_some_and(|s| s.validator == self.id && s.key == key)
+                    {
+                        *slot = None;
+                    }
+                });
+                self.cache.invalidate(&key).await;
+                Err(AuthError::new(Reason::UnknownSigningKey))
+            }
+        }
+    }
+
+    /// Everything after the signature, on every request, cached or not: the keys in hand, the
+    /// claims and the app-only policy.
+    fn judge(&self, verified: &Verified, now: i64) -> Judged {
         // Keys past the stale bound fail closed for cached tokens too, not only for new ones; and
         // a cached verification counts only while its key is still published by a tenant whose
         // keys are fresh: a retired key's tokens stop working at once, not at their expiry.
-        let published = self
-            .keys
-            .snapshot()
-            .ok_or_else(|| AuthError::new(Reason::KeysUnavailable))?;
+        let Some(published) = self.keys.snapshot() else {
+            return Judged::Refused(AuthError::new(Reason::KeysUnavailable));
+        };
         let mut any_fresh = false;
         let mut still_published = false;
         for tenant in published.tenants.values() {
@@ -230,11 +329,10 @@ impl Validator {
             }
         }
         if !any_fresh {
-            return Err(AuthError::new(Reason::KeysUnavailable));
+            return Judged::Refused(AuthError::new(Reason::KeysUnavailable));
         }
         if !still_published {
-            self.cache.invalidate(&key).await;
-            return Err(AuthError::new(Reason::UnknownSigningKey));
+            return Judged::Unpublished;
         }
         let rules = ClaimRules {
             tenants: &published.tenants,
@@ -246,24 +344,20 @@ impl Validator {
             kid: &verified.kid,
             material: &verified.material,
         };
-        claims::check(&verified.claims, signer, &rules, now).map_err(|refused| {
+        if let Err(refused) = claims::check(&verified.claims, signer, &rules, now) {
             // An accepted tenant missing from the keys in hand has not loaded yet (its identity
             // provider unreachable since start): say so (503), not that the tenant is refused.
-            match verified.claims.tid.as_deref() {
+            return Judged::Refused(match verified.claims.tid.as_deref() {
                 Some(tid) if refused.reason == Reason::InvalidTenant && self.keys.accepts(tid) => {
                     AuthError::new(Reason::KeysUnavailable)
                 }
                 _ => refused,
-            }
-        })?;
-        let caller = policy::app_caller(&verified.claims, &self.allowed_clients)?;
-        // Only tokens that passed every check take a cache slot: a validly signed token of a
-        // foreign tenant (Entra's keys are shared across tenants) cannot fill the cache and
-        // evict real callers.
-        if fresh && self.settings.cache_capacity > 0 {
-            self.cache.insert(key, verified).await;
+            });
         }
-        Ok(caller)
+        match policy::app_caller(&verified.claims, &self.allowed_clients) {
+            Ok(caller) => Judged::Accepted(caller),
+            Err(refused) => Judged::Refused(refused),
+        }
     }
 
     /// The RS256 signature by a key published under the token's `kid`, then (only then) the
@@ -300,9 +394,11 @@ impl Validator {
             .map_err(|_| AuthError::new(Reason::MalformedToken))?;
         // Saturating: `exp` is whatever the issuer signed, i64::MIN included.
         let remaining = claims.exp.saturating_sub(now).max(0) as u64;
+        let ttl = remaining.min(self.settings.cache_max_ttl_secs);
         Ok(Verified {
             token: token.into(),
-            ttl: Duration::from_secs(remaining.min(self.settings.cache_max_ttl_secs)),
+            ttl: Duration::from_secs(ttl),
+            expires_at: now.saturating_add(ttl as i64),
             claims,
             kid: pre.kid,
             material: key.material,
@@ -318,8 +414,13 @@ mod tests {
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use serde_json::json;
 
-    /// A validator for the demo claims, trusting `pair`'s public key as kid `k`, at [`NOW`].
+    /// A validator for the demo claims, trusting `pair`'s public key as kid `k`, at [`NOW`],
+    /// allowing the reader.
     fn validator_for(pair: &KeyPair) -> Validator {
+        validator_allowing(pair, &[READER])
+    }
+
+    fn validator_allowing(pair: &KeyPair, allowed: &[&str]) -> Validator {
         let clock: SharedClock = Arc::new(shared::clock::ManualClock::at_unix(NOW));
         let store = KeyStore::from_jwks(
             json!({"keys": [rsa_jwk(pair, "k")]}).to_string().as_bytes(),
@@ -332,11 +433,35 @@ mod tests {
             Arc::new(store),
             ValidatorSettings {
                 audiences: vec![v2_app_claims()["aud"].as_str().expect("aud").to_owned()],
-                allowed_clients: vec![READER.to_owned()],
+                allowed_clients: allowed.iter().map(|c| (*c).to_owned()).collect(),
                 ..Default::default()
             },
             clock,
         )
+    }
+
+    #[tokio::test]
+    async fn a_threads_front_cache_serves_its_own_validator_only() {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key");
+        let token = format!("Bearer {}", sign(&pair, "k", &v2_app_claims()));
+        let allowing = validator_for(&pair);
+        for _ in 0..3 {
+            allowing.validate(Some(&token)).await.expect("valid");
+        }
+        assert_eq!(allowing.metrics.signature_checks.load(Ordering::Relaxed), 1);
+        assert_eq!(allowing.metrics.cache_hits.load(Ordering::Relaxed), 2);
+        // Same thread, same token, another validator whose allow-list lacks the reader: it
+        // verifies for itself and refuses, whatever this thread remembers for the first.
+        let refusing = validator_allowing(&pair, &["another-client"]);
+        for _ in 0..2 {
+            let refused = refusing
+                .validate(Some(&token))
+                .await
+                .expect_err("not allowed");
+            assert_eq!(refused.reason, Reason::ClientNotAllowed);
+        }
+        assert_eq!(refusing.metrics.cache_hits.load(Ordering::Relaxed), 0);
+        allowing.validate(Some(&token)).await.expect("still valid");
     }
 
     #[tokio::test]
