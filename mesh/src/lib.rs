@@ -587,6 +587,20 @@ impl Mesh {
         })
     }
 
+    /// Whether every job of every caller has run (to any outcome but `skipped`) at least `runs`
+    /// times, each job on its own.
+    pub fn every_job_ran(&self, runs: u64) -> bool {
+        self.callers.iter().all(|caller| {
+            caller.jobs.iter().all(|job| {
+                FINISHED
+                    .iter()
+                    .map(|outcome| caller.runs(job.name, outcome))
+                    .sum::<u64>()
+                    >= runs
+            })
+        })
+    }
+
     pub fn caller(&self, name: &str) -> &Caller {
         self.callers
             .iter()

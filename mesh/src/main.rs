@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clap::Parser;
 use mesh::narrate::{Cast, Narrator, duration, say};
-use mesh::{FINISHED, Mesh, MeshOptions, sum_samples};
+use mesh::{Mesh, MeshOptions, sum_samples};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             _ = summary.tick() => print_summary(&mesh).await,
             _ = check.tick(), if cli.exit_after_runs.is_some() => {
                 let wanted = cli.exit_after_runs.unwrap_or(0);
-                if every_job_ran(&mesh, wanted) {
+                if mesh.every_job_ran(wanted) {
                     break "every job ran the requested number of times";
                 }
             }
@@ -278,18 +278,6 @@ async fn user_is_turned_away(mesh: &Mesh) {
         Err(error) => format!("the PKCE sign-in failed: {error:#}"),
     };
     say("ada", &what);
-}
-
-fn every_job_ran(mesh: &Mesh, wanted: u64) -> bool {
-    mesh.callers.iter().all(|caller| {
-        caller.jobs.iter().all(|job| {
-            FINISHED
-                .iter()
-                .map(|outcome| caller.runs(job.name, outcome))
-                .sum::<u64>()
-                >= wanted
-        })
-    })
 }
 
 async fn print_summary(mesh: &Mesh) {

@@ -1,5 +1,5 @@
 use caller_service::token_manager::CachedToken;
-use mesh::{API_SCOPE, CallerSpec, FINISHED, Mesh, MeshOptions};
+use mesh::{API_SCOPE, CallerSpec, Mesh, MeshOptions};
 use mesh_tests::{TempDir, eventually};
 use shared::clock::ManualClock;
 use std::sync::Arc;
@@ -91,15 +91,7 @@ impl TestMesh {
         // Each job on its own: a caller's total would be met by one job while another is still
         // in flight, and the next move of the clock would time that one out.
         eventually(&format!("every job has run {runs} times"), || async {
-            self.mesh.callers.iter().all(|c| {
-                c.jobs.iter().all(|job| {
-                    FINISHED
-                        .iter()
-                        .map(|outcome| c.runs(job.name, outcome))
-                        .sum::<u64>()
-                        >= runs
-                })
-            })
+            self.mesh.every_job_ran(runs)
         })
         .await;
     }
