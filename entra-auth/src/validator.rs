@@ -4,7 +4,7 @@
 
 use super::claims::{self, ClaimRules, Signer};
 use super::error::{AuthError, Reason};
-use super::keys::{KeyStore, Lookup};
+use super::keys::{KeyStore, Lookup, Published};
 use super::policy::{self, AppCaller};
 use super::token::{PreParsed, bearer, check_jws};
 use jsonwebtoken::Algorithm;
@@ -159,7 +159,7 @@ impl moka::Expiry<u64, Arc<Verified>> for UntilExpiry {
 
 #[derive(Default)]
 pub struct ValidatorMetrics {
-    pub cache_hits: AtomicU64,
+    pub cache_hits: crate::metrics::Counter,
     pub signature_checks: AtomicU64,
 }
 
@@ -311,9 +311,13 @@ impl Validator {
         // Keys past the stale bound fail closed for cached tokens too, not only for new ones; and
         // a cached verification counts only while its key is still published by a tenant whose
         // keys are fresh: a retired key's tokens stop working at once, not at their expiry.
-        let Some(published) = self.keys.snapshot() else {
-            return Judged::Refused(AuthError::new(Reason::KeysUnavailable));
-        };
+        self.keys.with_snapshot(|published| match published {
+            Some(published) => self.judge_with(verified, published, now),
+            None => Judged::Refused(AuthError::new(Reason::KeysUnavailable)),
+        })
+    }
+
+    fn judge_with(&self, verified: &Verified, published: &Published, now: i64) -> Judged {
         let mut any_fresh = false;
         let mut still_published = false;
         for tenant in published.tenants.values() {
