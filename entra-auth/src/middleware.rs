@@ -31,14 +31,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Outcome counters, one per refusal reason, for `/metrics`.
 pub struct AuthOutcomes {
-    pub accepted: AtomicU64,
+    pub accepted: crate::metrics::Counter,
     pub refused: [AtomicU64; Reason::ALL.len()],
 }
 
 impl Default for AuthOutcomes {
     fn default() -> Self {
         Self {
-            accepted: AtomicU64::new(0),
+            accepted: crate::metrics::Counter::default(),
             refused: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
