@@ -99,7 +99,7 @@ async fn decide(
         Ok(caller) => {
             let mut response = HttpResponse::Ok();
             for (name, value) in identity::values(&caller) {
-                response.insert_header((name, value));
+                response.insert_header((name, value.into_owned()));
             }
             with_request_id(response.finish(), id)
         }
