@@ -60,9 +60,8 @@ fn main() -> ExitCode {
 async fn serve(settings: ApiSettings, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     if let Some(path) = ready_file {
-        let body = serde_json::json!({ "url": format!("http://{}", app.address()) });
-        std::fs::write(&path, body.to_string())
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let url = format!("http://{}", app.address());
+        shared::ready::write(&path, &serde_json::json!({ "url": url }))?;
     }
     app.run_until_stopped().await?;
     Ok(())

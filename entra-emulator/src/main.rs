@@ -135,7 +135,7 @@ async fn serve(settings: EmulatorSettings, ready_file: Option<PathBuf>) -> anyho
             "public_url": app.public_url(),
             "ca_cert": app.ca_cert_path(),
         });
-        std::fs::write(&path, serde_json::to_vec_pretty(&ready)?)?;
+        shared::ready::write(&path, &ready)?;
     }
     app.run_until_stopped().await?;
     tracing::info!("entra-emulator stopped");

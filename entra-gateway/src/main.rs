@@ -61,9 +61,8 @@ fn main() -> ExitCode {
 async fn serve(settings: GatewaySettings, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let gateway = Gateway::build(settings).await?;
     if let Some(path) = ready_file {
-        let body = serde_json::json!({ "url": format!("http://{}", gateway.address()) });
-        std::fs::write(&path, body.to_string())
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let url = format!("http://{}", gateway.address());
+        shared::ready::write(&path, &serde_json::json!({ "url": url }))?;
     }
     gateway.run_until_stopped().await?;
     Ok(())
