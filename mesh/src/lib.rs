@@ -57,6 +57,14 @@ impl Service {
             Service::Reports => reports_api::SCOPE,
         }
     }
+
+    /// What the narration adds after a job's request line to say where it went.
+    pub fn via(self) -> &'static str {
+        match self {
+            Service::Tasks => "",
+            Service::Reports => " (reports, via the gateway)",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -166,10 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     for caller in &mesh.callers {
         for job in &caller.jobs {
-            let on = match job.service {
-                mesh::Service::Tasks => "",
-                mesh::Service::Reports => " (reports, via the gateway)",
-            };
+            let on = job.service.via();
             say(
                 caller.name,
                 &format!(

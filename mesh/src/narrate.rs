@@ -24,10 +24,7 @@ impl Cast {
             cast.callers
                 .insert(caller.client_id.to_owned(), caller.name);
             for job in &caller.jobs {
-                let via = match job.service {
-                    crate::Service::Tasks => "",
-                    crate::Service::Reports => " (reports, via the gateway)",
-                };
+                let via = job.service.via();
                 cast.jobs.insert(
                     job.name.to_owned(),
                     (caller.name, format!("{} {}{via}", job.method, job.path)),
