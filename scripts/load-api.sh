@@ -89,24 +89,9 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token
 rss() { awk '/VmRSS/ {print $2}' "/proc/$api_pid/status"; }
 rss_start=$(rss)
 
-# One wrk run: prints "requests_per_sec p50_ms p99_ms errors requests".
+# One wrk run: prints "requests_per_sec p50_ms p99_ms errors requests" (scripts/wrk-summary.py).
 run() {
-  local out
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@")
-  python3 - "$out" <<'PY'
-import re, sys
-out = sys.argv[1]
-def ms(label):
-    m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-requests = int(re.search(r"^\s*(\d+) requests in ", out, re.M).group(1))
-print(f"{rps:.0f} {ms('50'):.2f} {ms('99'):.2f} {errors} {requests}")
-PY
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1 | python3 scripts/wrk-summary.py
 }
 
 # The API's counters, from /metrics: "whoami_total whoami_not_200 auth_accepted auth_refused".

@@ -320,30 +320,10 @@ expect 200 "nginx + auth_request with the token" "${auth[@]}" "$nginx_authreq/an
 expect 401 "nginx + auth_request without a token" "$nginx_authreq/anything"
 
 # --- the load -------------------------------------------------------------------------------
-# One wrk run: prints "requests_per_sec p50_ms p99_ms errors"; "0 - - ?" when wrk's output
-# cannot be read (counted as a failed run).
+# One wrk run: prints "requests_per_sec p50_ms p99_ms errors requests" (scripts/wrk-summary.py);
+# "0 - - ? 0" when wrk's output cannot be read (counted as a failed run).
 run() {
-  local out
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1) || true
-  python3 - "$out" <<'PY'
-import re, sys
-out = sys.argv[1]
-def ms(label):
-    m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-    value, unit = float(m.group(1)), m.group(2)
-    return value * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-try:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50, p99 = ms("50"), ms("99")
-except (AttributeError, ValueError):
-    print("load-gateway: wrk's output could not be read: " + " ".join(out.split())[:300], file=sys.stderr)
-    print("0 - - ?")
-    sys.exit(0)
-non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors}")
-PY
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1 | python3 scripts/wrk-summary.py
 }
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status" 2>/dev/null || true; }
@@ -359,12 +339,12 @@ echo "load-gateway: 6 runs of $DURATION, $CONNECTIONS connections, $THREADS wrk 
 sampler=$!
 pids+=("$sampler")
 
-read -r d d50 d99 derr <<<"$(run "${auth[@]}" "$direct/anything")"
-read -r p p50 p99 perr <<<"$(run "${auth[@]}" "$nginx_proxy/anything")"
-read -r g g50 g99 gerr <<<"$(run "${auth[@]}" "$gateway/anything")"
-read -r h h50 h99 herr <<<"$(run "${auth[@]}" "$gateway/healthz")"
-read -r f f50 f99 ferr <<<"$(run "${auth[@]}" "${original[@]}" "$gateway/forward-auth/nginx")"
-read -r a a50 a99 aerr <<<"$(run "${auth[@]}" "$nginx_authreq/anything")"
+read -r d d50 d99 derr _ <<<"$(run "${auth[@]}" "$direct/anything")"
+read -r p p50 p99 perr _ <<<"$(run "${auth[@]}" "$nginx_proxy/anything")"
+read -r g g50 g99 gerr _ <<<"$(run "${auth[@]}" "$gateway/anything")"
+read -r h h50 h99 herr _ <<<"$(run "${auth[@]}" "$gateway/healthz")"
+read -r f f50 f99 ferr _ <<<"$(run "${auth[@]}" "${original[@]}" "$gateway/forward-auth/nginx")"
+read -r a a50 a99 aerr _ <<<"$(run "${auth[@]}" "$nginx_authreq/anything")"
 
 touch "$work/stop"
 wait "$sampler" 2>/dev/null || true
