@@ -10,14 +10,13 @@
 
 use crate::settings::UpstreamSettings;
 use crate::{State, identity, problem, request_id, with_request_id};
-use actix_web::body::{BodyStream, SizedStream};
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use entra_auth::AppCaller;
-use futures_util::StreamExt;
 use shared::config::ConfigError;
 use shared::http::HttpClientSettings;
+use shared::proxy::{ClientRecipe, end_to_end, error_chain, relay, stream_body};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -30,30 +29,6 @@ pub struct Upstream {
     timeout: Duration,
     forward_authorization: bool,
     recipe: ClientRecipe,
-}
-
-/// What the upstream client is built from, kept to build one per worker.
-#[derive(Clone)]
-struct ClientRecipe {
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    max_idle: usize,
-    extra_roots: Vec<reqwest::Certificate>,
-}
-
-impl ClientRecipe {
-    fn build(&self) -> reqwest::Result<reqwest::Client> {
-        reqwest::Client::builder()
-            // A redirect is the upstream's answer to the caller, not something to follow here.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.connect_timeout)
-            // Each read, headers included: a stalled upstream fails, a slow download does not.
-            .read_timeout(self.read_timeout)
-            .pool_max_idle_per_host(self.max_idle)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tls_certs_merge(self.extra_roots.iter().cloned())
-            .build()
-    }
 }
 
 impl Upstream {
@@ -86,11 +61,9 @@ impl Upstream {
         })
     }
 
-    /// The same upstream with a connection pool of its own, for one server worker. Each actix
-    /// worker is a single-threaded runtime, and a pooled connection is driven by the runtime that
-    /// opened it: with one pool for all workers, a request on one worker would wait on another
-    /// worker's thread to move its bytes. (Building the same client a second time does not fail;
-    /// if it ever did, the worker shares the first pool.)
+    /// The same upstream with a connection pool of its own, for one server worker (see
+    /// [`ClientRecipe`]). Building the same client a second time does not fail; if it ever did,
+    /// the worker shares the first pool.
     pub fn for_worker(&self) -> Self {
         Self {
             client: self.recipe.build().unwrap_or_else(|_| self.client.clone()),
@@ -105,38 +78,6 @@ impl Upstream {
 /// The upstream of one server worker (see [`Upstream::for_worker`]); `None` for a forward-auth
 /// only gateway.
 pub struct WorkerUpstream(pub Option<Upstream>);
-
-/// RFC 9110 §7.6.1's hop-by-hop fields, plus the de-facto ones (`keep-alive`,
-/// `proxy-connection`): they describe one connection, not the message.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// The end-to-end fields of a message: `headers` minus the hop-by-hop ones and those its
-/// `Connection` header names. Names come lower-case from both HTTP stacks.
-fn end_to_end<'h>(
-    headers: impl Iterator<Item = (&'h str, &'h [u8])>,
-) -> impl Iterator<Item = (&'h str, &'h [u8])> {
-    let headers: Vec<(&str, &[u8])> = headers.collect();
-    let named_by_connection: Vec<String> = headers
-        .iter()
-        .filter(|(name, _)| *name == "connection")
-        .filter_map(|(_, value)| std::str::from_utf8(value).ok())
-        .flat_map(|value| value.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .collect();
-    headers.into_iter().filter(move |(name, _)| {
-        !HOP_BY_HOP.contains(name) && !named_by_connection.iter().any(|n| n == name)
-    })
-}
 
 /// What goes to the upstream: the caller's end-to-end headers without `Host`, without any
 /// `X-Entra-*` it sent, without `Authorization` unless configured, then the identity and
@@ -301,7 +242,14 @@ pub async fn forward(
     state
         .metrics
         .upstream_answered(route, answer.status().as_u16(), started.elapsed());
-    respond(req.method(), answer, &id).await
+    match relay(req.method(), answer).await {
+        Ok(response) if response.headers().contains_key(crate::REQUEST_ID) => response,
+        Ok(response) => with_request_id(response, &id),
+        Err(e) => {
+            tracing::warn!(error = %error_chain(&e), "upstream answer cut short");
+            unavailable(&id)
+        }
+    }
 }
 
 fn unavailable(id: &str) -> HttpResponse {
@@ -311,85 +259,6 @@ fn unavailable(id: &str) -> HttpResponse {
         "The service behind this gateway could not be reached; retry later.",
         id,
     )
-}
-
-/// Answers of at most this many bytes (by their `Content-Length`) are read whole before the
-/// gateway answers: head and body then leave in one write instead of two or more. Longer ones,
-/// and those of unknown length, are streamed.
-const SMALL_BODY_BYTES: u64 = 16 * 1024;
-
-/// The upstream's answer, minus hop-by-hop fields; its body streamed back unless small.
-async fn respond(method: &Method, answer: reqwest::Response, id: &str) -> HttpResponse {
-    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = HttpResponse::build(status);
-    let headers = answer
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_bytes()));
-    for (name, value) in end_to_end(headers) {
-        if name == "content-length" {
-            continue;
-        }
-        if let Ok(value) = HeaderValue::from_bytes(value) {
-            response.append_header((name, value));
-        }
-    }
-    if !answer.headers().contains_key("x-request-id") {
-        response.insert_header((crate::REQUEST_ID, id));
-    }
-    let bodiless = *method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if bodiless {
-        return response.finish();
-    }
-    match answer.content_length() {
-        Some(length) if length <= SMALL_BODY_BYTES => match answer.bytes().await {
-            Ok(body) => response.body(body),
-            // The upstream went away mid-answer; nothing has been sent yet.
-            Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "upstream answer cut short");
-                unavailable(id)
-            }
-        },
-        Some(length) => response.body(SizedStream::new(length, answer.bytes_stream())),
-        None => response.body(BodyStream::new(answer.bytes_stream())),
-    }
-}
-
-/// The request body as a `Send` stream for the upstream client: actix's payload is read on this
-/// worker and handed over through a bounded channel; past `limit` bytes the stream fails and
-/// `too_big` says why.
-fn stream_body(mut payload: web::Payload, limit: u64, too_big: Arc<AtomicBool>) -> reqwest::Body {
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
-    actix_web::rt::spawn(async move {
-        let mut total: u64 = 0;
-        while let Some(chunk) = payload.next().await {
-            let item = match chunk {
-                Ok(bytes) => {
-                    total += bytes.len() as u64;
-                    if total > limit {
-                        too_big.store(true, Ordering::Relaxed);
-                        Err(std::io::Error::other(
-                            "request body over server.max_body_bytes",
-                        ))
-                    } else {
-                        Ok(bytes)
-                    }
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let failed = item.is_err();
-            if sender.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    reqwest::Body::wrap_stream(futures_util::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-    ))
 }
 
 fn too_large(limit: u64, id: &str) -> HttpResponse {
@@ -408,16 +277,4 @@ fn upstream_timeout(id: &str) -> HttpResponse {
         "The service behind this gateway did not answer in time; retry later.",
         id,
     )
-}
-
-/// reqwest's message plus its causes (its own Display stops at "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
