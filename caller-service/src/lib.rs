@@ -10,6 +10,7 @@ pub mod routes;
 pub mod runner;
 pub mod scheduler;
 pub mod settings;
+pub mod sidecar;
 pub mod startup;
 pub mod token_manager;
 

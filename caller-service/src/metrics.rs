@@ -18,6 +18,16 @@ pub struct Metrics {
     pub serving_stale: IntGaugeVec,
     pub job_runs: IntCounterVec,
     pub job_duration: HistogramVec,
+    /// Requests the sidecar forwarded, by upstream and the status the app got (`502`/`503`/`504`
+    /// when the sidecar answered itself).
+    pub sidecar_requests: IntCounterVec,
+    pub sidecar_duration: HistogramVec,
+    /// Requests whose own `Authorization` header the sidecar replaced, by upstream.
+    pub sidecar_authorization_replaced: IntCounterVec,
+    /// Requests sent a second time with a new token after the upstream's 401 `invalid_token`.
+    pub sidecar_token_retries: IntCounterVec,
+    /// Managed-identity endpoint answers, by result (`ok`, `wrong_header`, `unknown_resource`…).
+    pub sidecar_identity_requests: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -76,6 +86,49 @@ impl Metrics {
             &["job"],
         )
         .expect("valid metric");
+        let sidecar_requests = IntCounterVec::new(
+            Opts::new(
+                "caller_sidecar_requests_total",
+                "Requests forwarded by the sidecar, by upstream and the status the app got.",
+            ),
+            &["upstream", "status"],
+        )
+        .expect("valid metric");
+        let sidecar_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "caller_sidecar_request_duration_seconds",
+                "Time from the app's request to the upstream's answer head, by upstream.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let sidecar_authorization_replaced = IntCounterVec::new(
+            Opts::new(
+                "caller_sidecar_authorization_replaced_total",
+                "Requests whose own Authorization header the sidecar replaced, by upstream.",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let sidecar_token_retries = IntCounterVec::new(
+            Opts::new(
+                "caller_sidecar_token_retries_total",
+                "Requests resent with a new token after the upstream's 401 invalid_token.",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let sidecar_identity_requests = IntCounterVec::new(
+            Opts::new(
+                "caller_sidecar_identity_requests_total",
+                "Managed-identity endpoint answers, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(acquisitions.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(idp_requests.clone()),
@@ -83,6 +136,11 @@ impl Metrics {
             Box::new(serving_stale.clone()),
             Box::new(job_runs.clone()),
             Box::new(job_duration.clone()),
+            Box::new(sidecar_requests.clone()),
+            Box::new(sidecar_duration.clone()),
+            Box::new(sidecar_authorization_replaced.clone()),
+            Box::new(sidecar_token_retries.clone()),
+            Box::new(sidecar_identity_requests.clone()),
         ] {
             registry.register(collector).expect("unique metric");
         }
@@ -94,6 +152,11 @@ impl Metrics {
             serving_stale,
             job_runs,
             job_duration,
+            sidecar_requests,
+            sidecar_duration,
+            sidecar_authorization_replaced,
+            sidecar_token_retries,
+            sidecar_identity_requests,
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Settings {
     pub http: HttpClientSettings,
     pub jobs: Vec<JobSettings>,
     pub server: ServerSettings,
+    /// The token sidecar for apps in any language: egress forwarding and a managed-identity
+    /// endpoint. Off unless an upstream or a resource is configured.
+    pub sidecar: SidecarSettings,
     pub log: LogSettings,
 }
 
@@ -166,6 +169,239 @@ impl Default for ServerSettings {
             shutdown_deadline_secs: 30,
             handle_signals: true,
         }
+    }
+}
+
+/// The `sidecar` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SidecarSettings {
+    /// Default 127.0.0.1. Anyone who reaches the sidecar borrows this identity: any other address
+    /// needs `allow_non_loopback = true`, and is logged as a warning at start.
+    pub host: String,
+    /// Default 9091. 0 picks a free port (tests).
+    pub port: u16,
+    pub allow_non_loopback: bool,
+    /// Server worker threads, each with its own upstream connection pool. Default 2.
+    pub workers: usize,
+    /// Request bodies larger than this are refused with 413. Default 10 MiB.
+    pub max_body_bytes: u64,
+    /// `http://{host}:{port}/{name}/…` is forwarded to `{url}/…` with a token for `scope`.
+    pub upstreams: Vec<SidecarUpstreamSettings>,
+    /// The managed-identity endpoint (`/msi/token`, App Service protocol 2019-08-01) serves
+    /// tokens for these resources (a scope without its `/.default`, as the SDKs send it).
+    #[serde(deserialize_with = "shared::config::list")]
+    pub resources: Vec<String>,
+    /// The `X-IDENTITY-HEADER` value apps must send (their `IDENTITY_HEADER`): the endpoint's
+    /// guard against a request forged through some other service (SSRF). Required with
+    /// `resources`, at least 16 characters.
+    pub identity_header: Option<Secret>,
+}
+
+impl Default for SidecarSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 9091,
+            allow_non_loopback: false,
+            workers: 2,
+            max_body_bytes: 10 * 1024 * 1024,
+            upstreams: Vec::new(),
+            resources: Vec::new(),
+            identity_header: None,
+        }
+    }
+}
+
+/// One `[[sidecar.upstreams]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarUpstreamSettings {
+    /// The first path segment apps use: letters, digits, `-` and `_`.
+    pub name: String,
+    /// `http://` or `https://` (trusting `http.extra_ca_file`), with an optional base path.
+    pub url: String,
+    /// `api://…/.default` or `{app id}/.default`.
+    pub scope: String,
+    /// The upstream must send its answer's head within this. Default 30 s.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// The sidecar, checked.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    pub host: String,
+    pub port: u16,
+    /// True when bound beyond loopback (warned about at start).
+    pub exposed: bool,
+    pub workers: usize,
+    pub max_body_bytes: u64,
+    pub upstreams: Vec<SidecarUpstream>,
+    pub identity: Option<IdentityEndpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SidecarUpstream {
+    pub name: String,
+    /// Without a trailing `/`; the rest of the app's path and its query are appended.
+    pub base: String,
+    pub scope: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityEndpoint {
+    pub header: Secret,
+    /// As configured, each without a trailing `/`.
+    pub resources: Vec<String>,
+}
+
+/// The sidecar's own paths, which no upstream may be named after.
+pub const SIDECAR_RESERVED: [&str; 4] = ["msi", "healthz", "readyz", "metrics"];
+
+impl SidecarSettings {
+    /// `None` when nothing is configured: the sidecar does not listen.
+    pub fn validate(&self) -> Result<Option<Sidecar>, ConfigError> {
+        if self.upstreams.is_empty() && self.resources.is_empty() {
+            return Ok(None);
+        }
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback && !self.allow_non_loopback {
+            return Err(ConfigError::key(
+                "sidecar.host",
+                format!(
+                    "`{}` is not a loopback address: anyone who reaches the sidecar borrows this \
+                     identity; set sidecar.allow_non_loopback = true to mean it",
+                    self.host
+                ),
+            ));
+        }
+        if self.workers == 0 {
+            return Err(ConfigError::key(
+                "sidecar.workers",
+                "must be greater than 0",
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::key(
+                "sidecar.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        let mut upstreams = Vec::with_capacity(self.upstreams.len());
+        for (index, upstream) in self.upstreams.iter().enumerate() {
+            let key = |field: &str| format!("sidecar.upstreams[{index}].{field}");
+            let name = upstream.name.as_str();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::key(
+                    &key("name"),
+                    format!("`{name}` must be letters, digits, `-` or `_` (it is a path segment)"),
+                ));
+            }
+            if SIDECAR_RESERVED.contains(&name) {
+                return Err(ConfigError::key(
+                    &key("name"),
+                    format!("`{name}` is one of the sidecar's own paths"),
+                ));
+            }
+            if upstreams.iter().any(|u: &SidecarUpstream| u.name == name) {
+                return Err(ConfigError::key(
+                    &key("name"),
+                    format!("`{name}` is used by another upstream"),
+                ));
+            }
+            let url =
+                url::Url::parse(&upstream.url).map_err(|e| ConfigError::key(&key("url"), e))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::key(
+                    &key("url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::key(
+                    &key("url"),
+                    "must have no query or fragment (the app's own are passed on)",
+                ));
+            }
+            check_scope(&upstream.scope).map_err(|e| ConfigError::key(&key("scope"), e))?;
+            if upstream.timeout_secs == 0 {
+                return Err(ConfigError::key(
+                    &key("timeout_secs"),
+                    "must be greater than 0",
+                ));
+            }
+            upstreams.push(SidecarUpstream {
+                name: name.to_owned(),
+                base: url.as_str().trim_end_matches('/').to_owned(),
+                scope: upstream.scope.clone(),
+                timeout: Duration::from_secs(upstream.timeout_secs),
+            });
+        }
+        let identity = if self.resources.is_empty() {
+            None
+        } else {
+            let header = match &self.identity_header {
+                Some(header) if header.expose().len() >= 16 => header.clone(),
+                Some(_) => {
+                    return Err(ConfigError::key(
+                        "sidecar.identity_header",
+                        "must be at least 16 characters: it is the managed-identity endpoint's only guard",
+                    ));
+                }
+                None => {
+                    return Err(ConfigError::key(
+                        "sidecar.identity_header",
+                        "is required with sidecar.resources (apps send it as IDENTITY_HEADER)",
+                    ));
+                }
+            };
+            let mut resources = Vec::with_capacity(self.resources.len());
+            for resource in &self.resources {
+                let resource = resource.trim_end_matches('/');
+                if resource.ends_with("/.default") {
+                    return Err(ConfigError::key(
+                        "sidecar.resources",
+                        format!(
+                            "`{resource}` is a scope: list the resource, without `/.default`, as the SDKs send it"
+                        ),
+                    ));
+                }
+                check_scope(&format!("{resource}/.default"))
+                    .map_err(|e| ConfigError::key("sidecar.resources", e))?;
+                resources.push(resource.to_owned());
+            }
+            Some(IdentityEndpoint { header, resources })
+        };
+        Ok(Some(Sidecar {
+            host: self.host.clone(),
+            port: self.port,
+            exposed: !loopback,
+            workers: self.workers,
+            max_body_bytes: self.max_body_bytes,
+            upstreams,
+            identity,
+        }))
+    }
+}
+
+impl Sidecar {
+    /// The scopes the sidecar serves: acquired at start and watched by `/readyz`.
+    pub fn scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = self.upstreams.iter().map(|u| u.scope.clone()).collect();
+        if let Some(identity) = &self.identity {
+            scopes.extend(identity.resources.iter().map(|r| format!("{r}/.default")));
+        }
+        scopes
     }
 }
 
@@ -642,6 +878,125 @@ mod tests {
             assert!(text.contains(&format!("job `{}`", settings.name)), "{text}");
             assert!(text.contains(field), "{text} should name {field}");
         }
+    }
+
+    fn sidecar(
+        customise: impl FnOnce(&mut SidecarSettings),
+    ) -> Result<Option<Sidecar>, ConfigError> {
+        let mut settings = SidecarSettings {
+            upstreams: vec![SidecarUpstreamSettings {
+                name: "tasks".into(),
+                url: "https://tasks.internal/api/".into(),
+                scope: "api://tasks-api/.default".into(),
+                timeout_secs: 30,
+            }],
+            ..Default::default()
+        };
+        customise(&mut settings);
+        settings.validate()
+    }
+
+    #[test]
+    fn no_upstream_and_no_resource_means_no_sidecar() {
+        assert!(
+            SidecarSettings::default()
+                .validate()
+                .expect("valid")
+                .is_none()
+        );
+        let sidecar = sidecar(|_| {}).expect("valid").expect("configured");
+        assert_eq!(sidecar.upstreams[0].base, "https://tasks.internal/api");
+        assert_eq!(sidecar.scopes(), ["api://tasks-api/.default"]);
+    }
+
+    #[test]
+    fn the_sidecar_and_its_identity_endpoint_come_from_variables() {
+        let settings = load(&[
+            (
+                "CALLER__SIDECAR__RESOURCES",
+                "api://tasks-api, https://graph.microsoft.com/",
+            ),
+            (
+                "CALLER__SIDECAR__IDENTITY_HEADER",
+                "0123456789abcdef-long-enough",
+            ),
+            ("CALLER__SIDECAR__PORT", "0"),
+        ])
+        .expect("loads");
+        let sidecar = settings
+            .sidecar
+            .validate()
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(
+            sidecar.scopes(),
+            [
+                "api://tasks-api/.default",
+                "https://graph.microsoft.com/.default"
+            ]
+        );
+        assert!(
+            !format!("{sidecar:?}").contains("0123456789abcdef"),
+            "header redacted"
+        );
+    }
+
+    #[test]
+    fn a_bad_sidecar_is_refused_naming_the_key() {
+        let cases: [(&str, Box<dyn FnOnce(&mut SidecarSettings)>); 9] = [
+            ("sidecar.host", Box::new(|s| s.host = "0.0.0.0".into())),
+            ("sidecar.workers", Box::new(|s| s.workers = 0)),
+            (
+                "sidecar.upstreams[0].name",
+                Box::new(|s| s.upstreams[0].name = "a/b".into()),
+            ),
+            (
+                "sidecar.upstreams[0].name",
+                Box::new(|s| s.upstreams[0].name = "msi".into()),
+            ),
+            (
+                "sidecar.upstreams[0].url",
+                Box::new(|s| s.upstreams[0].url = "ftp://x".into()),
+            ),
+            (
+                "sidecar.upstreams[0].scope",
+                Box::new(|s| s.upstreams[0].scope = "api://tasks-api/Tasks.Read".into()),
+            ),
+            (
+                "sidecar.identity_header",
+                Box::new(|s| s.resources = vec!["api://tasks-api".into()]),
+            ),
+            (
+                "sidecar.identity_header",
+                Box::new(|s| {
+                    s.resources = vec!["api://tasks-api".into()];
+                    s.identity_header = Some("short".into());
+                }),
+            ),
+            (
+                "sidecar.resources",
+                Box::new(|s| {
+                    s.resources = vec!["api://tasks-api/.default".into()];
+                    s.identity_header = Some("0123456789abcdef".into());
+                }),
+            ),
+        ];
+        for (key, customise) in cases {
+            let error = sidecar(customise).expect_err(key).to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+        let duplicate = sidecar(|s| s.upstreams.push(s.upstreams[0].clone()));
+        assert!(
+            duplicate
+                .expect_err("dup")
+                .to_string()
+                .contains("another upstream")
+        );
+        let exposed = sidecar(|s| {
+            s.host = "0.0.0.0".into();
+            s.allow_non_loopback = true;
+        });
+        assert!(exposed.expect("allowed").expect("configured").exposed);
     }
 
     #[test]

@@ -5,11 +5,13 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::runner::JobRunner;
 use crate::scheduler::Scheduler;
-use crate::settings::{Identity, Settings};
+use crate::settings::{Identity, Settings, Sidecar};
+use crate::sidecar::SidecarState;
 use crate::token_manager::TokenManager;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use shared::clock::{Clock, SystemClock};
+use shared::config::ConfigError;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,8 @@ impl Core {
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// The token sidecar's port and server, when configured.
+    sidecar: Option<(u16, actix_web::dev::Server)>,
     core: Core,
     scheduler: Scheduler,
     scopes: Vec<String>,
@@ -82,8 +86,18 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let (identity, jobs) = settings.validate()?;
-        let scopes = Settings::scopes(&jobs, &settings.token_manager.scopes);
+        let sidecar = settings.sidecar.validate()?;
+        let mut extra_scopes = settings.token_manager.scopes.clone();
+        if let Some(sidecar) = &sidecar {
+            extra_scopes.extend(sidecar.scopes());
+        }
+        let scopes = Settings::scopes(&jobs, &extra_scopes);
+        let client_id = identity.client_id.clone();
         let core = Core::build(&settings, identity, clock.clone())?;
+        let sidecar = match sidecar {
+            Some(sidecar) => Some(Self::bind_sidecar(&settings, &sidecar, &core, client_id)?),
+            None => None,
+        };
         let address = (settings.server.host.as_str(), settings.server.port);
         let listener = TcpListener::bind(address).with_context(|| {
             format!(
@@ -119,6 +133,7 @@ impl Application {
         Ok(Self {
             port,
             server,
+            sidecar,
             core,
             scheduler,
             scopes,
@@ -127,8 +142,60 @@ impl Application {
         })
     }
 
+    /// Binds the token sidecar's listener (nothing is served until the daemon runs).
+    fn bind_sidecar(
+        settings: &Settings,
+        sidecar: &Sidecar,
+        core: &Core,
+        client_id: String,
+    ) -> anyhow::Result<(u16, actix_web::dev::Server)> {
+        let extra_roots = match &settings.http.extra_ca_file {
+            Some(path) => shared::http::read_ca_bundle(path)
+                .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
+            None => Vec::new(),
+        };
+        let state = SidecarState::new(
+            sidecar,
+            core.tokens.clone(),
+            core.metrics.clone(),
+            client_id,
+            extra_roots,
+        );
+        // Fails here, at start, if it ever fails. Building the same client again does not fail;
+        // if it ever did, that worker shares this first pool.
+        let first = state
+            .worker_client()
+            .context("building the sidecar's upstream client")?;
+        let state = web::Data::new(state);
+        let address = (sidecar.host.as_str(), sidecar.port);
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("binding the sidecar to {}:{}", address.0, address.1))?;
+        let port = listener.local_addr()?.port();
+        if sidecar.exposed {
+            tracing::warn!(
+                host = %sidecar.host,
+                port,
+                "the sidecar listens beyond loopback: anyone who reaches it borrows this identity"
+            );
+        }
+        let server = HttpServer::new(move || {
+            let client = state.worker_client().unwrap_or_else(|_| first.clone());
+            App::new().configure(crate::sidecar::configure(state.clone(), client))
+        })
+        .workers(sidecar.workers)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok((port, server))
+    }
+
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The token sidecar's port, when one is configured.
+    pub fn sidecar_port(&self) -> Option<u16> {
+        self.sidecar.as_ref().map(|(port, _)| *port)
     }
 
     pub fn tokens(&self) -> &TokenManager {
@@ -149,6 +216,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             server,
+            sidecar,
             core,
             scheduler,
             scopes,
@@ -160,6 +228,11 @@ impl Application {
         core.tokens.warm_up(&scopes);
         let server_handle = server.handle();
         let server_task = tokio::spawn(server);
+        let sidecar = sidecar.map(|(port, server)| {
+            tracing::info!(port, "token sidecar listening");
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let mut stop = shutdown.subscribe();
         let jobs = tokio::spawn(scheduler.run(shutdown.subscribe()));
         tokio::select! {
@@ -172,6 +245,11 @@ impl Application {
             }
         }
         jobs.await.context("job scheduler")?;
+        // Apps' requests in flight finish (up to actix's 30 s) before the tokens go.
+        if let Some((handle, task)) = sidecar {
+            handle.stop(true).await;
+            task.await.context("token sidecar")??;
+        }
         core.tokens.shutdown();
         server_handle.stop(true).await;
         server_task.await.context("operator endpoint")??;

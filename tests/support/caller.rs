@@ -283,6 +283,8 @@ pub struct TestApp {
     pub api: MockServer,
     pub clock: Arc<ManualClock>,
     pub port: u16,
+    /// The token sidecar's port, when the settings configure one.
+    pub sidecar_port: Option<u16>,
     pub tokens: caller_service::token_manager::TokenManager,
     pub metrics: caller_service::metrics::Metrics,
     pub stop: caller_service::startup::ShutdownHandle,
@@ -313,6 +315,7 @@ where
     TestApp {
         idp,
         port: app.port(),
+        sidecar_port: app.sidecar_port(),
         tokens: app.tokens().clone(),
         metrics: app.metrics().clone(),
         stop: app.shutdown_handle(),

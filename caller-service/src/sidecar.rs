@@ -1,0 +1,576 @@
+//! The token sidecar: the token manager next to an app in any language, with none of the app's
+//! code changed. Two ways in, on one loopback listener:
+//!
+//! - **Egress forwarding.** `http://127.0.0.1:9091/{upstream}/…` goes to that upstream's URL with
+//!   `Authorization: Bearer` from the token manager (an `Authorization` the app sent is replaced,
+//!   and counted). An upstream's 401 `invalid_token` drops the token and resends once with a new
+//!   one, for idempotent methods whose body could be kept (none, or at most
+//!   [`REPLAY_BODY_BYTES`]); a 403 is a decision and goes back untouched. Bodies are streamed both
+//!   ways otherwise; hop-by-hop headers are dropped; the upstream down is 502, too slow 504, and no
+//!   token to be had 503 naming the identity provider's reason, all problem+json.
+//! - **A managed-identity endpoint** (`/msi/token`), the App Service protocol 2019-08-01 that
+//!   the Azure SDKs' `ManagedIdentityCredential` speaks when `IDENTITY_ENDPOINT` and
+//!   `IDENTITY_HEADER` are set: tokens from the same cache, for the configured resources only,
+//!   and only to a request carrying the `X-IDENTITY-HEADER` secret.
+
+use crate::metrics::Metrics;
+use crate::settings::{IdentityEndpoint, Sidecar, SidecarUpstream};
+use crate::token_manager::{CachedToken, TokenManager};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::Secret;
+use shared::proxy::{ClientRecipe, end_to_end, error_chain, relay, stream_body};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// An idempotent request's body up to this size is kept, so that it can be resent after a 401;
+/// a larger one is streamed and never resent.
+pub const REPLAY_BODY_BYTES: u64 = 64 * 1024;
+
+/// The App Service managed-identity protocol version the SDKs send.
+pub const IDENTITY_API_VERSION: &str = "2019-08-01";
+
+/// What every sidecar worker shares.
+pub struct SidecarState {
+    pub tokens: TokenManager,
+    pub metrics: Metrics,
+    pub upstreams: Vec<SidecarUpstream>,
+    pub identity: Option<IdentityEndpoint>,
+    /// The identity's client id, as the managed-identity answer names it.
+    pub client_id: String,
+    pub max_body_bytes: u64,
+    recipe: ClientRecipe,
+}
+
+/// One worker's upstream client (see [`ClientRecipe`]).
+#[derive(Clone)]
+pub struct WorkerClient(reqwest::Client);
+
+impl SidecarState {
+    pub fn new(
+        sidecar: &Sidecar,
+        tokens: TokenManager,
+        metrics: Metrics,
+        client_id: String,
+        extra_roots: Vec<reqwest::Certificate>,
+    ) -> Self {
+        let longest = sidecar
+            .upstreams
+            .iter()
+            .map(|u| u.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        Self {
+            tokens,
+            metrics,
+            upstreams: sidecar.upstreams.clone(),
+            identity: sidecar.identity.clone(),
+            client_id,
+            max_body_bytes: sidecar.max_body_bytes,
+            recipe: ClientRecipe {
+                connect_timeout: Duration::from_secs(5),
+                read_timeout: longest,
+                max_idle: 64,
+                extra_roots,
+            },
+        }
+    }
+
+    /// Builds a worker's client; fails only when TLS cannot be set up, which the first call (at
+    /// start) reports.
+    pub fn worker_client(&self) -> reqwest::Result<WorkerClient> {
+        self.recipe.build().map(WorkerClient)
+    }
+}
+
+/// Registers the sidecar's routes on one worker's app.
+pub fn configure(
+    state: web::Data<SidecarState>,
+    client: WorkerClient,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .app_data(state)
+            .app_data(web::Data::new(client))
+            .route("/msi/token", web::get().to(identity_token))
+            .default_service(web::to(egress));
+    }
+}
+
+fn problem(status: StatusCode, reason: &str, detail: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("application/problem+json")
+        .json(json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+            "reason": reason,
+        }))
+}
+
+/// `/{name}/rest…` → the upstream named `name` and `/rest…`.
+fn split_upstream(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    match path.find('/') {
+        Some(at) => (&path[..at], &path[at..]),
+        None => (path, "/"),
+    }
+}
+
+/// RFC 9110 §9.2.2: the methods whose repetition has the effect of one request.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// RFC 6750 §3.1: the resource server says the token itself is the problem.
+fn is_invalid_token(response: &reqwest::Response) -> bool {
+    response.status() == reqwest::StatusCode::UNAUTHORIZED
+        && response
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("invalid_token")))
+}
+
+/// The app's end-to-end headers minus `Host` (the upstream's is set from its URL) and minus
+/// `Authorization` (ours replaces it).
+fn upstream_headers(req: &HttpRequest) -> reqwest::header::HeaderMap {
+    let incoming = req
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()));
+    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 1);
+    for (name, value) in end_to_end(incoming) {
+        if name == "host" || name == "authorization" {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value),
+        ) {
+            out.append(name, value);
+        }
+    }
+    out
+}
+
+/// The request body as sent upstream: none, kept (resendable), or streamed (sent once).
+enum Body {
+    Empty,
+    Kept(web::Bytes),
+    Streamed(Option<reqwest::Body>),
+}
+
+impl Body {
+    fn replayable(&self) -> bool {
+        !matches!(self, Self::Streamed(_))
+    }
+
+    fn take(&mut self) -> Option<reqwest::Body> {
+        match self {
+            Self::Empty => None,
+            Self::Kept(bytes) => Some(reqwest::Body::from(bytes.clone())),
+            Self::Streamed(body) => body.take(),
+        }
+    }
+}
+
+/// Everything that is not `/msi/token`: forwarded to the upstream named by the first segment.
+pub async fn egress(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<SidecarState>,
+    client: web::Data<WorkerClient>,
+) -> HttpResponse {
+    let (name, _) = split_upstream(req.uri().path());
+    let Some(upstream) = state.upstreams.iter().find(|u| u.name == name) else {
+        let known: Vec<&str> = state.upstreams.iter().map(|u| u.name.as_str()).collect();
+        return problem(
+            StatusCode::NOT_FOUND,
+            "unknown_upstream",
+            &format!(
+                "No upstream is named `{name}`; this sidecar forwards /{{name}}/… for: {}.",
+                known.join(", ")
+            ),
+        );
+    };
+    let started = Instant::now();
+    let response = forward(&req, payload, &state, &client.0, upstream).await;
+    state
+        .metrics
+        .sidecar_requests
+        .with_label_values(&[upstream.name.as_str(), response.status().as_str()])
+        .inc();
+    state
+        .metrics
+        .sidecar_duration
+        .with_label_values(&[upstream.name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &SidecarState,
+    client: &reqwest::Client,
+    upstream: &SidecarUpstream,
+) -> HttpResponse {
+    let (_, rest) = split_upstream(req.uri().path());
+    let target = match req.uri().query() {
+        Some(query) => format!("{}{rest}?{query}", upstream.base),
+        None => format!("{}{rest}", upstream.base),
+    };
+    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return problem(
+            StatusCode::NOT_IMPLEMENTED,
+            "method_not_supported",
+            "This sidecar cannot forward that method.",
+        );
+    };
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        state
+            .metrics
+            .sidecar_authorization_replaced
+            .with_label_values(&[upstream.name.as_str()])
+            .inc();
+    }
+    let declared_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > state.max_body_bytes) {
+        return too_large(state.max_body_bytes);
+    }
+    let has_body = declared_length.is_some_and(|length| length > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let too_big = Arc::new(AtomicBool::new(false));
+    let mut body = if !has_body {
+        Body::Empty
+    } else if is_idempotent(req.method())
+        && declared_length.is_some_and(|length| length <= REPLAY_BODY_BYTES)
+    {
+        match read_whole(payload, REPLAY_BODY_BYTES).await {
+            Ok(bytes) => Body::Kept(bytes),
+            Err(response) => return response,
+        }
+    } else {
+        Body::Streamed(Some(stream_body(
+            payload,
+            state.max_body_bytes,
+            too_big.clone(),
+        )))
+    };
+    let headers = upstream_headers(req);
+
+    let mut token = match state.tokens.get_token(&upstream.scope).await {
+        Ok(token) => token,
+        Err(error) => return no_token(upstream, &error),
+    };
+    let send = |token: &CachedToken, body: Option<reqwest::Body>| {
+        let mut request = client
+            .request(method.clone(), &target)
+            .headers(headers.clone())
+            .bearer_auth(token.secret());
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        tokio::time::timeout(upstream.timeout, request.send())
+    };
+    let mut sent = send(&token, body.take()).await;
+    if let Ok(Ok(first)) = &sent
+        && is_invalid_token(first)
+        && body.replayable()
+    {
+        // Dropped only if it is still the cached one and none was dropped very recently; either
+        // way, a token other than the refused one is worth one more try.
+        state.tokens.invalidate(&upstream.scope, &token);
+        match state.tokens.get_token(&upstream.scope).await {
+            Ok(fresh) if fresh.fingerprint != token.fingerprint => {
+                token = fresh;
+                state
+                    .metrics
+                    .sidecar_token_retries
+                    .with_label_values(&[upstream.name.as_str()])
+                    .inc();
+                tracing::info!(
+                    upstream = %upstream.name,
+                    fingerprint = %token.fingerprint,
+                    "upstream refused the token (401 invalid_token); resent with a new one"
+                );
+                sent = send(&token, body.take()).await;
+            }
+            Ok(_) => {}
+            Err(error) => return no_token(upstream, &error),
+        }
+    }
+    let answer = match sent {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) if too_big.load(Ordering::Relaxed) => return too_large(state.max_body_bytes),
+        Ok(Err(e)) if !e.is_timeout() => {
+            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream unreachable");
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                &format!(
+                    "The upstream `{}` could not be reached; retry later.",
+                    upstream.name
+                ),
+            );
+        }
+        Ok(Err(_)) | Err(_) => {
+            return problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                &format!(
+                    "The upstream `{}` did not answer within {} s; retry later.",
+                    upstream.name,
+                    upstream.timeout.as_secs()
+                ),
+            );
+        }
+    };
+    match relay(req.method(), answer).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream answer cut short");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                &format!(
+                    "The upstream `{}` went away mid-answer; retry later.",
+                    upstream.name
+                ),
+            )
+        }
+    }
+}
+
+/// A small body, read whole so that it can be sent twice.
+async fn read_whole(mut payload: web::Payload, limit: u64) -> Result<web::Bytes, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "bad_request_body",
+                &format!("The request body could not be read: {e}"),
+            )
+        })?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn too_large(limit: u64) -> HttpResponse {
+    problem(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &format!("The body is larger than {limit} bytes."),
+    )
+}
+
+/// 503 naming why the identity provider gave no token (an AADSTS code when it refused), with its
+/// `Retry-After` when it sent one.
+fn no_token(upstream: &SidecarUpstream, error: &crate::idp::AcquireError) -> HttpResponse {
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_token",
+        &format!(
+            "No token for `{}` ({}): {error}",
+            upstream.name, upstream.scope
+        ),
+    );
+    let retry_after = error.retry_after().map_or(5, |d| d.as_secs().max(1));
+    if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The managed-identity protocol's error shape (App Service's `statusCode` + `message`; MSAL
+/// shows both).
+fn identity_error(
+    state: &SidecarState,
+    status: StatusCode,
+    result: &str,
+    message: &str,
+) -> HttpResponse {
+    state
+        .metrics
+        .sidecar_identity_requests
+        .with_label_values(&[result])
+        .inc();
+    HttpResponse::build(status).json(json!({
+        "statusCode": status.as_u16(),
+        "message": message,
+    }))
+}
+
+/// Equal without telling by its timing how much matched.
+fn same_secret(given: &[u8], secret: &Secret) -> bool {
+    let expected = secret.expose().as_bytes();
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// `GET /msi/token?api-version=2019-08-01&resource=…[&client_id=…]` with `X-IDENTITY-HEADER`.
+pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) -> HttpResponse {
+    let Some(endpoint) = &state.identity else {
+        return identity_error(
+            &state,
+            StatusCode::NOT_FOUND,
+            "disabled",
+            "This sidecar serves no managed-identity tokens: sidecar.resources is empty.",
+        );
+    };
+    let header_ok = req
+        .headers()
+        .get("x-identity-header")
+        .is_some_and(|given| same_secret(given.as_bytes(), &endpoint.header));
+    if !header_ok {
+        return identity_error(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "wrong_header",
+            "The X-IDENTITY-HEADER header is missing or wrong: send the value of IDENTITY_HEADER.",
+        );
+    }
+    let mut api_version = None;
+    let mut resource = None;
+    let mut selector = None;
+    for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match key.as_ref() {
+            "api-version" => api_version = Some(value.into_owned()),
+            "resource" => resource = Some(value.into_owned()),
+            "client_id" | "object_id" | "principal_id" | "mi_res_id" | "msi_res_id" => {
+                selector = Some((key.into_owned(), value.into_owned()));
+            }
+            _ => {}
+        }
+    }
+    if api_version.as_deref() != Some(IDENTITY_API_VERSION) {
+        return identity_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!(
+                "api-version {} is not supported; this endpoint speaks {IDENTITY_API_VERSION}.",
+                api_version.as_deref().unwrap_or("(missing)")
+            ),
+        );
+    }
+    let Some(resource) = resource.filter(|r| !r.is_empty()) else {
+        return identity_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "The resource parameter is missing.",
+        );
+    };
+    match &selector {
+        None => {}
+        Some((key, value))
+            if key == "client_id" && value.eq_ignore_ascii_case(&state.client_id) => {}
+        Some((key, value)) => {
+            return identity_error(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "unknown_identity",
+                &format!(
+                    "No identity with {key} {value} is assigned here; this sidecar holds one, client_id {}.",
+                    state.client_id
+                ),
+            );
+        }
+    }
+    let wanted = resource.trim_end_matches('/');
+    let Some(served) = endpoint.resources.iter().find(|r| r.as_str() == wanted) else {
+        return identity_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "unknown_resource",
+            &format!(
+                "Resource {resource} is not served by this sidecar (sidecar.resources): it serves {}.",
+                endpoint.resources.join(", ")
+            ),
+        );
+    };
+    let token = match state.tokens.get_token(&format!("{served}/.default")).await {
+        Ok(token) => token,
+        Err(error) => {
+            let mut response = identity_error(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_token",
+                &format!("No token for {resource}: {error}"),
+            );
+            let retry_after = error.retry_after().map_or(5, |d| d.as_secs().max(1));
+            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    };
+    state
+        .metrics
+        .sidecar_identity_requests
+        .with_label_values(&["ok"])
+        .inc();
+    // `expires_on` is a string of epoch seconds: the Rust SDK's parser takes nothing else.
+    HttpResponse::Ok().json(json!({
+        "access_token": token.secret(),
+        "expires_on": token.expires_at.unix_timestamp().to_string(),
+        "resource": resource,
+        "token_type": "Bearer",
+        "client_id": state.client_id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_segment_names_the_upstream() {
+        assert_eq!(split_upstream("/tasks/api/tasks"), ("tasks", "/api/tasks"));
+        assert_eq!(split_upstream("/tasks"), ("tasks", "/"));
+        assert_eq!(split_upstream("/tasks/"), ("tasks", "/"));
+        assert_eq!(split_upstream("/"), ("", "/"));
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_resent() {
+        for method in [Method::GET, Method::HEAD, Method::PUT, Method::DELETE] {
+            assert!(is_idempotent(&method), "{method}");
+        }
+        for method in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!is_idempotent(&method), "{method}");
+        }
+    }
+
+    #[test]
+    fn the_identity_header_must_match_exactly() {
+        let secret = Secret::new("0123456789abcdef");
+        assert!(same_secret(b"0123456789abcdef", &secret));
+        assert!(!same_secret(b"0123456789abcdeF", &secret));
+        assert!(!same_secret(b"0123456789abcde", &secret));
+        assert!(!same_secret(b"", &secret));
+    }
+}
