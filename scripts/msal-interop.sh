@@ -7,20 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=.venv/msal
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import msal' 2>/dev/null; then
-  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "msal-interop: installing python3-venv (apt-get)"
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    fi
-    python3 -c 'import ensurepip, venv' 2>/dev/null ||
-      { echo "msal-interop: python3 cannot make a venv: install python3-venv (Debian, Ubuntu)" >&2; exit 1; }
-  fi
-  echo "msal-interop: installing msal into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'msal>=1.35,<2'
-fi
+. scripts/lib/venv.sh
+python_venv msal-interop "$venv" msal 'msal>=1.35,<2'
 
 cargo build --quiet --locked -p entra-emulator
 work=$(mktemp -d)

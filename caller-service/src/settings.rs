@@ -943,7 +943,8 @@ mod tests {
 
     #[test]
     fn a_bad_sidecar_is_refused_naming_the_key() {
-        let cases: [(&str, Box<dyn FnOnce(&mut SidecarSettings)>); 9] = [
+        type Change = Box<dyn FnOnce(&mut SidecarSettings)>;
+        let cases: [(&str, Change); 9] = [
             ("sidecar.host", Box::new(|s| s.host = "0.0.0.0".into())),
             ("sidecar.workers", Box::new(|s| s.workers = 0)),
             (

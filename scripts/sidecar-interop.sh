@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The caller's token sidecar against unmodified Python clients: plain `requests` with no token
+# code through the egress listener, 50 of them at once from a cold start, and azure-identity's
+# ManagedIdentityCredential with only IDENTITY_ENDPOINT / IDENTITY_HEADER set. Starts the
+# emulator, the tasks API and the caller (debug builds) on free loopback ports; nothing leaves
+# the machine but the first-use install of azure-identity and requests (PyPI) into .venv/sidecar.
+#
+#   scripts/sidecar-interop.sh
+#
+# Output: `PASS`/`FAIL` lines from scripts/sidecar_interop.py, then `N passed, M failed`; the exit
+# status is 1 if anything failed. Needs python3 with venv (scripts/lib/venv.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv/sidecar
+. scripts/lib/venv.sh
+python_venv sidecar-interop "$venv" 'azure.identity, requests' 'azure-identity>=1.19,<2' 'requests>=2.31,<3'
+
+cargo build --quiet --locked -p entra-emulator -p api-service -p caller-service
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+wait_for() {
+  for _ in $(seq 1 300); do [ -s "$1" ] && return 0; sleep 0.1; done
+  echo "sidecar-interop: $2 did not start" >&2
+  exit 1
+}
+json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
+  ./target/debug/entra-emulator serve --ready-file "$work/emulator.json" &
+pids+=($!)
+wait_for "$work/emulator.json" "entra-emulator"
+idp=$(json "$work/emulator.json" public_url)
+ca=$(json "$work/emulator.json" ca_cert)
+
+API__SERVER__PORT=0 API__ENTRA__AUTHORITY_HOST="$idp" API__HTTP__EXTRA_CA_FILE="$ca" \
+  API__DATABASE__PATH="$work/tasks.db" API__LOG__FILTER=warn \
+  ./target/debug/api-service --config api-service/demo/api.toml serve --ready-file "$work/api.json" &
+pids+=($!)
+wait_for "$work/api.json" "api-service"
+api=$(json "$work/api.json" url)
+
+# The demo caller's identity and sidecar, pointed at this run's emulator and API, with no jobs.
+operator_port=$(free_port)
+sidecar_port=$(free_port)
+identity_header=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
+python3 - "$work/caller.toml" "$idp" "$ca" "$api" "$operator_port" "$sidecar_port" <<'PY'
+import re, sys
+path, idp, ca, api, operator_port, sidecar_port = sys.argv[1:]
+demo = open("caller-service/demo/caller.toml").read()
+identity = re.search(r"\[identity\]\n(?:[^\[\n].*\n)+", demo).group(0)
+identity = re.sub(r'authority_host = ".*"', f'authority_host = "{idp}"', identity)
+open(path, "w").write(f"""{identity}
+[http]
+extra_ca_file = "{ca}"
+
+[server]
+port = {operator_port}
+
+[sidecar]
+port = {sidecar_port}
+resources = ["api://tasks-api"]
+
+[[sidecar.upstreams]]
+name = "tasks"
+url = "{api}"
+scope = "api://tasks-api/.default"
+""")
+PY
+CALLER__SIDECAR__IDENTITY_HEADER="$identity_header" CALLER__LOG__FILTER=warn \
+  ./target/debug/caller-service --config "$work/caller.toml" run &
+pids+=($!)
+
+SIDECAR_IDENTITY_HEADER="$identity_header" "$venv/bin/python" scripts/sidecar_interop.py \
+  --sidecar "http://127.0.0.1:$sidecar_port" \
+  --operator "http://127.0.0.1:$operator_port" \
+  --api "$api" \
+  --client-id "$(grep -m1 '^client_id' "$work/caller.toml" | cut -d'"' -f2)"
