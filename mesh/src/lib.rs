@@ -9,7 +9,9 @@
 pub mod narrate;
 
 use anyhow::Context;
-use caller_service::settings::{IdentityConfig, JobSettings, OverlapPolicy, TokenManagerSettings};
+use caller_service::settings::{
+    IdentityConfig, JobSettings, OverlapPolicy, SidecarUpstreamSettings, TokenManagerSettings,
+};
 use shared::clock::SharedClock;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,6 +159,30 @@ pub struct MeshOptions {
     /// The Python reports service behind entra-gateway, when wanted (see
     /// [`MeshOptions::add_reports`]).
     pub reports: Option<ReportsOptions>,
+    /// The reader's token sidecar and the Python app that uses it, when wanted (see
+    /// [`MeshOptions::add_sidecar`]).
+    pub sidecar: Option<SidecarOptions>,
+}
+
+/// The caller that hosts the token sidecar: its identity is the one the app borrows.
+pub const SIDECAR_HOST: &str = "reader";
+
+/// The inventory app: a Python program (standard library only, no token code) calling the tasks
+/// API and the reports service through the reader's token sidecar, and taking a token from its
+/// managed-identity endpoint as an Azure SDK would.
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
+    /// The Python 3 interpreter that runs `mesh/apps/inventory.py`.
+    pub python: PathBuf,
+    /// The sidecar's port (0: any free port).
+    pub port: u16,
+    /// The app calls this often (real time: it is its own process).
+    pub every: Duration,
+}
+
+/// `mesh/apps/inventory.py`, the app with no token code.
+pub fn inventory_program() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("apps/inventory.py")
 }
 
 /// The reports service: a Python program (standard library only, no token code) behind
@@ -196,7 +222,18 @@ impl MeshOptions {
             clock: shared::clock::system(),
             admin: false,
             reports: None,
+            sidecar: None,
         }
+    }
+
+    /// Gives the reader a token sidecar (on port 9091 unless changed) and runs the inventory app,
+    /// with `python`, next to it: a caller with no Entra code, calling every `every`.
+    pub fn add_sidecar(&mut self, python: PathBuf, every: Duration) {
+        self.sidecar = Some(SidecarOptions {
+            python,
+            port: 9091,
+            every,
+        });
     }
 
     /// Adds the reports service behind the gateway (on port 8090 unless changed), run by
@@ -314,6 +351,8 @@ pub struct Caller {
     pub jobs: Vec<JobSpec>,
     /// The operator endpoint: `/healthz`, `/readyz`, `/metrics`.
     pub url: String,
+    /// The token sidecar's URL, on the caller that hosts it.
+    pub sidecar: Option<String>,
     pub tokens: caller_service::token_manager::TokenManager,
     pub metrics: caller_service::metrics::Metrics,
     stop: caller_service::startup::ShutdownHandle,
@@ -369,7 +408,7 @@ pub struct Reports {
     pub upstream: String,
     /// Every line the Python service printed: one per request, naming the app the gateway said
     /// called.
-    pub lines: Arc<std::sync::Mutex<Vec<String>>>,
+    pub lines: Lines,
     handle: actix_web::dev::ServerHandle,
     running: tokio::task::JoinHandle<std::io::Result<()>>,
     process: PythonService,
@@ -377,6 +416,61 @@ pub struct Reports {
 
 /// The Python process; killed when dropped, so that no path out of the mesh leaves it running.
 struct PythonService(std::process::Child);
+
+/// Every line a Python service printed after its first.
+pub type Lines = Arc<std::sync::Mutex<Vec<String>>>;
+
+impl PythonService {
+    /// Starts `python program args… --exit-with-stdin` with `env` added. Its first stdout line
+    /// comes through the returned channel; every later one goes to `log` and into the returned
+    /// lines.
+    fn spawn(
+        python: &Path,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: fn(&str),
+    ) -> anyhow::Result<(Self, Lines, tokio::sync::oneshot::Receiver<Option<String>>)> {
+        use std::io::BufRead as _;
+        let mut command = std::process::Command::new(python);
+        command
+            .arg(program)
+            .args(args)
+            .arg("--exit-with-stdin")
+            .envs(env.iter().copied())
+            // Its stdin is a pipe only this process holds: however the mesh ends, a kill -9
+            // included, the pipe closes and the service exits.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        // Its own process group: Ctrl-C in the terminal reaches the mesh only, which stops the
+        // others in order before this one.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {} {}", python.display(), program.display()))?;
+        let mut process = Self(child);
+        let stdout = process
+            .0
+            .stdout
+            .take()
+            .with_context(|| format!("the stdout of {}", program.display()))?;
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let lines: Lines = Arc::default();
+        let seen = lines.clone();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let _ = first_tx.send(lines.next().and_then(Result::ok));
+            for line in lines.map_while(Result::ok) {
+                log(&line);
+                if let Ok(mut seen) = seen.lock() {
+                    seen.push(line);
+                }
+            }
+        });
+        Ok((process, lines, first_rx))
+    }
+}
 
 impl Drop for PythonService {
     fn drop(&mut self) {
@@ -392,50 +486,14 @@ impl Reports {
         allowed_clients: Vec<String>,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        use std::io::BufRead as _;
-        let program = reports_program();
-        let mut command = std::process::Command::new(&options.python);
-        command
-            .arg(&program)
-            .args(["--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"])
-            // Its stdin is a pipe only this process holds: however the mesh ends, a kill -9
-            // included, the pipe closes and the service exits.
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        // Its own process group: Ctrl-C in the terminal reaches the mesh only, which stops the
-        // callers and the gateway before the service.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().with_context(|| {
-            format!(
-                "starting {} {}",
-                options.python.display(),
-                program.display()
-            )
-        })?;
-        let mut process = PythonService(child);
-        let stdout = process
-            .0
-            .stdout
-            .take()
-            .context("the reports service's stdout")?;
-        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = lines.clone();
-        // The first line says where it listens; every later one is a request it served, narrated
-        // under the target `mesh::reports`.
-        std::thread::spawn(move || {
-            let mut lines = std::io::BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok);
-            let _ = bound_tx.send(first);
-            for line in lines.map_while(Result::ok) {
-                tracing::info!(target: "mesh::reports", "{line}");
-                if let Ok(mut seen) = seen.lock() {
-                    seen.push(line);
-                }
-            }
-        });
-        let first = tokio::time::timeout(Duration::from_secs(10), bound_rx)
+        let (process, lines, first) = PythonService::spawn(
+            &options.python,
+            &reports_program(),
+            &["--host", "127.0.0.1", "--port", "0"],
+            &[],
+            |line| tracing::info!(target: "mesh::reports", "{line}"),
+        )?;
+        let first = tokio::time::timeout(Duration::from_secs(10), first)
             .await
             .context("the reports service did not say where it listens within 10 s")?
             .ok()
@@ -494,12 +552,74 @@ impl Reports {
     }
 }
 
+/// The inventory app (Python, no token code) next to the reader's token sidecar.
+pub struct Inventory {
+    /// Every line it printed after its first: one per call, with its status.
+    pub lines: Lines,
+    /// Its first line (the first call it made).
+    pub first: String,
+    process: PythonService,
+}
+
+impl Inventory {
+    async fn start(
+        options: &SidecarOptions,
+        sidecar: &str,
+        api: &str,
+        identity_header: &str,
+        reports: bool,
+    ) -> anyhow::Result<Self> {
+        let endpoint = format!("{sidecar}/msi/token");
+        let every = format!("{}", options.every.as_secs_f64());
+        let mut args = vec![
+            "--sidecar",
+            sidecar,
+            "--api",
+            api,
+            "--every",
+            every.as_str(),
+        ];
+        if reports {
+            args.push("--reports");
+        }
+        let (process, lines, first) = PythonService::spawn(
+            &options.python,
+            &inventory_program(),
+            &args,
+            &[
+                ("IDENTITY_ENDPOINT", endpoint.as_str()),
+                ("IDENTITY_HEADER", identity_header),
+            ],
+            |line| tracing::info!(target: "mesh::inventory", "{line}"),
+        )?;
+        let first = tokio::time::timeout(Duration::from_secs(30), first)
+            .await
+            .context("the inventory app made no call within 30 s")?
+            .ok()
+            .flatten()
+            .context("the inventory app exited before its first call (see its error above)")?;
+        tracing::info!(target: "mesh::inventory", "{first}");
+        Ok(Self {
+            lines,
+            first,
+            process,
+        })
+    }
+
+    /// Ends the app (its stdin closes and it is killed).
+    pub fn stop(self) {
+        drop(self.process);
+    }
+}
+
 pub struct Mesh {
     pub emulator: Emulator,
     pub api: Api,
     /// The reports service behind the gateway, when [`MeshOptions::reports`] asked for it.
     pub reports: Option<Reports>,
     pub callers: Vec<Caller>,
+    /// The app with no token code, when [`MeshOptions::sidecar`] asked for it.
+    pub inventory: Option<Inventory>,
     pub http: reqwest::Client,
 }
 
@@ -572,13 +692,26 @@ impl Mesh {
             tasks: &api.url,
             reports: reports.as_ref().map(|r| r.url.as_str()),
         };
+        // The secret only the sidecar and the app next to it know (IDENTITY_HEADER).
+        let identity_header = format!("{:032x}", rand::random::<u128>());
         let mut callers = Vec::new();
         for spec in &options.callers {
-            let caller = start_caller(spec, &emulator, &urls, &options)
+            let caller = start_caller(spec, &emulator, &urls, &options, &identity_header)
                 .await
                 .with_context(|| format!("caller-service ({})", spec.name))?;
             callers.push(caller);
         }
+        let inventory = match (
+            &options.sidecar,
+            callers.iter().find_map(|c| c.sidecar.clone()),
+        ) {
+            (Some(sidecar), Some(url)) => Some(
+                Inventory::start(sidecar, &url, &api.url, &identity_header, reports.is_some())
+                    .await?,
+            ),
+            (Some(_), None) => anyhow::bail!("the token sidecar needs the caller `{SIDECAR_HOST}`"),
+            (None, _) => None,
+        };
         // Redirects are not followed: the authorize endpoint's redirect carries the code.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -591,6 +724,7 @@ impl Mesh {
             api,
             reports,
             callers,
+            inventory,
             http,
         })
     }
@@ -620,6 +754,10 @@ impl Mesh {
     /// service, then the API, then the emulator; every one of them, whatever happens to the
     /// others, and reports the first error.
     pub async fn stop(self) -> anyhow::Result<()> {
+        // The app first: its sidecar is about to go.
+        if let Some(inventory) = self.inventory {
+            inventory.stop();
+        }
         for caller in &self.callers {
             caller.stop.shutdown();
         }
@@ -775,6 +913,7 @@ async fn start_caller(
     emulator: &Emulator,
     urls: &ServiceUrls<'_>,
     options: &MeshOptions,
+    identity_header: &str,
 ) -> anyhow::Result<Caller> {
     let mut settings = caller_service::settings::Settings {
         identity: IdentityConfig {
@@ -818,6 +957,30 @@ async fn start_caller(
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    if let Some(sidecar) = options
+        .sidecar
+        .as_ref()
+        .filter(|_| spec.name == SIDECAR_HOST)
+    {
+        settings.sidecar.port = sidecar.port;
+        settings.sidecar.workers = 1;
+        settings.sidecar.upstreams = vec![SidecarUpstreamSettings {
+            name: "tasks".into(),
+            url: urls.tasks.to_owned(),
+            scope: Service::Tasks.scope().into(),
+            timeout_secs: 10,
+        }];
+        if let Some(reports) = urls.reports {
+            settings.sidecar.upstreams.push(SidecarUpstreamSettings {
+                name: "reports".into(),
+                url: reports.to_owned(),
+                scope: Service::Reports.scope().into(),
+                timeout_secs: 10,
+            });
+        }
+        settings.sidecar.resources = vec![tasks_api::APP_ID_URI.into()];
+        settings.sidecar.identity_header = Some(identity_header.into());
+    }
     let app =
         caller_service::Application::build_with_clock(settings, options.clock.clone()).await?;
     Ok(Caller {
@@ -825,6 +988,9 @@ async fn start_caller(
         client_id: spec.client_id,
         jobs: spec.jobs.clone(),
         url: format!("http://127.0.0.1:{}", app.port()),
+        sidecar: app
+            .sidecar_port()
+            .map(|port| format!("http://127.0.0.1:{port}")),
         tokens: app.tokens().clone(),
         metrics: app.metrics().clone(),
         stop: app.shutdown_handle(),

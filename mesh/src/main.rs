@@ -32,7 +32,11 @@ struct Cli {
     /// entra-gateway's port, in front of the reports service (0: any free port).
     #[arg(long, default_value_t = 8090)]
     gateway_port: u16,
-    /// Leave out the reports service and its gateway (they need python3 on PATH).
+    /// The reader's token sidecar's port, used by the inventory app (0: any free port).
+    #[arg(long, default_value_t = 9091)]
+    sidecar_port: u16,
+    /// Leave out the Python services (they need python3 on PATH): the reports service with its
+    /// gateway, and the inventory app with the reader's token sidecar.
     #[arg(long)]
     no_reports: bool,
     /// The reader's job runs this often; the writer's every 1.5×, the refused app's every 2×.
@@ -79,9 +83,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         mesh::find_python()
     };
     if let Some(python) = python {
-        options.add_reports(python);
+        options.add_reports(python.clone());
         if let Some(reports) = &mut options.reports {
             reports.gateway_port = cli.gateway_port;
+        }
+        options.add_sidecar(python, every);
+        if let Some(sidecar) = &mut options.sidecar {
+            sidecar.port = cli.sidecar_port;
         }
     }
     options.token_lifetime_secs = (cli.token_lifetime_secs, cli.token_lifetime_secs * 5 / 4);
@@ -100,7 +108,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // trace callsites disabled, instead of building events it would drop.
     let narrated = tracing_subscriber::filter::Targets::new()
         .with_target("caller_service", tracing::Level::INFO)
-        .with_target("mesh::reports", tracing::Level::INFO);
+        .with_target("mesh::reports", tracing::Level::INFO)
+        .with_target("mesh::inventory", tracing::Level::INFO);
     tracing_subscriber::registry()
         .with(Narrator::new(Cast::new(&options.callers)).with_filter(narrated))
         .with(services_log)
@@ -111,13 +120,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "mesh",
         match (&options.reports, cli.no_reports) {
             (Some(_), _) => {
-                "starting the Entra ID emulator, the tasks API, the reports service (Python) behind entra-gateway and three callers"
+                "starting the Entra ID emulator, the tasks API, the reports service (Python) behind entra-gateway, three callers, and a Python app with no token code behind the reader's token sidecar"
             }
             (None, true) => {
                 "starting the Entra ID emulator, the tasks API and three callers (--no-reports)"
             }
             (None, false) => {
-                "starting the Entra ID emulator, the tasks API and three callers; no python3 on PATH, so the reports service and its gateway are left out"
+                "starting the Entra ID emulator, the tasks API and three callers; no python3 on PATH, so the Python services (reports behind the gateway, the app behind the sidecar) are left out"
             }
         },
     );
@@ -127,6 +136,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ];
     if options.reports.is_some() {
         ports.push((cli.gateway_port, "--gateway-port", "the gateway's"));
+    }
+    if options.sidecar.is_some() {
+        ports.push((cli.sidecar_port, "--sidecar-port", "the sidecar's"));
     }
     for (port, flag, what) in ports {
         if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -180,6 +192,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(sidecar) = mesh.callers.iter().find_map(|c| c.sidecar.as_deref()) {
+        let reports = if mesh.reports.is_some() {
+            " and /reports/… (the gateway)"
+        } else {
+            ""
+        };
+        say(
+            "sidecar",
+            &format!(
+                "{sidecar} forwards /tasks/… (the API){reports} with the reader's token; /msi/token serves api://tasks-api as App Service's managed-identity endpoint does. The inventory app (Python, no token code) uses both"
+            ),
+        );
+    }
     say(
         "mesh",
         &format!(
@@ -209,7 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     say(
         "mesh",
         &format!(
-            "{stop_reason}: stopping callers (running jobs finish), then the gateway and the reports service, then the API (in-flight requests get up to 5 s), then the emulator; a second signal quits at once"
+            "{stop_reason}: stopping the inventory app, the callers (running jobs finish), then the gateway and the reports service, then the API (in-flight requests get up to 5 s), then the emulator; a second signal quits at once"
         ),
     );
     print_summary(&mesh).await;
@@ -306,6 +331,18 @@ async fn print_summary(mesh: &Mesh) {
         line += &format!(
             " · {}",
             decisions(mesh, "gateway", &reports.url, "gateway_decisions_total").await
+        );
+    }
+    if let Some(host) = mesh.callers.iter().find(|c| c.sidecar.is_some()) {
+        let exposition = host.metrics.render();
+        line += &format!(
+            " · sidecar forwarded {}, served {} managed-identity tokens",
+            sum_samples(&exposition, "caller_sidecar_requests_total", ""),
+            sum_samples(
+                &exposition,
+                "caller_sidecar_identity_requests_total",
+                r#"result="ok""#
+            )
         );
     }
     say("summary", &line);

@@ -1,6 +1,7 @@
 //! What the mesh prints for a person: the services' own log events (tokens acquired and refreshed,
 //! job outcomes, acquisition failures) turned into one line each, naming the caller they belong to,
-//! and the lines the reports service prints (one per request it served).
+//! and the lines the Python programs print (the reports service: one per request it served; the
+//! inventory app: one per call it made).
 //! The services log exactly as they do on their own; this layer only reads those events' fields,
 //! and never one that could hold a secret (the services log fingerprints, never tokens).
 
@@ -98,14 +99,15 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Narrator {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let target = event.metadata().target();
         let mut fields = Fields::default();
-        if target == "mesh::reports" {
-            // The Python service's own line: what it served, and to which app.
+        if let Some(who) = target.strip_prefix("mesh::") {
+            // A Python program's own line (the reports service: what it served, to which app;
+            // the inventory app: what it called, and the answer), app ids replaced by names.
             event.record(&mut fields);
             let mut line = fields.get("message").to_owned();
             for (client_id, name) in &self.cast.callers {
                 line = line.replace(client_id.as_str(), name);
             }
-            say("reports", &line);
+            say(who, &line);
             return;
         }
         if !target.starts_with("caller_service::") {

@@ -47,6 +47,8 @@ fn the_mesh_at_trace_level_prints_no_secret_key_or_token() {
             "0",
             "--gateway-port",
             "0",
+            "--sidecar-port",
+            "0",
         ])
         .args([
             "--every-secs",
@@ -74,6 +76,12 @@ fn the_mesh_at_trace_level_prints_no_secret_key_or_token() {
         // The Python reports service behind the gateway, its identity headers included.
         assert!(
             stdout.contains("GET /reports/daily → 200 for app reader (roles: Reports.Read)"),
+            "{stdout}"
+        );
+        // The app with no token code, through the reader's sidecar: tokens were handed out over
+        // /msi/token, and none of them may show below.
+        assert!(
+            stdout.contains("GET /api/whoami with it → 200 (as app reader)"),
             "{stdout}"
         );
     }

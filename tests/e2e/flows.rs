@@ -218,3 +218,86 @@ async fn the_python_reports_service_serves_only_what_the_gateway_lets_through() 
     );
     test.mesh.stop().await.expect("stops cleanly");
 }
+
+/// A Python app with no token code next to the reader's token sidecar: its calls to the tasks
+/// API and (through the gateway) the reports service carry the reader's identity, and the token
+/// it takes from the managed-identity endpoint is one the API accepts. It costs the reader no
+/// token beyond those its own jobs use.
+#[tokio::test]
+async fn a_python_app_with_no_token_code_calls_as_the_sidecars_identity() {
+    let Some(python) = mesh_tests::python3_or_skip() else {
+        return;
+    };
+    let test = start_with(mesh::demo_callers(EVERY), |options| {
+        options.add_reports(python.clone());
+        // One round of calls: the app's own clock is real time.
+        options.add_sidecar(python, Duration::from_secs(3600));
+        if let Some(reports) = &mut options.reports {
+            reports.gateway_port = 0;
+        }
+        if let Some(sidecar) = &mut options.sidecar {
+            sidecar.port = 0;
+        }
+    })
+    .await;
+    let reader = test.mesh.caller("reader");
+    let inventory = test.mesh.inventory.as_ref().expect("the app runs");
+    assert!(
+        inventory
+            .first
+            .starts_with("GET /api/tasks?limit=5 via the sidecar → 200"),
+        "{}",
+        inventory.first
+    );
+    let whoami = format!(
+        "GET /api/whoami with it → 200 (as app {})",
+        reader.client_id
+    );
+    mesh_tests::eventually("the app's round of calls", || async {
+        inventory
+            .lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(&whoami))
+    })
+    .await;
+    let lines = inventory.lines.lock().expect("lines").clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("GET /reports/daily via the sidecar → 200")),
+        "{lines:?}"
+    );
+    let reports = test.mesh.reports.as_ref().expect("reports run");
+    let served = reports.lines.lock().expect("lines").clone();
+    assert!(
+        served
+            .iter()
+            .any(|l| l.contains(&format!("→ 200 for app {}", reader.client_id))),
+        "the gateway passed the sidecar's identity on: {served:?}"
+    );
+    assert_eq!(
+        reader.idp_requests(),
+        2,
+        "one token per service, shared with the jobs"
+    );
+    let exposition = reader.metrics.render();
+    assert_eq!(
+        mesh::sum_samples(
+            &exposition,
+            "caller_sidecar_requests_total",
+            r#"status="200""#
+        ),
+        2
+    );
+    assert_eq!(
+        mesh::sum_samples(
+            &exposition,
+            "caller_sidecar_identity_requests_total",
+            r#"result="ok""#
+        ),
+        1
+    );
+    test.mesh.stop().await.expect("stops cleanly");
+}
