@@ -106,3 +106,17 @@ COPY mesh/reports/reports.py /usr/local/lib/reports/reports.py
 USER 10001:10001
 EXPOSE 8000
 ENTRYPOINT ["python3", "/usr/local/lib/reports/reports.py", "--host", "0.0.0.0", "--port", "8000"]
+
+# The demo's inventory app: Python's standard library and one file, no token code. It shares the
+# network namespace of a caller-service container running as its token sidecar (compose's
+# `network_mode: service:…`, a Kubernetes pod's containers) and calls through 127.0.0.1:9091.
+FROM debian:bookworm-slim AS inventory
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 mesh \
+ && useradd --system --uid 10001 --gid mesh --home-dir /nonexistent --no-create-home \
+      --shell /usr/sbin/nologin mesh
+COPY mesh/apps/inventory.py /usr/local/lib/inventory/inventory.py
+USER 10001:10001
+ENTRYPOINT ["python3", "/usr/local/lib/inventory/inventory.py"]

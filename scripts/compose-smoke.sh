@@ -4,8 +4,9 @@
 # reports service behind entra-gateway; waits for every health check; checks that the reader's and
 # the writer's jobs succeed and the stranger's are refused with 403 (the callers', the API's and
 # the gateway's /metrics), and that the reports service saw the reader's identity and never the
-# stranger; then stops the emulator and checks that the callers keep succeeding on their cached
-# tokens and the API and the gateway on their cached keys. Everything is
+# stranger, and that the inventory app (Python, no token code) gets through its token sidecar; then
+# stops the emulator and checks that the callers and the app keep succeeding on cached tokens and
+# the API and the gateway on their cached keys. Everything is
 # removed afterwards (`down -v`), whether the test passed or not.
 #
 #   bash scripts/compose-smoke.sh
@@ -25,7 +26,7 @@ BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-3000} # seconds for `up --build` (a cold bu
 HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-180}
 TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
 OUTAGE_SECS=${SMOKE_OUTAGE_SECS:-25} # how long the callers must ride the emulator's absence
-SERVICES=(emulator api reports gateway reader writer stranger)
+SERVICES=(emulator api reports gateway reader writer stranger sidecar)
 
 started=$SECONDS
 failures=0
@@ -166,6 +167,12 @@ snapshot() {
   caller_metrics reader >"$WORK/reader.prom"
   caller_metrics writer >"$WORK/writer.prom"
   caller_metrics stranger >"$WORK/stranger.prom"
+  caller_metrics sidecar >"$WORK/sidecar.prom"
+  compose logs --no-color inventory >"$WORK/inventory.log" 2>&1 || true
+  I_TASKS=$(grep -c "GET /api/tasks?limit=5 via the sidecar → 200" "$WORK/inventory.log" || true)
+  I_REPORTS=$(grep -c "GET /reports/daily via the sidecar → 200" "$WORK/inventory.log" || true)
+  I_MI=$(grep -c "GET /api/whoami with it → 200 (as app 0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d)" "$WORK/inventory.log" || true)
+  SC_OK=$(metric caller_sidecar_requests_total 'status="200"' <"$WORK/sidecar.prom")
   api_metrics >"$WORK/api.prom"
   gateway_metrics >"$WORK/gateway.prom"
   R_LIST=$(metric caller_job_runs_total 'job="list-tasks"' 'outcome="success"' <"$WORK/reader.prom")
@@ -188,7 +195,8 @@ snapshot() {
 show() {
   say "$1: reader list-tasks ok=$R_LIST whoami ok=$R_WHO bad=$R_BAD | writer create-task ok=$W_OK bad=$W_BAD |" \
     "stranger refused=$S_REFUSED ok=$S_OK error=$S_ERR | API accepted=$A_ACCEPTED client_not_allowed=$A_NOT_ALLOWED 403s=$A_403 201s=$A_201 |" \
-    "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED"
+    "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED |" \
+    "inventory via the sidecar: tasks 200=$I_TASKS reports 200=$I_REPORTS managed-identity token accepted=$I_MI (sidecar 200s $SC_OK)"
 }
 
 # 3. Traffic: each job has run at least twice (they run every 5 s).
@@ -197,7 +205,8 @@ deadline=$((SECONDS + TRAFFIC_TIMEOUT))
 while :; do
   snapshot
   ((R_LIST >= 2 && R_WHO >= 2 && W_OK >= 2 && S_REFUSED >= 2 && A_NOT_ALLOWED >= 2 &&
-    R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2)) && break
+    R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2 &&
+    I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2)) && break
   ((SECONDS < deadline)) || break
   sleep 2
 done
@@ -221,6 +230,11 @@ check "$((R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2 && G_ACCE
   "reports through the gateway: reader's daily-report ok $R_REPORT times, the Python service saw its client ID and role $P_READER times; stranger refused at the gateway (client_not_allowed $G_NOT_ALLOWED), never reaching Python" \
   "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED Python saw reader=$P_READER stranger=$P_STRANGER"
 
+# The inventory app (Python, no token code) through its sidecar on the loopback they share.
+check "$((I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2 && SC_OK >= I_TASKS + I_REPORTS))" \
+  "inventory app with no token code: through its sidecar the API answered 200 $I_TASKS times and the gateway $I_REPORTS times; a token from its IDENTITY_ENDPOINT was accepted by the API as the reader's $I_MI times" \
+  "inventory: tasks 200=$I_TASKS reports 200=$I_REPORTS managed-identity accepted=$I_MI sidecar 200s=$SC_OK (want >= 2 each)"
+
 # 4. The identity provider goes away: tokens and keys already held keep the mesh working.
 compose stop emulator >/dev/null 2>&1 || abort "could not stop the emulator"
 emulator_state=$(health emulator)
@@ -230,7 +244,7 @@ check "$emulator_exited" "emulator stopped" "emulator still $emulator_state afte
 snapshot
 show "emulator stopped"
 before_list=$R_LIST before_who=$R_WHO before_w=$W_OK before_s=$S_REFUSED before_acc=$A_ACCEPTED
-before_report=$R_REPORT before_gacc=$G_ACCEPTED
+before_report=$R_REPORT before_gacc=$G_ACCEPTED before_inventory=$I_TASKS
 before_rbad=$R_BAD before_wbad=$W_BAD
 sleep "$OUTAGE_SECS"
 snapshot
@@ -254,7 +268,10 @@ check "$((A_ACCEPTED > before_acc && api_ready))" \
 check "$((R_REPORT - before_report >= want && G_ACCEPTED > before_gacc))" \
   "the gateway still lets the reader's reports through on its cached keys (+$((R_REPORT - before_report)))" \
   "reports during the outage: +$((R_REPORT - before_report)) reader ok, gateway +$((G_ACCEPTED - before_gacc)) accepted (want >= $want)"
-for service in api reports gateway reader writer stranger; do
+check "$((I_TASKS - before_inventory >= want))" \
+  "the inventory app keeps getting 200 through its sidecar's cached token (+$((I_TASKS - before_inventory)))" \
+  "inventory during the outage: +$((I_TASKS - before_inventory)) tasks 200 (want >= $want)"
+for service in api reports gateway reader writer stranger sidecar; do
   status=$(health "$service")
   [[ $status == healthy ]] || fail "$service is $status during the emulator's absence"
 done
