@@ -84,3 +84,17 @@ SIDECAR_IDENTITY_HEADER="$identity_header" "$venv/bin/python" scripts/sidecar_in
   --operator "http://127.0.0.1:$operator_port" \
   --api "$api" \
   --client-id "$(grep -m1 '^client_id' "$work/caller.toml" | cut -d'"' -f2)"
+
+# The Rust azure_identity's ManagedIdentityCredential (App Service source), unmodified: a second
+# caller-service whose credential is `managed_identity`, with only the two variables set, asks the
+# sidecar for a token and describes it.
+described=$(env -u AZURE_CLIENT_ID -u AZURE_TENANT_ID -u AZURE_CLIENT_SECRET \
+  IDENTITY_ENDPOINT="http://127.0.0.1:$sidecar_port/msi/token" IDENTITY_HEADER="$identity_header" \
+  CALLER__IDENTITY__CREDENTIAL=managed_identity CALLER__LOG__FILTER=warn \
+  ./target/debug/caller-service token --scope api://tasks-api/.default 2>&1) || true
+if python3 -c 'import json,sys; d=json.loads(sys.argv[1]); assert d["kind"]=="app" and "Tasks.Read.All" in d["roles"], d' "$described" 2>/dev/null; then
+  echo "PASS Rust azure_identity ManagedIdentityCredential: an app token with the reader's role"
+else
+  echo "FAIL Rust azure_identity ManagedIdentityCredential: $described"
+  exit 1
+fi

@@ -70,7 +70,7 @@ def main():
     whoami = f"{args.sidecar}/tasks/api/whoami"
     wait_for_port(args.sidecar)
 
-    @check("50 concurrent requests clients from a cold start: all 200, 1 identity-provider request")
+    @check("50 concurrent clients (requests) from a cold start: all 200, 1 identity-provider request")
     def concurrent():
         barrier = threading.Barrier(50)
         statuses = []
