@@ -1024,6 +1024,16 @@ mod tests {
         assert_eq!(identity.credential.kind(), "secret");
         let names: Vec<_> = jobs.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(names, ["list-tasks", "whoami"]);
+        let sidecar = settings
+            .sidecar
+            .validate()
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(sidecar.port, 9091);
+        assert_eq!(
+            sidecar.scopes(),
+            ["api://tasks-api/.default", "api://tasks-api/.default"]
+        );
     }
 
     #[test]

@@ -43,12 +43,15 @@ pub struct SidecarState {
     /// The identity's client id, as the managed-identity answer names it.
     pub client_id: String,
     pub max_body_bytes: u64,
-    recipe: ClientRecipe,
+    /// Bound beyond loopback (`sidecar.allow_non_loopback`): the `Host` check is off.
+    exposed: bool,
+    /// One per upstream, in the same order: each reads with its own upstream's timeout.
+    recipes: Vec<ClientRecipe>,
 }
 
-/// One worker's upstream client (see [`ClientRecipe`]).
+/// One worker's upstream clients, one per upstream (see [`ClientRecipe`]).
 #[derive(Clone)]
-pub struct WorkerClient(reqwest::Client);
+pub struct WorkerClient(Vec<reqwest::Client>);
 
 impl SidecarState {
     pub fn new(
@@ -58,12 +61,16 @@ impl SidecarState {
         client_id: String,
         extra_roots: Vec<reqwest::Certificate>,
     ) -> Self {
-        let longest = sidecar
+        let recipes = sidecar
             .upstreams
             .iter()
-            .map(|u| u.timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(30));
+            .map(|upstream| ClientRecipe {
+                connect_timeout: Duration::from_secs(5).min(upstream.timeout),
+                read_timeout: upstream.timeout,
+                max_idle: 64,
+                extra_roots: extra_roots.clone(),
+            })
+            .collect();
         Self {
             tokens,
             metrics,
@@ -71,19 +78,19 @@ impl SidecarState {
             identity: sidecar.identity.clone(),
             client_id,
             max_body_bytes: sidecar.max_body_bytes,
-            recipe: ClientRecipe {
-                connect_timeout: Duration::from_secs(5),
-                read_timeout: longest,
-                max_idle: 64,
-                extra_roots,
-            },
+            exposed: sidecar.exposed,
+            recipes,
         }
     }
 
     /// Builds a worker's client; fails only when TLS cannot be set up, which the first call (at
     /// start) reports.
     pub fn worker_client(&self) -> reqwest::Result<WorkerClient> {
-        self.recipe.build().map(WorkerClient)
+        self.recipes
+            .iter()
+            .map(ClientRecipe::build)
+            .collect::<reqwest::Result<_>>()
+            .map(WorkerClient)
     }
 }
 
@@ -120,6 +127,51 @@ fn split_upstream(path: &str) -> (&str, &str) {
         Some(at) => (&path[..at], &path[at..]),
         None => (path, "/"),
     }
+}
+
+/// Whether `rest` has a `.` or `..` segment (percent-encoded too; `\` separates as `/` does in
+/// an http URL): once the URL is normalised it would leave the upstream's base path.
+fn leaves_base(rest: &str) -> bool {
+    rest.split(['/', '\\']).any(|segment| {
+        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
+}
+
+/// A request no app sends: one from a web page (`Origin`, `Sec-Fetch-Site`: a page on another
+/// site could otherwise make this identity's calls), or, on loopback, one whose `Host` is not a
+/// loopback name (DNS rebinding: a site's name re-resolved to 127.0.0.1 would read the answers).
+fn browser_or_rebinding(req: &HttpRequest, exposed: bool) -> Option<HttpResponse> {
+    if req.headers().contains_key(header::ORIGIN) || req.headers().contains_key("sec-fetch-site") {
+        return Some(problem(
+            StatusCode::FORBIDDEN,
+            "browser_request",
+            "Requests from web pages are refused: the sidecar lends its identity to the apps next to it only.",
+        ));
+    }
+    if exposed {
+        return None;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "host_not_loopback",
+            "The Host header must name this loopback listener (127.0.0.1, [::1] or localhost).",
+        )
+    })
 }
 
 /// RFC 9110 §9.2.2: the methods whose repetition has the effect of one request.
@@ -191,7 +243,15 @@ pub async fn egress(
     client: web::Data<WorkerClient>,
 ) -> HttpResponse {
     let (name, _) = split_upstream(req.uri().path());
-    let Some(upstream) = state.upstreams.iter().find(|u| u.name == name) else {
+    if let Some(refusal) = browser_or_rebinding(&req, state.exposed) {
+        return refusal;
+    }
+    let Some((index, upstream)) = state
+        .upstreams
+        .iter()
+        .enumerate()
+        .find(|(_, u)| u.name == name)
+    else {
         let known: Vec<&str> = state.upstreams.iter().map(|u| u.name.as_str()).collect();
         return problem(
             StatusCode::NOT_FOUND,
@@ -203,7 +263,7 @@ pub async fn egress(
         );
     };
     let started = Instant::now();
-    let response = forward(&req, payload, &state, &client.0, upstream).await;
+    let response = forward(&req, payload, &state, &client.0[index], upstream).await;
     state
         .metrics
         .sidecar_requests
@@ -225,6 +285,13 @@ async fn forward(
     upstream: &SidecarUpstream,
 ) -> HttpResponse {
     let (_, rest) = split_upstream(req.uri().path());
+    if leaves_base(rest) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "path_not_allowed",
+            "The path has a `.` or `..` segment, which would leave the upstream's base path.",
+        );
+    }
     let target = match req.uri().query() {
         Some(query) => format!("{}{rest}?{query}", upstream.base),
         None => format!("{}{rest}", upstream.base),
@@ -289,11 +356,17 @@ async fn forward(
     let mut sent = send(&token, body.take()).await;
     if let Ok(Ok(first)) = &sent
         && is_invalid_token(first)
+    {
+        // The refused token goes whatever the method (only if it is still the cached one and
+        // none was dropped very recently), so the app's next request gets a new one.
+        state.tokens.invalidate(&upstream.scope, &token);
+    }
+    if let Ok(Ok(first)) = &sent
+        && is_invalid_token(first)
+        && is_idempotent(req.method())
         && body.replayable()
     {
-        // Dropped only if it is still the cached one and none was dropped very recently; either
-        // way, a token other than the refused one is worth one more try.
-        state.tokens.invalidate(&upstream.scope, &token);
+        // Resent once, with a token other than the refused one.
         match state.tokens.get_token(&upstream.scope).await {
             Ok(fresh) if fresh.fingerprint != token.fingerprint => {
                 token = fresh;
@@ -317,6 +390,8 @@ async fn forward(
         Ok(Ok(answer)) => answer,
         Ok(Err(_)) if too_big.load(Ordering::Relaxed) => return too_large(state.max_body_bytes),
         Ok(Err(e)) if !e.is_timeout() => {
+            // Without the URL: the app's query string may hold a signature or a key.
+            let e = e.without_url();
             tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream unreachable");
             return problem(
                 StatusCode::BAD_GATEWAY,
@@ -342,6 +417,7 @@ async fn forward(
     match relay(req.method(), answer).await {
         Ok(response) => response,
         Err(e) => {
+            let e = e.without_url();
             tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream answer cut short");
             problem(
                 StatusCode::BAD_GATEWAY,
@@ -454,13 +530,13 @@ pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) ->
     }
     let mut api_version = None;
     let mut resource = None;
-    let mut selector = None;
+    let mut selectors = Vec::new();
     for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         match key.as_ref() {
             "api-version" => api_version = Some(value.into_owned()),
             "resource" => resource = Some(value.into_owned()),
             "client_id" | "object_id" | "principal_id" | "mi_res_id" | "msi_res_id" => {
-                selector = Some((key.into_owned(), value.into_owned()));
+                selectors.push((key.into_owned(), value.into_owned()));
             }
             _ => {}
         }
@@ -484,7 +560,15 @@ pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) ->
             "The resource parameter is missing.",
         );
     };
-    match &selector {
+    if selectors.len() > 1 {
+        return identity_error(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Name the identity at most once (client_id, object_id, principal_id or mi_res_id).",
+        );
+    }
+    match selectors.first() {
         None => {}
         Some((key, value))
             if key == "client_id" && value.eq_ignore_ascii_case(&state.client_id) => {}
@@ -553,6 +637,24 @@ mod tests {
         assert_eq!(split_upstream("/tasks"), ("tasks", "/"));
         assert_eq!(split_upstream("/tasks/"), ("tasks", "/"));
         assert_eq!(split_upstream("/"), ("", "/"));
+    }
+
+    #[test]
+    fn dot_segments_are_caught_however_spelled() {
+        for path in [
+            "/..",
+            "/a/../b",
+            "/%2e%2E/x",
+            "/.%2e",
+            "/a/./b",
+            "/a\\..\\b",
+            "/.",
+        ] {
+            assert!(leaves_base(path), "{path}");
+        }
+        for path in ["/", "/a/b", "/a..b/c", "/...", "/.well-known/x", "/a%2fb"] {
+            assert!(!leaves_base(path), "{path}");
+        }
     }
 
     #[test]

@@ -183,6 +183,8 @@ impl Application {
             App::new().configure(crate::sidecar::configure(state.clone(), client))
         })
         .workers(sidecar.workers)
+        // In-flight requests get the daemon's shutdown deadline, not actix's own 30 s.
+        .shutdown_timeout(settings.server.shutdown_deadline_secs)
         .disable_signals()
         .listen(listener)?
         .run();
@@ -244,12 +246,21 @@ impl Application {
                 tracing::info!("stopping on request");
             }
         }
-        jobs.await.context("job scheduler")?;
-        // Apps' requests in flight finish (up to actix's 30 s) before the tokens go.
-        if let Some((handle, task)) = sidecar {
-            handle.stop(true).await;
-            task.await.context("token sidecar")??;
-        }
+        // Running jobs and the apps' requests in flight finish side by side, each within the
+        // shutdown deadline (the sidecar's graceful stop is bounded by it too), before the tokens
+        // go. A failure of the sidecar is logged, not returned: the steps after it still run.
+        let sidecar_stopped = async {
+            if let Some((handle, task)) = sidecar {
+                handle.stop(true).await;
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "token sidecar"),
+                    Err(error) => tracing::error!(%error, "token sidecar task"),
+                }
+            }
+        };
+        let (jobs, ()) = tokio::join!(jobs, sidecar_stopped);
+        jobs.context("job scheduler")?;
         core.tokens.shutdown();
         server_handle.stop(true).await;
         server_task.await.context("operator endpoint")??;

@@ -235,7 +235,8 @@ pub async fn forward(
             state
                 .metrics
                 .upstream_answered(route, 502, started.elapsed());
-            tracing::warn!(route, error = %error_chain(&e), "upstream unreachable");
+            // Without the URL: the caller's query string may hold a signature or a key.
+            tracing::warn!(route, error = %error_chain(&e.without_url()), "upstream unreachable");
             return unavailable(&id);
         }
     };
@@ -246,7 +247,7 @@ pub async fn forward(
         Ok(response) if response.headers().contains_key(crate::REQUEST_ID) => response,
         Ok(response) => with_request_id(response, &id),
         Err(e) => {
-            tracing::warn!(error = %error_chain(&e), "upstream answer cut short");
+            tracing::warn!(error = %error_chain(&e.without_url()), "upstream answer cut short");
             unavailable(&id)
         }
     }

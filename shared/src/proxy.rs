@@ -95,12 +95,28 @@ pub async fn relay(method: &Method, answer: reqwest::Response) -> reqwest::Resul
             response.append_header((name, value));
         }
     }
-    let bodiless = *method == Method::HEAD
-        || status.is_informational()
+    let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if bodiless {
         return Ok(response.finish());
+    }
+    if *method == Method::HEAD {
+        // The length of the body a GET would get, as the upstream said it (reqwest's
+        // `content_length()` is the empty HEAD body's, 0); actix sends it and writes no body for
+        // a HEAD, where `finish()` would say 0.
+        let declared = answer
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        return Ok(match declared {
+            Some(length) => response.body(SizedStream::new(
+                length,
+                futures_util::stream::empty::<Result<web::Bytes, std::io::Error>>(),
+            )),
+            None => response.finish(),
+        });
     }
     Ok(match answer.content_length() {
         Some(length) if length <= SMALL_BODY_BYTES => response.body(answer.bytes().await?),

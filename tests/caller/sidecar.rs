@@ -178,13 +178,14 @@ async fn a_401_is_resent_once_with_a_new_token_for_a_get_and_never_for_a_post() 
     let (_, metrics) = app.get("/metrics").await;
     assert_eq!(
         metric_line(&metrics, "caller_sidecar_token_retries_total"),
-        Some(r#"caller_sidecar_token_retries_total{upstream="tasks"} 1"#)
+        Some(r#"caller_sidecar_token_retries_total{upstream="tasks"} 1"#),
+        "the GET was resent, the POST was not"
     );
-    assert_eq!(
-        metric_line(&metrics, "caller_idp_requests_total"),
-        Some(r#"caller_idp_requests_total{status="200"} 2"#),
-        "one token at start, one after the GET's 401; none for the POST"
-    );
+    // The POST's 401 dropped the refused token all the same: the next request gets a new one.
+    eventually("a third token, after the POST's 401", || async {
+        app.metrics.idp_requests.with_label_values(&["200"]).get() == 3
+    })
+    .await;
     app.shut_down().await;
     app.api.verify().await;
 }
@@ -215,6 +216,74 @@ async fn a_small_put_body_is_sent_again_with_the_new_token() {
     assert_eq!(put.status(), 204);
     app.shut_down().await;
     app.api.verify().await;
+}
+
+#[tokio::test]
+async fn a_head_answer_keeps_the_upstreams_length() {
+    let mut app = sidecar_app(30, hour_tokens).await;
+    Mock::given(method("HEAD"))
+        .and(path("/files/report.csv"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("a,b,c\n1,2,3\n"))
+        .expect(1)
+        .mount(&app.api)
+        .await;
+    let response = app
+        .http
+        .head(app.sidecar("/tasks/files/report.csv"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()),
+        Some("12"),
+        "the length a GET would get"
+    );
+    app.shut_down().await;
+    app.api.verify().await;
+}
+
+#[tokio::test]
+async fn web_pages_and_rebound_names_are_refused() {
+    let mut app = sidecar_app(30, hour_tokens).await;
+    for (name, value, reason) in [
+        ("origin", "https://evil.example", "browser_request"),
+        ("sec-fetch-site", "cross-site", "browser_request"),
+        ("host", "evil.example:9091", "host_not_loopback"),
+    ] {
+        let response = app
+            .http
+            .post(app.sidecar("/tasks/tasks"))
+            .header(name, value)
+            .body("{}")
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 403, "{name}");
+        let problem: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(problem["reason"], reason, "{name}");
+    }
+    let localhost = app
+        .http
+        .get(app.sidecar("/tasks/tasks"))
+        .header("host", "localhost")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        localhost.status(),
+        404,
+        "let through to the (unmocked) upstream"
+    );
+    assert_eq!(
+        received(&app.api).await,
+        1,
+        "only the localhost request went on"
+    );
+    app.shut_down().await;
 }
 
 #[tokio::test]
@@ -490,6 +559,14 @@ async fn the_managed_identity_endpoint_answers_as_app_service_does() {
             400,
             "client_id 00000000-0000-0000-0000-000000000001",
         ),
+        (
+            &format!(
+                "{resource}&object_id=00000000-0000-0000-0000-000000000001&client_id={READER_ID}"
+            ),
+            Some(IDENTITY_HEADER),
+            400,
+            "at most once",
+        ),
     ] {
         let (got, body) = identity_request(&app, query, header).await;
         assert_eq!(got, status, "{query}: {body}");
@@ -522,4 +599,54 @@ async fn readyz_waits_for_the_sidecars_scopes() {
     assert_eq!(body["scopes"][0]["scope"], SCOPE, "{body}");
     assert_eq!(body["scopes"].as_array().map(Vec::len), Some(1), "{body}");
     app.shut_down().await;
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_trusted_through_the_extra_ca() {
+    init_logs();
+    let dir = TempDir::new("sidecar-tls");
+    let idp = hour_tokens(MockServer::start().await).await;
+    let api = MockServer::start().await;
+    tasks_with_token(0)
+        .respond_with(ResponseTemplate::new(200).set_body_string("[]"))
+        .expect(1)
+        .mount(&api)
+        .await;
+    // Both behind TLS fronts signed by one development CA: the only extra trust configured.
+    let (idp_port, ca) = tls_front(*idp.address(), &dir).await;
+    let (api_port, _) = tls_front(*api.address(), &dir).await;
+    let mut settings = caller_service::settings::Settings {
+        identity: caller_service::settings::IdentityConfig {
+            tenant_id: Some(TENANT.into()),
+            client_id: Some(READER_ID.into()),
+            client_secret: Some(READER_SECRET.into()),
+            authority_host: Some(format!("https://localhost:{idp_port}")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    settings.http.extra_ca_file = Some(ca);
+    settings.server.port = 0;
+    settings.server.handle_signals = false;
+    settings.sidecar.port = 0;
+    settings.sidecar.upstreams = vec![SidecarUpstreamSettings {
+        name: "secure".into(),
+        url: format!("https://localhost:{api_port}"),
+        scope: SCOPE.into(),
+        timeout_secs: 10,
+    }];
+    let clock = std::sync::Arc::new(shared::clock::ManualClock::new(start_time()));
+    let app = caller_service::Application::build_with_clock(settings, clock)
+        .await
+        .expect("builds");
+    let port = app.sidecar_port().expect("sidecar");
+    let stop = app.shutdown_handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    let response = reqwest::get(format!("http://127.0.0.1:{port}/secure/tasks"))
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    stop.shutdown();
+    running.await.expect("joins").expect("stops cleanly");
+    api.verify().await;
 }
