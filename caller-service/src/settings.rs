@@ -246,6 +246,9 @@ pub struct SidecarUpstream {
     pub name: String,
     /// Without a trailing `/`; the rest of the app's path and its query are appended.
     pub base: String,
+    /// `base`, parsed once: a request's URL is this with its path and query replaced, so its
+    /// scheme and host are never parsed again.
+    pub url: url::Url,
     pub scope: String,
     pub timeout: Duration,
 }
@@ -343,6 +346,7 @@ impl SidecarSettings {
             upstreams.push(SidecarUpstream {
                 name: name.to_owned(),
                 base: url.as_str().trim_end_matches('/').to_owned(),
+                url: url.clone(),
                 scope: upstream.scope.clone(),
                 timeout: Duration::from_secs(upstream.timeout_secs),
             });

@@ -292,10 +292,12 @@ async fn forward(
             "The path has a `.` or `..` segment, which would leave the upstream's base path.",
         );
     }
-    let target = match req.uri().query() {
-        Some(query) => format!("{}{rest}?{query}", upstream.base),
-        None => format!("{}{rest}", upstream.base),
-    };
+    let mut target = upstream.url.clone();
+    target.set_path(&format!(
+        "{}{rest}",
+        upstream.url.path().trim_end_matches('/')
+    ));
+    target.set_query(req.uri().query());
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return problem(
             StatusCode::NOT_IMPLEMENTED,
@@ -345,7 +347,7 @@ async fn forward(
     };
     let send = |token: &CachedToken, body: Option<reqwest::Body>| {
         let mut request = client
-            .request(method.clone(), &target)
+            .request(method.clone(), target.clone())
             .headers(headers.clone())
             .bearer_auth(token.secret());
         if let Some(body) = body {
