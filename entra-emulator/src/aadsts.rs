@@ -29,6 +29,18 @@ impl AadError {
         }
     }
 
+    /// A GET (a browser, a mistyped client) on a token endpoint.
+    pub fn post_only(method: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900561,
+            format!(
+                "The endpoint only accepts POST, OPTIONS requests. Received a {method} request."
+            ),
+        )
+    }
+
     pub fn missing_parameter(name: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

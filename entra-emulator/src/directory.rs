@@ -294,6 +294,19 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
         applications.push(built);
     }
 
+    // Microsoft's own resources, which every Entra tenant holds, unless the file declares one.
+    for first_party in first_party_applications(&entry.id.to_ascii_lowercase()) {
+        let declared = applications.iter().any(|a| {
+            a.client_id.eq_ignore_ascii_case(&first_party.client_id)
+                || a.identifier_uris
+                    .iter()
+                    .any(|u| first_party.identifier_uris.contains(u))
+        });
+        if !declared {
+            applications.push(first_party);
+        }
+    }
+
     let find = |key: &str, by_uri: bool| {
         applications.iter().position(|a| {
             a.name == key
@@ -370,6 +383,98 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
         users,
         assignments,
     })
+}
+
+/// Microsoft's first-party resources, as every Entra tenant holds their service principals: a
+/// client-credentials request for `https://graph.microsoft.com/.default` or Azure Resource
+/// Manager's scope gets a token here as it does from Entra (v1 tokens, `aud` the resource as
+/// requested, `idtyp` app), and tools that ask for them (`az login --service-principal` asks for
+/// ARM's) are not refused with AADSTS500011. Each app ID is the one Entra uses; identifier URIs are
+/// listed with and without the trailing `/`, both spellings clients send. Graph carries a few of
+/// its application permissions as app roles, for `role_assignments`; the others have none (Azure
+/// authorises with RBAC, not roles in the token).
+pub const FIRST_PARTY: [(&str, &str, &str, &[&str], &[&str]); 4] = [
+    (
+        "microsoft-graph",
+        "Microsoft Graph",
+        "00000003-0000-0000-c000-000000000000",
+        &[
+            "https://graph.microsoft.com",
+            "https://graph.microsoft.com/",
+        ],
+        &[
+            "Application.Read.All",
+            "Directory.Read.All",
+            "Group.Read.All",
+            "Mail.Send",
+            "Sites.Read.All",
+            "User.Read.All",
+        ],
+    ),
+    (
+        "azure-resource-manager",
+        "Windows Azure Service Management API",
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        &[
+            "https://management.azure.com",
+            "https://management.azure.com/",
+            "https://management.core.windows.net",
+            "https://management.core.windows.net/",
+        ],
+        &[],
+    ),
+    (
+        "azure-key-vault",
+        "Azure Key Vault",
+        "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
+        &["https://vault.azure.net", "https://vault.azure.net/"],
+        &[],
+    ),
+    (
+        "azure-storage",
+        "Azure Storage",
+        "e406a681-f3d4-42a8-90b6-c2b029497af1",
+        &["https://storage.azure.com", "https://storage.azure.com/"],
+        &[],
+    ),
+];
+
+fn first_party_applications(tenant_id: &str) -> Vec<Application> {
+    FIRST_PARTY
+        .iter()
+        .map(|(name, display_name, client_id, uris, roles)| Application {
+            name: (*name).into(),
+            client_id: (*client_id).into(),
+            // A service principal's object ID differs per tenant; here it is derived from the
+            // tenant and the app, so it is stable across restarts.
+            service_principal_id: derived_guid(&format!("{tenant_id}:{client_id}")),
+            display_name: (*display_name).into(),
+            identifier_uris: uris.iter().map(|u| (*u).into()).collect(),
+            access_token_version: 1,
+            idtyp_claim: true,
+            app_role_assignment_required: false,
+            app_roles: roles.iter().map(|r| (*r).into()).collect(),
+            delegated_scopes: if *name == "microsoft-graph" {
+                vec!["User.Read".into()]
+            } else {
+                vec!["user_impersonation".into()]
+            },
+            public_client: false,
+            redirect_uris: Vec::new(),
+            client_secrets: Vec::new(),
+            certificates: Vec::new(),
+        })
+        .collect()
+}
+
+/// A GUID (version 4 layout) from the SHA-256 of `seed`.
+fn derived_guid(seed: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, seed.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest.as_ref()[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, String> {

@@ -114,10 +114,11 @@ async fn run(command: Command, settings: EmulatorSettings) -> anyhow::Result<()>
             let directory = Directory::load(&settings.directory)?;
             for t in &directory.tenants {
                 println!(
-                    "tenant {} ({}): {} applications, {} users",
+                    "tenant {} ({}): {} applications (and Microsoft's {} first-party resources), {} users",
                     t.domain,
                     t.id,
-                    t.applications.len(),
+                    t.applications.len() - first_party_in(t),
+                    first_party_in(t),
                     t.users.len()
                 );
             }
@@ -140,4 +141,17 @@ async fn serve(settings: EmulatorSettings, ready_file: Option<PathBuf>) -> anyho
     app.run_until_stopped().await?;
     tracing::info!("entra-emulator stopped");
     Ok(())
+}
+
+/// How many of `tenant`'s applications are Microsoft's built-in first-party resources.
+fn first_party_in(tenant: &entra_emulator::directory::Tenant) -> usize {
+    tenant
+        .applications
+        .iter()
+        .filter(|a| {
+            entra_emulator::directory::FIRST_PARTY
+                .iter()
+                .any(|(name, _, client_id, _, _)| a.name == *name && a.client_id == *client_id)
+        })
+        .count()
 }

@@ -9,6 +9,7 @@ pub mod token;
 use crate::aadsts::AadError;
 use crate::faults::{FaultKind, FaultTarget};
 use crate::state::AppState;
+use actix_web::guard;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -43,6 +44,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
             web::post().to(token::token_v2),
         )
         .route("/{tenant}/oauth2/token", web::post().to(token::token_v1))
+        // Any other method but OPTIONS (CORS preflight), which Entra accepts too.
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            web::route()
+                .guard(guard::Not(guard::Options()))
+                .to(token::not_post),
+        )
+        .route(
+            "/{tenant}/oauth2/token",
+            web::route()
+                .guard(guard::Not(guard::Options()))
+                .to(token::not_post),
+        )
         .route(
             "/{tenant}/oauth2/v2.0/authorize",
             web::get().to(authorize::authorize),

@@ -31,8 +31,45 @@ fn the_demo_directory_loads() {
     let tenant = directory
         .tenant("contoso.onmicrosoft.com")
         .expect("tenant by domain");
-    assert_eq!(tenant.applications.len(), 8);
+    // The file's 8, then Microsoft's first-party resources every tenant holds.
+    let names: Vec<&str> = tenant
+        .applications
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(
+        names[8..],
+        [
+            "microsoft-graph",
+            "azure-resource-manager",
+            "azure-key-vault",
+            "azure-storage"
+        ]
+    );
     assert_eq!(tenant.users.len(), 1);
+}
+
+#[test]
+fn a_file_that_declares_a_first_party_app_keeps_its_own() {
+    let text = format!(
+        "{TENANT}{}",
+        app(
+            "graph",
+            "00000003-0000-0000-c000-000000000000",
+            "identifier_uris = [\"https://graph.microsoft.com\"]\napp_roles = [\"Custom.Role\"]"
+        )
+    );
+    let directory =
+        Directory::parse(&text, Path::new("/etc/emulator/directory.toml")).expect("valid");
+    let tenant = &directory.tenants[0];
+    let graph = tenant
+        .resource("https://graph.microsoft.com")
+        .expect("graph");
+    assert_eq!(graph.name, "graph", "the file's, not the built-in one");
+    assert_eq!(graph.app_roles, ["Custom.Role"]);
+    assert!(tenant.application("microsoft-graph").is_none());
+    assert!(tenant.resource("https://management.azure.com/").is_some());
 }
 
 #[test]

@@ -494,3 +494,17 @@ async fn assertion_that_is_not_utf8_json_or_repeats_a_header_member_is_50027() {
     let response = post_assertion(&emu, &demo_signed_bytes(&header, clean.as_bytes())).await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn a_get_on_either_token_endpoint_is_900561() {
+    let emu = spawn_emulator().await;
+    for path in ["oauth2/v2.0/token", "oauth2/token"] {
+        let response = emu
+            .http
+            .get(format!("{}/{TENANT}/{path}", emu.url))
+            .send()
+            .await
+            .expect("answers");
+        assert_aadsts(response, 400, "invalid_request", 900561).await;
+    }
+}

@@ -224,3 +224,63 @@ async fn default_lifetimes_spread_over_60_to_90_minutes() {
         "lifetimes must be drawn at random, saw {seen:?}"
     );
 }
+
+/// Every tenant holds Microsoft's first-party resources, as Entra's do: client credentials for
+/// Graph, Azure Resource Manager (both spellings the SDKs and the az CLI send), Key Vault and
+/// Storage get v1 tokens whose `aud` is the resource as requested, and verify.
+#[tokio::test]
+async fn first_party_resources_answer_in_every_tenant() {
+    let emu = spawn_emulator().await;
+    for (scope, audience) in [
+        (
+            "https://graph.microsoft.com/.default",
+            "https://graph.microsoft.com",
+        ),
+        (
+            "https://management.azure.com/.default",
+            "https://management.azure.com",
+        ),
+        (
+            "https://management.core.windows.net//.default",
+            "https://management.core.windows.net/",
+        ),
+        (
+            "https://vault.azure.net/.default",
+            "https://vault.azure.net",
+        ),
+        (
+            "https://storage.azure.com/.default",
+            "https://storage.azure.com",
+        ),
+        (
+            "00000003-0000-0000-c000-000000000000/.default",
+            "00000003-0000-0000-c000-000000000000",
+        ),
+    ] {
+        let body = emu.secret_token(READER_ID, READER_SECRET, scope).await;
+        let token = body["access_token"].as_str().expect("token");
+        let claims =
+            verify_with_jwks(&emu, token, audience, &format!("{}/{TENANT}/", emu.url)).await;
+        assert_eq!(claims["ver"], "1.0", "{scope}");
+        assert_eq!(claims["appid"], READER_ID, "{scope}");
+        assert_eq!(claims["idtyp"], "app", "{scope}");
+        assert_eq!(claims["tid"], TENANT, "{scope}");
+        assert!(claims.get("roles").is_none(), "no role assigned: {claims}");
+        assert_eq!(claims["oid"], claims["sub"], "{scope}");
+    }
+    // The first-party app's service principal in this tenant, a GUID as Entra's.
+    let (_, here) = decode_parts(
+        emu.secret_token(
+            READER_ID,
+            READER_SECRET,
+            "https://graph.microsoft.com/.default",
+        )
+        .await["access_token"]
+            .as_str()
+            .expect("token"),
+    );
+    assert!(
+        uuid::Uuid::parse_str(here["oid"].as_str().expect("oid")).is_ok(),
+        "{here}"
+    );
+}

@@ -63,6 +63,12 @@ pub async fn token_v2(
     handle(req, &tenant, body, &state, Endpoint::V2).await
 }
 
+/// Any other method on either token endpoint: Entra's AADSTS900561, not a 404 or 405.
+pub async fn not_post(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let ids = RequestIds::of(&req);
+    aad_error(&state, &ids, &AadError::post_only(req.method().as_str()))
+}
+
 pub async fn token_v1(
     req: HttpRequest,
     tenant: web::Path<String>,
