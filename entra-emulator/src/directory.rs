@@ -393,16 +393,25 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
 /// listed with and without the trailing `/`, both spellings clients send. Graph carries a few of
 /// its application permissions as app roles, for `role_assignments`; the others have none (Azure
 /// authorises with RBAC, not roles in the token).
-pub const FIRST_PARTY: [(&str, &str, &str, &[&str], &[&str]); 4] = [
-    (
-        "microsoft-graph",
-        "Microsoft Graph",
-        "00000003-0000-0000-c000-000000000000",
-        &[
+/// One of Microsoft's first-party resources (see [`FIRST_PARTY`]).
+pub struct FirstParty {
+    pub name: &'static str,
+    pub display_name: &'static str,
+    pub client_id: &'static str,
+    pub identifier_uris: &'static [&'static str],
+    pub app_roles: &'static [&'static str],
+}
+
+pub const FIRST_PARTY: [FirstParty; 4] = [
+    FirstParty {
+        name: "microsoft-graph",
+        display_name: "Microsoft Graph",
+        client_id: "00000003-0000-0000-c000-000000000000",
+        identifier_uris: &[
             "https://graph.microsoft.com",
             "https://graph.microsoft.com/",
         ],
-        &[
+        app_roles: &[
             "Application.Read.All",
             "Directory.Read.All",
             "Group.Read.All",
@@ -410,51 +419,51 @@ pub const FIRST_PARTY: [(&str, &str, &str, &[&str], &[&str]); 4] = [
             "Sites.Read.All",
             "User.Read.All",
         ],
-    ),
-    (
-        "azure-resource-manager",
-        "Windows Azure Service Management API",
-        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
-        &[
+    },
+    FirstParty {
+        name: "azure-resource-manager",
+        display_name: "Windows Azure Service Management API",
+        client_id: "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+        identifier_uris: &[
             "https://management.azure.com",
             "https://management.azure.com/",
             "https://management.core.windows.net",
             "https://management.core.windows.net/",
         ],
-        &[],
-    ),
-    (
-        "azure-key-vault",
-        "Azure Key Vault",
-        "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
-        &["https://vault.azure.net", "https://vault.azure.net/"],
-        &[],
-    ),
-    (
-        "azure-storage",
-        "Azure Storage",
-        "e406a681-f3d4-42a8-90b6-c2b029497af1",
-        &["https://storage.azure.com", "https://storage.azure.com/"],
-        &[],
-    ),
+        app_roles: &[],
+    },
+    FirstParty {
+        name: "azure-key-vault",
+        display_name: "Azure Key Vault",
+        client_id: "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
+        identifier_uris: &["https://vault.azure.net", "https://vault.azure.net/"],
+        app_roles: &[],
+    },
+    FirstParty {
+        name: "azure-storage",
+        display_name: "Azure Storage",
+        client_id: "e406a681-f3d4-42a8-90b6-c2b029497af1",
+        identifier_uris: &["https://storage.azure.com", "https://storage.azure.com/"],
+        app_roles: &[],
+    },
 ];
 
 fn first_party_applications(tenant_id: &str) -> Vec<Application> {
     FIRST_PARTY
         .iter()
-        .map(|(name, display_name, client_id, uris, roles)| Application {
-            name: (*name).into(),
-            client_id: (*client_id).into(),
+        .map(|app| Application {
+            name: app.name.into(),
+            client_id: app.client_id.into(),
             // A service principal's object ID differs per tenant; here it is derived from the
             // tenant and the app, so it is stable across restarts.
-            service_principal_id: derived_guid(&format!("{tenant_id}:{client_id}")),
-            display_name: (*display_name).into(),
-            identifier_uris: uris.iter().map(|u| (*u).into()).collect(),
+            service_principal_id: derived_guid(&format!("{tenant_id}:{}", app.client_id)),
+            display_name: app.display_name.into(),
+            identifier_uris: app.identifier_uris.iter().map(|u| (*u).into()).collect(),
             access_token_version: 1,
             idtyp_claim: true,
             app_role_assignment_required: false,
-            app_roles: roles.iter().map(|r| (*r).into()).collect(),
-            delegated_scopes: if *name == "microsoft-graph" {
+            app_roles: app.app_roles.iter().map(|r| (*r).into()).collect(),
+            delegated_scopes: if app.name == "microsoft-graph" {
                 vec!["User.Read".into()]
             } else {
                 vec!["user_impersonation".into()]

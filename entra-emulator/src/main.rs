@@ -151,7 +151,7 @@ fn first_party_in(tenant: &entra_emulator::directory::Tenant) -> usize {
         .filter(|a| {
             entra_emulator::directory::FIRST_PARTY
                 .iter()
-                .any(|(name, _, client_id, _, _)| a.name == *name && a.client_id == *client_id)
+                .any(|f| a.name == f.name && a.client_id == f.client_id)
         })
         .count()
 }
