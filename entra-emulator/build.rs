@@ -171,6 +171,35 @@ fn generate(source: &str) -> Result<String, String> {
         }
         out.push_str("}\n");
     }
+    for mi in tables(tenant, "managed_identities") {
+        let name = text(mi, "name").ok_or("a managed identity without name")?;
+        let _ = writeln!(out, "\n/// `{name}`: a managed identity.");
+        let _ = writeln!(out, "pub mod {} {{", ident(name));
+        constant(
+            &mut out,
+            "    ",
+            "Its name in the directory file.",
+            "NAME",
+            name,
+        );
+        for (key, constant_name, doc) in [
+            ("client_id", "CLIENT_ID", "Its client ID."),
+            (
+                "principal_id",
+                "PRINCIPAL_ID",
+                "Its service principal's object ID.",
+            ),
+            (
+                "resource_id",
+                "RESOURCE_ID",
+                "Its Azure resource ID (`xms_mirid`).",
+            ),
+        ] {
+            let value = text(mi, key).ok_or_else(|| format!("{name}: no {key}"))?;
+            constant(&mut out, "    ", doc, constant_name, value);
+        }
+        out.push_str("}\n");
+    }
     for user in tables(tenant, "users") {
         let username = text(user, "username").ok_or("a user without username")?;
         let local = username.split('@').next().unwrap_or(username);

@@ -199,3 +199,56 @@ async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
     assert!(!stdout.contains(&fake_jwt(1)), "the token only with --raw");
     msi.verify().await;
 }
+
+/// The same, against the real emulator's managed-identity endpoint rather than wiremock: a
+/// user-assigned identity of the demo directory (no secret anywhere), its token minted with the
+/// role it is assigned and its resource ID, through the unmodified `azure_identity`.
+#[tokio::test]
+async fn managed_identity_gets_a_real_token_from_the_emulator() {
+    let dir = TempDir::new("cli");
+    let emulator = mesh_tests::emulator::spawn_emulator_with(
+        std::sync::Arc::new(mesh_tests::ManualClock::at_system_time()),
+        |settings| {
+            settings.server.http_port = Some(0);
+            settings.managed_identity.identity_header = Some("cli-test-identity-header".into());
+        },
+    )
+    .await;
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n",
+            nightly_mi::CLIENT_ID
+        ),
+    )
+    .expect("write");
+    let env = [
+        (
+            "IDENTITY_ENDPOINT",
+            format!("{}/msi/token", emulator.http_url),
+        ),
+        ("IDENTITY_HEADER", "cli-test-identity-header".to_owned()),
+    ];
+    let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let described: serde_json::Value = serde_json::from_str(&stdout).expect("json description");
+    assert_eq!(described["kind"], "app");
+    assert_eq!(described["audience"], API_CLIENT_ID);
+    assert_eq!(described["roles"], serde_json::json!(["Tasks.Read.All"]));
+
+    // A wrong header: the SDK's error, named on one line, and exit status 1.
+    let env = [
+        (
+            "IDENTITY_ENDPOINT",
+            format!("{}/msi/token", emulator.http_url),
+        ),
+        ("IDENTITY_HEADER", "not-the-identity-header".to_owned()),
+    ];
+    let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("no token for"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

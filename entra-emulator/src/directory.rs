@@ -36,6 +36,25 @@ struct TenantEntry {
     role_assignments: Vec<AssignmentEntry>,
     #[serde(default)]
     users: Vec<UserEntry>,
+    /// Managed identities: clients with no credential of their own, whose tokens the managed
+    /// identity endpoint hands out (`[managed_identity]` in the emulator's settings).
+    #[serde(default)]
+    managed_identities: Vec<ManagedIdentityEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManagedIdentityEntry {
+    name: String,
+    /// Its client ID (the app ID of its service principal).
+    client_id: String,
+    /// Its service principal's object ID: `oid` and `sub` of its tokens (`principal_id`,
+    /// `object_id` in the endpoints' parameters).
+    principal_id: String,
+    /// The Azure resource ID: `/subscriptions/…/providers/Microsoft.ManagedIdentity/
+    /// userAssignedIdentities/{name}` for a user-assigned one, the resource's own for a
+    /// system-assigned one (`xms_mirid`, `mi_res_id`).
+    resource_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +167,9 @@ pub struct Application {
     pub redirect_uris: Vec<String>,
     pub client_secrets: Vec<ClientSecret>,
     pub certificates: Vec<CertificateCredential>,
+    /// For a managed identity: its Azure resource ID. It has no secret and no certificate: only
+    /// the managed identity endpoint issues its tokens.
+    pub managed_identity: Option<String>,
 }
 
 #[derive(Debug)]
@@ -250,6 +272,23 @@ impl Tenant {
         })
     }
 
+    /// The managed identity a managed-identity endpoint's parameter names: `client_id`,
+    /// `object_id`/`principal_id` (its service principal) or `mi_res_id`/`msi_res_id` (its
+    /// resource ID, compared case-insensitively as Azure does).
+    pub fn managed_identity(&self, parameter: &str, value: &str) -> Option<&Application> {
+        self.applications.iter().find(|a| {
+            let Some(resource_id) = &a.managed_identity else {
+                return false;
+            };
+            match parameter {
+                "client_id" => a.client_id.eq_ignore_ascii_case(value),
+                "object_id" | "principal_id" => a.service_principal_id.eq_ignore_ascii_case(value),
+                "mi_res_id" | "msi_res_id" => resource_id.eq_ignore_ascii_case(value),
+                _ => false,
+            }
+        })
+    }
+
     pub fn user(&self, username: &str) -> Option<&User> {
         self.users
             .iter()
@@ -288,6 +327,21 @@ fn build_tenant(entry: TenantEntry, base: &Path) -> Result<Tenant, String> {
         }) {
             return Err(format!(
                 "{label}: name, client_id or an identifier URI repeats application '{}'",
+                dup.name
+            ));
+        }
+        applications.push(built);
+    }
+
+    for (i, mi) in entry.managed_identities.into_iter().enumerate() {
+        let label = format!("managed_identities[{i}] ({})", mi.name);
+        let built = build_managed_identity(mi).map_err(|r| format!("{label}: {r}"))?;
+        if let Some(dup) = applications
+            .iter()
+            .find(|a| a.name == built.name || a.client_id.eq_ignore_ascii_case(&built.client_id))
+        {
+            return Err(format!(
+                "{label}: name or client_id repeats application '{}'",
                 dup.name
             ));
         }
@@ -472,8 +526,44 @@ fn first_party_applications(tenant_id: &str) -> Vec<Application> {
             redirect_uris: Vec::new(),
             client_secrets: Vec::new(),
             certificates: Vec::new(),
+            managed_identity: None,
         })
         .collect()
+}
+
+fn build_managed_identity(mi: ManagedIdentityEntry) -> Result<Application, String> {
+    if mi.name.trim().is_empty() {
+        return Err("name: must not be empty".into());
+    }
+    check_guid("client_id", &mi.client_id)?;
+    check_guid("principal_id", &mi.principal_id)?;
+    if !mi
+        .resource_id
+        .to_ascii_lowercase()
+        .starts_with("/subscriptions/")
+    {
+        return Err(format!(
+            "resource_id: '{}' is not an Azure resource ID (/subscriptions/…/providers/…)",
+            mi.resource_id
+        ));
+    }
+    Ok(Application {
+        display_name: mi.name.clone(),
+        name: mi.name,
+        client_id: mi.client_id.to_ascii_lowercase(),
+        service_principal_id: mi.principal_id.to_ascii_lowercase(),
+        identifier_uris: Vec::new(),
+        access_token_version: 1,
+        idtyp_claim: false,
+        app_role_assignment_required: false,
+        app_roles: Vec::new(),
+        delegated_scopes: Vec::new(),
+        public_client: false,
+        redirect_uris: Vec::new(),
+        client_secrets: Vec::new(),
+        certificates: Vec::new(),
+        managed_identity: Some(mi.resource_id),
+    })
 }
 
 /// A GUID (version 4 layout) from the SHA-256 of `seed`.
@@ -556,6 +646,7 @@ fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, 
         redirect_uris: app.redirect_uris,
         client_secrets,
         certificates,
+        managed_identity: None,
     })
 }
 

@@ -75,6 +75,7 @@ impl Application {
         let http_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let public_url = settings.public_url(https_addr.port());
         let tokens = TokenService::open(&settings, clock, public_url.clone())?;
+        routes::managed_identity::check(&settings.managed_identity, &tokens.directory)?;
 
         let ca_cert_path = settings.ca_cert_out();
         let pki = tls::load_or_create(

@@ -81,7 +81,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("entra-emulator: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
+            // A setting that contradicts the directory is a configuration error, as a bad value.
+            if e.downcast_ref::<shared::config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -112,12 +117,21 @@ async fn run(command: Command, settings: EmulatorSettings) -> anyhow::Result<()>
         }
         Command::Check => {
             let directory = Directory::load(&settings.directory)?;
+            entra_emulator::routes::managed_identity::check(
+                &settings.managed_identity,
+                &directory,
+            )?;
             for t in &directory.tenants {
+                let identities = t
+                    .applications
+                    .iter()
+                    .filter(|a| a.managed_identity.is_some())
+                    .count();
                 println!(
-                    "tenant {} ({}): {} applications (and Microsoft's {} first-party resources), {} users",
+                    "tenant {} ({}): {} applications, {identities} managed identities (and Microsoft's {} first-party resources), {} users",
                     t.domain,
                     t.id,
-                    t.applications.len() - first_party_in(t),
+                    t.applications.len() - identities - first_party_in(t),
                     first_party_in(t),
                     t.users.len()
                 );

@@ -182,6 +182,7 @@ impl TokenService {
         if resource.app.idtyp_claim {
             claims.idtyp = Some("app".into());
         }
+        claims.xms_mirid = client.managed_identity.clone();
         self.finish(claims, resource, now, lifetime, None, None)
     }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod discovery;
+pub mod managed_identity;
 pub mod token;
 
 use crate::aadsts::AadError;
@@ -60,7 +61,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
         .route(
             "/{tenant}/oauth2/v2.0/authorize",
             web::get().to(authorize::authorize),
-        );
+        )
+        .route("/msi/token", web::get().to(managed_identity::token));
     if admin_enabled {
         cfg.service(
             web::scope("/admin")

@@ -17,7 +17,42 @@ pub struct EmulatorSettings {
     pub directory: PathBuf,
     pub tokens: TokenSettings,
     pub admin: AdminSettings,
+    /// The managed-identity endpoint (`GET /msi/token`, App Service's protocol 2019-08-01).
+    pub managed_identity: ManagedIdentitySettings,
     pub log: LogSettings,
+}
+
+/// Off unless `identity_header` is set: the endpoint then stands in for the one App Service,
+/// Functions and Container Apps give their apps (`IDENTITY_ENDPOINT` = `{url}/msi/token`,
+/// `IDENTITY_HEADER` = this secret), for the managed identities of one tenant.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagedIdentitySettings {
+    /// What apps send as `X-IDENTITY-HEADER`; at least 16 characters.
+    pub identity_header: Option<shared::Secret>,
+    /// The tenant whose `managed_identities` it serves, by ID or domain. Default: the first.
+    pub tenant: Option<String>,
+    /// The identity a request without `client_id`/`object_id`/`mi_res_id` gets (the host's
+    /// system-assigned one), by name. Default: none, and such a request is refused.
+    pub system_assigned: Option<String>,
+}
+
+impl ManagedIdentitySettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.identity_header {
+            Some(header) if header.expose().len() < 16 => Err(ConfigError::key(
+                "managed_identity.identity_header",
+                "must be at least 16 characters: it is the endpoint's only guard",
+            )),
+            None if self.tenant.is_some() || self.system_assigned.is_some() => {
+                Err(ConfigError::key(
+                    "managed_identity.identity_header",
+                    "is required for the managed-identity endpoint to run",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +113,7 @@ impl Default for EmulatorSettings {
             directory: PathBuf::from("entra-emulator/demo/directory.toml"),
             tokens: TokenSettings::default(),
             admin: AdminSettings::default(),
+            managed_identity: ManagedIdentitySettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -221,7 +257,8 @@ impl EmulatorSettings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.tokens.validate()?;
         self.server.validate()?;
-        self.admin.validate()
+        self.admin.validate()?;
+        self.managed_identity.validate()
     }
 
     /// The configured public URL, or `https://localhost:{https_port}` with the port actually bound.

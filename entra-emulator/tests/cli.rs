@@ -81,6 +81,24 @@ fn bad_configuration_exits_with_one_line_naming_the_key() {
         .expect("runs");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("server.https_port"));
+
+    // A setting that names what the directory does not hold: checked against it, same shape.
+    let output = emulator(&data_dir)
+        .env(
+            "EMULATOR__MANAGED_IDENTITY__IDENTITY_HEADER",
+            "long-enough-identity-header",
+        )
+        .env("EMULATOR__MANAGED_IDENTITY__SYSTEM_ASSIGNED", "nobody")
+        .arg("check")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("managed_identity.system_assigned") && stderr.contains("'nobody'"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
 #[test]

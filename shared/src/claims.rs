@@ -66,6 +66,10 @@ pub struct AccessTokenClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uti: Option<String>,
     pub ver: String,
+    /// A managed identity's Azure resource ID: the user-assigned identity, or the resource a
+    /// system-assigned one belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xms_mirid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -24,6 +24,18 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `given` is this secret, compared without telling by its timing how much of it
+    /// matched (the length aside): for a secret a request presents, such as `X-IDENTITY-HEADER`.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -67,6 +79,15 @@ pub fn fingerprint(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_presented_secret_must_match_exactly() {
+        let secret = Secret::new("0123456789abcdef");
+        assert!(secret.matches(b"0123456789abcdef"));
+        assert!(!secret.matches(b"0123456789abcdeF"));
+        assert!(!secret.matches(b"0123456789abcde"));
+        assert!(!secret.matches(b""));
+    }
 
     #[test]
     fn debug_and_display_never_show_the_value() {

@@ -31,15 +31,17 @@ fn the_demo_directory_loads() {
     let tenant = directory
         .tenant("contoso.onmicrosoft.com")
         .expect("tenant by domain");
-    // The file's 8, then Microsoft's first-party resources every tenant holds.
+    // The file's 8 applications and its managed identity, then Microsoft's first-party
+    // resources every tenant holds.
     let names: Vec<&str> = tenant
         .applications
         .iter()
         .map(|a| a.name.as_str())
         .collect();
-    assert_eq!(names.len(), 12, "{names:?}");
+    assert_eq!(names.len(), 13, "{names:?}");
+    assert_eq!(names[8], "nightly-mi");
     assert_eq!(
-        names[8..],
+        names[9..],
         [
             "microsoft-graph",
             "azure-resource-manager",

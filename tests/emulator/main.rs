@@ -9,5 +9,6 @@ mod discovery;
 mod fuzz_regressions;
 mod helpers;
 mod interop;
+mod managed_identity;
 mod token_errors;
 mod token_success;

@@ -10,6 +10,10 @@ use std::path::PathBuf;
 
 pub use entra_emulator::demo::{TENANT, TENANT_DOMAIN};
 
+/// nightly-mi: a user-assigned managed identity (no secret), Tasks.Read.All; its tokens come
+/// from the managed-identity endpoint only.
+pub use entra_emulator::demo::nightly_mi;
+
 /// tasks-api: its client ID (the audience of v2 tokens), application ID URI (of v1 tokens) and
 /// the `.default` scope callers ask for.
 pub const API_CLIENT_ID: &str = tasks_api::CLIENT_ID;
