@@ -187,7 +187,7 @@ impl JobRunner {
 }
 
 /// RFC 6750 §3.1: the resource server says the token itself is the problem.
-fn is_invalid_token(response: &reqwest::Response) -> bool {
+pub(crate) fn is_invalid_token(response: &reqwest::Response) -> bool {
     response.status() == reqwest::StatusCode::UNAUTHORIZED
         && response
             .headers()

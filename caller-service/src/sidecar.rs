@@ -14,6 +14,7 @@
 //!   and only to a request carrying the `X-IDENTITY-HEADER` secret.
 
 use crate::metrics::Metrics;
+use crate::runner::is_invalid_token;
 use crate::settings::{IdentityEndpoint, Sidecar, SidecarUpstream};
 use crate::token_manager::{CachedToken, TokenManager};
 use actix_web::http::header::{self, HeaderValue};
@@ -21,7 +22,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::json;
-use shared::proxy::{ClientRecipe, end_to_end, error_chain, relay, stream_body};
+use shared::managed_identity::{self, TokenRequest};
+use shared::proxy::{ClientRecipe, error_chain, forwardable, relay, stream_body};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,9 +31,6 @@ use std::time::{Duration, Instant};
 /// An idempotent request's body up to this size is kept, so that it can be resent after a 401;
 /// a larger one is streamed and never resent.
 pub const REPLAY_BODY_BYTES: u64 = 64 * 1024;
-
-/// The App Service managed-identity protocol version the SDKs send.
-pub const IDENTITY_API_VERSION: &str = "2019-08-01";
 
 /// What every sidecar worker shares.
 pub struct SidecarState {
@@ -181,36 +180,14 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// RFC 6750 §3.1: the resource server says the token itself is the problem.
-fn is_invalid_token(response: &reqwest::Response) -> bool {
-    response.status() == reqwest::StatusCode::UNAUTHORIZED
-        && response
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.contains("invalid_token")))
-}
-
 /// The app's end-to-end headers minus `Host` (the upstream's is set from its URL) and minus
 /// `Authorization` (ours replaces it).
 fn upstream_headers(req: &HttpRequest) -> reqwest::header::HeaderMap {
-    let incoming = req
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_bytes()));
-    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 1);
-    for (name, value) in end_to_end(incoming) {
-        if name == "host" || name == "authorization" {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(value),
-        ) {
-            out.append(name, value);
-        }
-    }
-    out
+    forwardable(
+        req.headers(),
+        |name| name == "host" || name == "authorization",
+        1,
+    )
 }
 
 /// The request body as sent upstream: none, kept (resendable), or streamed (sent once).
@@ -490,10 +467,7 @@ fn identity_error(
         .sidecar_identity_requests
         .with_label_values(&[result])
         .inc();
-    HttpResponse::build(status).json(json!({
-        "statusCode": status.as_u16(),
-        "message": message,
-    }))
+    HttpResponse::build(status).json(managed_identity::error_body(status.as_u16(), message))
 }
 
 /// `GET /msi/token?api-version=2019-08-01&resource=…[&client_id=…]` with `X-IDENTITY-HEADER`.
@@ -508,7 +482,7 @@ pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) ->
     };
     let header_ok = req
         .headers()
-        .get("x-identity-header")
+        .get(managed_identity::SECRET_HEADER)
         .is_some_and(|given| endpoint.header.matches(given.as_bytes()));
     if !header_ok {
         return identity_error(
@@ -518,47 +492,18 @@ pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) ->
             "The X-IDENTITY-HEADER header is missing or wrong: send the value of IDENTITY_HEADER.",
         );
     }
-    let mut api_version = None;
-    let mut resource = None;
-    let mut selectors = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        match key.as_ref() {
-            "api-version" => api_version = Some(value.into_owned()),
-            "resource" => resource = Some(value.into_owned()),
-            "client_id" | "object_id" | "principal_id" | "mi_res_id" | "msi_res_id" => {
-                selectors.push((key.into_owned(), value.into_owned()));
-            }
-            _ => {}
+    let request = match TokenRequest::parse(req.query_string()) {
+        Ok(request) => request,
+        Err(error) => {
+            return identity_error(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &error.to_string(),
+            );
         }
-    }
-    if api_version.as_deref() != Some(IDENTITY_API_VERSION) {
-        return identity_error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!(
-                "api-version {} is not supported; this endpoint speaks {IDENTITY_API_VERSION}.",
-                api_version.as_deref().unwrap_or("(missing)")
-            ),
-        );
-    }
-    let Some(resource) = resource.filter(|r| !r.is_empty()) else {
-        return identity_error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "The resource parameter is missing.",
-        );
     };
-    if selectors.len() > 1 {
-        return identity_error(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "Name the identity at most once (client_id, object_id, principal_id or mi_res_id).",
-        );
-    }
-    match selectors.first() {
+    match &request.identity {
         None => {}
         Some((key, value))
             if key == "client_id" && value.eq_ignore_ascii_case(&state.client_id) => {}
@@ -574,6 +519,7 @@ pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) ->
             );
         }
     }
+    let resource = request.resource;
     let wanted = resource.trim_end_matches('/');
     let Some(served) = endpoint.resources.iter().find(|r| r.as_str() == wanted) else {
         return identity_error(
@@ -607,14 +553,12 @@ pub async fn identity_token(req: HttpRequest, state: web::Data<SidecarState>) ->
         .sidecar_identity_requests
         .with_label_values(&["ok"])
         .inc();
-    // `expires_on` is a string of epoch seconds: the Rust SDK's parser takes nothing else.
-    HttpResponse::Ok().json(json!({
-        "access_token": token.secret(),
-        "expires_on": token.expires_at.unix_timestamp().to_string(),
-        "resource": resource,
-        "token_type": "Bearer",
-        "client_id": state.client_id,
-    }))
+    HttpResponse::Ok().json(managed_identity::token_body(
+        token.secret(),
+        token.expires_at.unix_timestamp(),
+        &resource,
+        &state.client_id,
+    ))
 }
 
 #[cfg(test)]

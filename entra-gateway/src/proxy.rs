@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use entra_auth::AppCaller;
 use shared::config::ConfigError;
 use shared::http::HttpClientSettings;
-use shared::proxy::{ClientRecipe, end_to_end, error_chain, relay, stream_body};
+use shared::proxy::{ClientRecipe, error_chain, forwardable, relay, stream_body};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -88,28 +88,18 @@ fn upstream_headers(
     forward_authorization: bool,
     id: &str,
 ) -> reqwest::header::HeaderMap {
-    let incoming = req
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_bytes()));
-    let mut out = reqwest::header::HeaderMap::with_capacity(req.headers().len() + 10);
-    for (name, value) in end_to_end(incoming) {
-        // `Forwarded` goes too: the X-Forwarded-* set below say what this gateway saw, and an
-        // upstream that reads `Forwarded` first would otherwise take the client's word for it.
-        if name == "host"
-            || name == "forwarded"
-            || identity::is_identity(name)
-            || (name == "authorization" && !forward_authorization)
-        {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(value),
-        ) {
-            out.append(name, value);
-        }
-    }
+    // `Forwarded` goes too: the X-Forwarded-* set below say what this gateway saw, and an
+    // upstream that reads `Forwarded` first would otherwise take the client's word for it.
+    let mut out = forwardable(
+        req.headers(),
+        |name| {
+            name == "host"
+                || name == "forwarded"
+                || identity::is_identity(name)
+                || (name == "authorization" && !forward_authorization)
+        },
+        10,
+    );
     let mut set = |name: &'static str, value: &str| {
         if let Ok(value) = reqwest::header::HeaderValue::from_str(value) {
             out.insert(name, value);

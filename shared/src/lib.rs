@@ -11,6 +11,7 @@ pub mod entra_error;
 pub mod http;
 pub mod jose;
 pub mod jwks;
+pub mod managed_identity;
 pub mod proxy;
 pub mod ready;
 pub mod secret;

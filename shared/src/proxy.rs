@@ -72,6 +72,31 @@ pub fn end_to_end<'h>(
     })
 }
 
+/// The end-to-end fields of an incoming request (see [`end_to_end`]) as the upstream client's
+/// header map, without those `skip` names (lower-case); `room` more fields fit without growing.
+pub fn forwardable(
+    headers: &actix_web::http::header::HeaderMap,
+    skip: impl Fn(&str) -> bool,
+    room: usize,
+) -> reqwest::header::HeaderMap {
+    let incoming = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()));
+    let mut out = reqwest::header::HeaderMap::with_capacity(headers.len() + room);
+    for (name, value) in end_to_end(incoming) {
+        if skip(name) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value),
+        ) {
+            out.append(name, value);
+        }
+    }
+    out
+}
+
 /// Answers of at most this many bytes (by their `Content-Length`) are read whole before the
 /// proxy answers: head and body then leave in one write instead of two or more. Longer ones,
 /// and those of unknown length, are streamed.

@@ -18,8 +18,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use shared::claims::ClientAuth;
 use shared::config::ConfigError;
-
-pub const API_VERSION: &str = "2019-08-01";
+use shared::managed_identity::{self, TokenRequest};
 
 /// Checks the section against the directory at start: the tenant exists, and the system-assigned
 /// identity is one of its managed identities.
@@ -64,7 +63,7 @@ fn serving_tenant<'d>(
 }
 
 fn answer(status: StatusCode, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "statusCode": status.as_u16(), "message": message }))
+    HttpResponse::build(status).json(managed_identity::error_body(status.as_u16(), message))
 }
 
 pub async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -78,7 +77,7 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
     }
     let header_ok = req
         .headers()
-        .get("x-identity-header")
+        .get(managed_identity::SECRET_HEADER)
         .is_some_and(|given| secret.matches(given.as_bytes()));
     if !header_ok {
         return answer(
@@ -86,56 +85,28 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             "The X-IDENTITY-HEADER header is missing or wrong.",
         );
     }
-    let mut api_version = None;
-    let mut resource = None;
-    let mut selectors = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        match key.as_ref() {
-            "api-version" => api_version = Some(value.into_owned()),
-            "resource" => resource = Some(value.into_owned()),
-            "client_id" | "object_id" | "principal_id" | "mi_res_id" | "msi_res_id" => {
-                selectors.push((key.into_owned(), value.into_owned()));
-            }
-            _ => {}
-        }
-    }
-    if api_version.as_deref() != Some(API_VERSION) {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "api-version {} is not supported; use {API_VERSION}.",
-                api_version.as_deref().unwrap_or("(missing)")
-            ),
-        );
-    }
-    let Some(resource) = resource.filter(|r| !r.is_empty()) else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            "The resource parameter is missing.",
-        );
+    let request = match TokenRequest::parse(req.query_string()) {
+        Ok(request) => request,
+        Err(error) => return answer(StatusCode::BAD_REQUEST, &error.to_string()),
     };
+    let resource = request.resource;
     let directory = state.directory();
     let Some(tenant) = serving_tenant(settings, directory) else {
         return answer(StatusCode::INTERNAL_SERVER_ERROR, "No tenant to serve.");
     };
-    let identity: Option<&Application> = match selectors.as_slice() {
-        [] => settings.system_assigned.as_ref().and_then(|name| {
+    let identity: Option<&Application> = match &request.identity {
+        None => settings.system_assigned.as_ref().and_then(|name| {
             tenant
                 .applications
                 .iter()
                 .find(|a| &a.name == name && a.managed_identity.is_some())
         }),
-        [(key, value)] => tenant.managed_identity(key, value),
-        _ => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "Name the identity at most once (client_id, object_id, principal_id or mi_res_id).",
-            );
-        }
+        Some((key, value)) => tenant.managed_identity(key, value),
     };
     let Some(identity) = identity else {
-        let asked = selectors
-            .first()
+        let asked = request
+            .identity
+            .as_ref()
             .map(|(key, value)| format!("{key} {value}"))
             .unwrap_or_else(|| "a system-assigned identity".into());
         return answer(
@@ -158,13 +129,12 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
             );
             HttpResponse::Ok()
                 .insert_header(("cache-control", "no-store, no-cache"))
-                .json(json!({
-                    "access_token": issued.access_token,
-                    "expires_on": issued.expires_on.to_string(),
-                    "resource": resource,
-                    "token_type": "Bearer",
-                    "client_id": identity.client_id,
-                }))
+                .json(managed_identity::token_body(
+                    &issued.access_token,
+                    issued.expires_on,
+                    &resource,
+                    &identity.client_id,
+                ))
         }
         Err(error) => answer(StatusCode::BAD_REQUEST, &error.to_string()),
     }
