@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The caller's token sidecar against unmodified Python clients: plain `requests` with no token
 # code through the egress listener, 50 of them at once from a cold start, and azure-identity's
-# ManagedIdentityCredential with only IDENTITY_ENDPOINT / IDENTITY_HEADER set. Starts the
+# ManagedIdentityCredential with only IDENTITY_ENDPOINT / IDENTITY_HEADER set; and the emulator's
+# own IMDS endpoint for a managed identity of its directory (AZURE_POD_IDENTITY_AUTHORITY_HOST). Starts the
 # emulator, the tasks API and the caller (debug builds) on free loopback ports; nothing leaves
 # the machine but the first-use install of azure-identity and requests (PyPI) into .venv/sidecar.
 #
@@ -34,7 +35,11 @@ wait_for() {
 json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The emulator also answers IMDS's managed-identity endpoint on a plain-HTTP port, for the
+# directory's managed identity nightly-mi.
+emulator_http_port=$(free_port)
 EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
+  EMULATOR__SERVER__HTTP_PORT="$emulator_http_port" EMULATOR__MANAGED_IDENTITY__IMDS=true \
   ./target/debug/entra-emulator serve --ready-file "$work/emulator.json" &
 pids+=($!)
 wait_for "$work/emulator.json" "entra-emulator"
@@ -83,7 +88,9 @@ SIDECAR_IDENTITY_HEADER="$identity_header" "$venv/bin/python" scripts/sidecar_in
   --sidecar "http://127.0.0.1:$sidecar_port" \
   --operator "http://127.0.0.1:$operator_port" \
   --api "$api" \
-  --client-id "$(grep -m1 '^client_id' "$work/caller.toml" | cut -d'"' -f2)"
+  --client-id "$(grep -m1 '^client_id' "$work/caller.toml" | cut -d'"' -f2)" \
+  --imds-host "http://127.0.0.1:$emulator_http_port" \
+  --imds-client-id "$(python3 -c 'import re,sys; t=open(sys.argv[1]).read(); print(re.search(r"\[\[tenants.managed_identities\]\]\nname = \"nightly-mi\"\nclient_id = \"([^\"]+)\"", t).group(1))' entra-emulator/demo/directory.toml)"
 
 # The Rust azure_identity's ManagedIdentityCredential (App Service source), unmodified: a second
 # caller-service whose credential is `managed_identity`, with only the two variables set, asks the

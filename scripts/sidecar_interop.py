@@ -65,6 +65,8 @@ def main():
     parser.add_argument("--operator", required=True)
     parser.add_argument("--api", required=True)
     parser.add_argument("--client-id", required=True)
+    parser.add_argument("--imds-host", required=True)
+    parser.add_argument("--imds-client-id", required=True)
     args = parser.parse_args()
     header = os.environ["SIDECAR_IDENTITY_HEADER"]
     whoami = f"{args.sidecar}/tasks/api/whoami"
@@ -185,6 +187,28 @@ def main():
             raise AssertionError("a token was issued")
 
     unknown_resource()
+
+    @check("azure-identity ManagedIdentityCredential on IMDS (the emulator's, by AZURE_POD_IDENTITY_AUTHORITY_HOST)")
+    def imds():
+        import base64
+        import json
+
+        for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER"):
+            os.environ.pop(name, None)
+        os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = args.imds_host
+        from azure.identity import ManagedIdentityCredential
+
+        token = ManagedIdentityCredential(client_id=args.imds_client_id).get_token(
+            "api://tasks-api/.default"
+        )
+        payload = token.token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["azp"] == args.imds_client_id, claims["azp"]
+        assert claims["xms_mirid"].endswith("/userAssignedIdentities/nightly-mi"), claims
+        assert claims["roles"] == ["Tasks.Read.All"], claims["roles"]
+        assert token.expires_on > time.time() + 1800
+
+    imds()
 
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")

@@ -62,7 +62,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
             "/{tenant}/oauth2/v2.0/authorize",
             web::get().to(authorize::authorize),
         )
-        .route("/msi/token", web::get().to(managed_identity::token));
+        .route("/msi/token", web::get().to(managed_identity::token))
+        .route(
+            "/metadata/identity/oauth2/token",
+            web::get().to(managed_identity::imds_token),
+        );
     if admin_enabled {
         cfg.service(
             web::scope("/admin")

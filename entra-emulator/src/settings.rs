@@ -35,6 +35,9 @@ pub struct ManagedIdentitySettings {
     /// The identity a request without `client_id`/`object_id`/`mi_res_id` gets (the host's
     /// system-assigned one), by name. Default: none, and such a request is refused.
     pub system_assigned: Option<String>,
+    /// Also answer the Instance Metadata Service's endpoint, `/metadata/identity/oauth2/token`
+    /// (`Metadata: true`, no secret: anything that reaches the listener gets tokens). Default off.
+    pub imds: bool,
 }
 
 impl ManagedIdentitySettings {
@@ -44,10 +47,10 @@ impl ManagedIdentitySettings {
                 "managed_identity.identity_header",
                 "must be at least 16 characters: it is the endpoint's only guard",
             )),
-            None if self.tenant.is_some() || self.system_assigned.is_some() => {
+            None if !self.imds && (self.tenant.is_some() || self.system_assigned.is_some()) => {
                 Err(ConfigError::key(
                     "managed_identity.identity_header",
-                    "is required for the managed-identity endpoint to run",
+                    "or managed_identity.imds is required for a managed-identity endpoint to run",
                 ))
             }
             _ => Ok(()),

@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 /// The protocol version the SDKs send.
 pub const API_VERSION: &str = "2019-08-01";
 
+/// The oldest version of the Instance Metadata Service's identity endpoint
+/// (`/metadata/identity/oauth2/token`); MSAL for Python sends it, the Rust SDK sends 2019-08-01.
+pub const IMDS_MIN_API_VERSION: &str = "2018-02-01";
+
 /// The header carrying the endpoint's secret (the app's `IDENTITY_HEADER`).
 pub const SECRET_HEADER: &str = "x-identity-header";
 
@@ -25,8 +29,8 @@ pub struct TokenRequest {
 /// Why a request is refused before any identity is looked at; `Display` is the message sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("api-version {} is not supported; this endpoint speaks {API_VERSION}.", .0.as_deref().unwrap_or("(missing)"))]
-    ApiVersion(Option<String>),
+    #[error("api-version {} is not supported; this endpoint speaks {}.", .0.as_deref().unwrap_or("(missing)"), .1)]
+    ApiVersion(Option<String>, &'static str),
     #[error("The resource parameter is missing.")]
     NoResource,
     #[error("Name the identity at most once (client_id, object_id, principal_id or mi_res_id).")]
@@ -34,8 +38,32 @@ pub enum RequestError {
 }
 
 impl TokenRequest {
-    /// From the request's query string; other parameters are ignored, as the real endpoint does.
+    /// An App Service request (api-version 2019-08-01), from its query string; other parameters
+    /// are ignored, as the real endpoint does.
     pub fn parse(query: &str) -> Result<Self, RequestError> {
+        Self::parse_accepting(query, API_VERSION, |version| version == API_VERSION)
+    }
+
+    /// An IMDS request: any `YYYY-MM-DD` version from 2018-02-01 on.
+    pub fn parse_imds(query: &str) -> Result<Self, RequestError> {
+        Self::parse_accepting(query, "2018-02-01 or later", |version| {
+            version.len() == IMDS_MIN_API_VERSION.len()
+                && version.bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
+                && version >= IMDS_MIN_API_VERSION
+        })
+    }
+
+    fn parse_accepting(
+        query: &str,
+        speaks: &'static str,
+        accepted: impl Fn(&str) -> bool,
+    ) -> Result<Self, RequestError> {
         let mut api_version = None;
         let mut resource = None;
         let mut identities = Vec::new();
@@ -49,8 +77,8 @@ impl TokenRequest {
                 _ => {}
             }
         }
-        if api_version.as_deref() != Some(API_VERSION) {
-            return Err(RequestError::ApiVersion(api_version));
+        if !api_version.as_deref().is_some_and(accepted) {
+            return Err(RequestError::ApiVersion(api_version, speaks));
         }
         let resource = resource
             .filter(|r| !r.is_empty())
@@ -118,9 +146,21 @@ mod tests {
             assert_eq!(TokenRequest::parse(query), Err(error), "{query}");
         }
         assert!(
-            RequestError::ApiVersion(Some("2017-09-01".into()))
+            RequestError::ApiVersion(Some("2017-09-01".into()), API_VERSION)
                 .to_string()
                 .contains("2017-09-01 is not supported")
         );
+    }
+
+    #[test]
+    fn imds_takes_any_version_from_2018_02_01() {
+        for version in ["2018-02-01", "2019-08-01", "2025-04-07"] {
+            let query = format!("api-version={version}&resource=x");
+            assert!(TokenRequest::parse_imds(&query).is_ok(), "{version}");
+        }
+        for version in ["2017-09-01", "2019-8-01", "latest", "2019-08-01x"] {
+            let query = format!("api-version={version}&resource=x");
+            assert!(TokenRequest::parse_imds(&query).is_err(), "{version}");
+        }
     }
 }

@@ -141,7 +141,7 @@ async fn refusals_are_app_services() {
 }
 
 #[tokio::test]
-async fn the_endpoint_is_off_unless_configured() {
+async fn the_endpoints_are_off_unless_configured() {
     let emu = spawn_emulator().await;
     let (status, _) = ask(
         &emu,
@@ -150,4 +150,98 @@ async fn the_endpoint_is_off_unless_configured() {
     )
     .await;
     assert_eq!(status, 404);
+    let (status, _) = ask_imds(
+        &emu,
+        &format!("api-version=2018-02-01&resource={API_APP_ID_URI}"),
+        Some("true"),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+async fn ask_imds(emu: &Emulator, query: &str, metadata: Option<&str>) -> (u16, Value) {
+    let mut request = emu.http.get(format!(
+        "{}/metadata/identity/oauth2/token?{query}",
+        emu.http_url
+    ));
+    if let Some(value) = metadata {
+        request = request.header("metadata", value);
+    }
+    let response = request.send().await.expect("answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn the_imds_endpoint_answers_as_the_instance_metadata_service() {
+    let emu = spawn_with(|settings| {
+        settings.managed_identity.imds = true;
+        settings.managed_identity.system_assigned = Some(nightly_mi::NAME.into());
+    })
+    .await;
+    for query in [
+        "api-version=2018-02-01&resource=https://management.azure.com/".to_owned(),
+        format!(
+            "api-version=2019-08-01&resource={API_APP_ID_URI}&msi_res_id={}",
+            nightly_mi::RESOURCE_ID
+        ),
+    ] {
+        let (status, body) = ask_imds(&emu, &query, Some("true")).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        for field in ["expires_in", "expires_on", "ext_expires_in", "not_before"] {
+            assert!(
+                body[field]
+                    .as_str()
+                    .is_some_and(|v| v.parse::<i64>().is_ok()),
+                "{field} is a string of digits: {body}"
+            );
+        }
+        assert_eq!(body["client_id"], nightly_mi::CLIENT_ID);
+        assert_eq!(body["token_type"], "Bearer");
+        let (_, claims) = decode_parts(body["access_token"].as_str().expect("token"));
+        assert_eq!(claims["xms_mirid"], nightly_mi::RESOURCE_ID);
+    }
+    let good = format!("api-version=2018-02-01&resource={API_APP_ID_URI}");
+    for (query, metadata, error, words) in [
+        (
+            good.clone(),
+            None,
+            "bad_request_102",
+            "Required metadata header not specified",
+        ),
+        (
+            good.clone(),
+            Some("True"),
+            "bad_request_102",
+            "Required metadata header",
+        ),
+        (
+            format!("{good}&client_id={READER_ID}"),
+            Some("true"),
+            "invalid_request",
+            "Identity not found",
+        ),
+        (
+            "api-version=2018-02-01&resource=api://nope".to_owned(),
+            Some("true"),
+            "invalid_resource",
+            "AADSTS500011",
+        ),
+        (
+            format!("api-version=2017-09-01&resource={API_APP_ID_URI}"),
+            Some("true"),
+            "invalid_request",
+            "2017-09-01 is not supported",
+        ),
+    ] {
+        let (status, body) = ask_imds(&emu, &query, metadata).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"], error, "{query}: {body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains(words)),
+            "{query}: {body}"
+        );
+    }
 }

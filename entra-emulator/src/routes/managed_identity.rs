@@ -7,6 +7,9 @@
 //! the directory's `managed_identities`, with `xms_mirid`; answers and errors are App Service's:
 //! `{access_token, expires_on (a string of epoch seconds), resource, token_type, client_id}`, and
 //! `{statusCode, message}`.
+//!
+//! And the Instance Metadata Service's (`/metadata/identity/oauth2/token`), which VMs and AKS
+//! nodes give: the same identities and tokens, IMDS's answer and errors.
 
 use super::{RequestIds, injected_fault};
 use crate::directory::{Application, Directory, Tenant};
@@ -23,7 +26,7 @@ use shared::managed_identity::{self, TokenRequest};
 /// Checks the section against the directory at start: the tenant exists, and the system-assigned
 /// identity is one of its managed identities.
 pub fn check(settings: &ManagedIdentitySettings, directory: &Directory) -> Result<(), ConfigError> {
-    if settings.identity_header.is_none() {
+    if settings.identity_header.is_none() && !settings.imds {
         return Ok(());
     }
     let tenant = serving_tenant(settings, directory).ok_or_else(|| {
@@ -66,6 +69,57 @@ fn answer(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(managed_identity::error_body(status.as_u16(), message))
 }
 
+/// Why no token was minted, whichever protocol asked.
+enum Refusal {
+    /// No managed identity answers to what was asked (`"client_id …"`, or the system-assigned).
+    UnknownIdentity(String),
+    /// The token endpoint's own refusal (AADSTS500011, 501051…).
+    Grant(crate::aadsts::AadError),
+}
+
+/// Mints the token `request` asks for, for a managed identity of the serving tenant.
+fn mint<'s>(
+    state: &'s AppState,
+    request: &TokenRequest,
+) -> Result<(crate::mint::IssuedToken, &'s Application), Refusal> {
+    let settings = &state.settings.managed_identity;
+    let directory = state.directory();
+    let tenant = serving_tenant(settings, directory)
+        .ok_or_else(|| Refusal::UnknownIdentity("a tenant".into()))?;
+    let identity = match &request.identity {
+        None => settings.system_assigned.as_ref().and_then(|name| {
+            tenant
+                .applications
+                .iter()
+                .find(|a| &a.name == name && a.managed_identity.is_some())
+        }),
+        Some((key, value)) => tenant.managed_identity(key, value),
+    };
+    let identity = identity.ok_or_else(|| {
+        Refusal::UnknownIdentity(
+            request
+                .identity
+                .as_ref()
+                .map(|(key, value)| format!("{key} {value}"))
+                .unwrap_or_else(|| "a system-assigned identity".into()),
+        )
+    })?;
+    let service = &state.tokens;
+    let issued = service
+        .resolve_v1_resource(tenant, &tenant.id, &request.resource)
+        .and_then(|resource| {
+            service.app_token(tenant, identity, &resource, ClientAuth::Certificate)
+        })
+        .map_err(Refusal::Grant)?;
+    tracing::info!(
+        identity = %identity.name,
+        resource = %request.resource,
+        "managed identity token issued"
+    );
+    Ok((issued, identity))
+}
+
+/// App Service's endpoint: `X-IDENTITY-HEADER`, api-version 2019-08-01.
 pub async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let settings = &state.settings.managed_identity;
     let Some(secret) = &settings.identity_header else {
@@ -89,53 +143,76 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         Ok(request) => request,
         Err(error) => return answer(StatusCode::BAD_REQUEST, &error.to_string()),
     };
-    let resource = request.resource;
-    let directory = state.directory();
-    let Some(tenant) = serving_tenant(settings, directory) else {
-        return answer(StatusCode::INTERNAL_SERVER_ERROR, "No tenant to serve.");
-    };
-    let identity: Option<&Application> = match &request.identity {
-        None => settings.system_assigned.as_ref().and_then(|name| {
-            tenant
-                .applications
-                .iter()
-                .find(|a| &a.name == name && a.managed_identity.is_some())
-        }),
-        Some((key, value)) => tenant.managed_identity(key, value),
-    };
-    let Some(identity) = identity else {
-        let asked = request
-            .identity
-            .as_ref()
-            .map(|(key, value)| format!("{key} {value}"))
-            .unwrap_or_else(|| "a system-assigned identity".into());
-        return answer(
+    match mint(&state, &request) {
+        Ok((issued, identity)) => HttpResponse::Ok()
+            .insert_header(("cache-control", "no-store, no-cache"))
+            .json(managed_identity::token_body(
+                &issued.access_token,
+                issued.expires_on,
+                &request.resource,
+                &identity.client_id,
+            )),
+        Err(Refusal::UnknownIdentity(asked)) => answer(
             StatusCode::BAD_REQUEST,
             &format!("No managed identity with {asked} is assigned to this resource."),
-        );
+        ),
+        Err(Refusal::Grant(error)) => answer(StatusCode::BAD_REQUEST, &error.to_string()),
+    }
+}
+
+/// An error as the Instance Metadata Service answers one: OAuth's `error` and
+/// `error_description`, status 400.
+fn imds_error(error: &str, description: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "error": error, "error_description": description }))
+}
+
+/// The Instance Metadata Service's endpoint (`/metadata/identity/oauth2/token`, `Metadata: true`,
+/// api-version 2018-02-01 or later), on the emulator's own listeners, since 169.254.169.254
+/// cannot be bound here: MSAL for Python and azure-identity reach it through
+/// `AZURE_POD_IDENTITY_AUTHORITY_HOST`. Its answer carries every number as a string.
+pub async fn imds_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !state.settings.managed_identity.imds {
+        return HttpResponse::NotFound().json(json!({"error": "not_found"}));
+    }
+    let ids = RequestIds::of(&req);
+    if let Some(response) = injected_fault(&state, &ids, FaultTarget::Token).await {
+        return response;
+    }
+    // IMDS's guard against a request forged through another service (SSRF): the exact value.
+    if req.headers().get("metadata").map(|v| v.as_bytes()) != Some(b"true".as_slice()) {
+        return imds_error("bad_request_102", "Required metadata header not specified");
+    }
+    let request = match TokenRequest::parse_imds(req.query_string()) {
+        Ok(request) => request,
+        Err(error) => return imds_error("invalid_request", &error.to_string()),
     };
-    let service = &state.tokens;
-    let issued = service
-        .resolve_v1_resource(tenant, &tenant.id, &resource)
-        .and_then(|resource| {
-            service.app_token(tenant, identity, &resource, ClientAuth::Certificate)
-        });
-    match issued {
-        Ok(issued) => {
-            tracing::info!(
-                identity = %identity.name,
-                resource = %resource,
-                "managed identity token issued"
-            );
+    match mint(&state, &request) {
+        Ok((issued, identity)) => {
+            let not_before = issued
+                .claims
+                .nbf
+                .unwrap_or(issued.expires_on - issued.expires_in - 1);
             HttpResponse::Ok()
                 .insert_header(("cache-control", "no-store, no-cache"))
-                .json(managed_identity::token_body(
-                    &issued.access_token,
-                    issued.expires_on,
-                    &resource,
-                    &identity.client_id,
-                ))
+                .json(json!({
+                    "access_token": issued.access_token,
+                    "client_id": identity.client_id,
+                    "expires_in": issued.expires_in.to_string(),
+                    "expires_on": issued.expires_on.to_string(),
+                    "ext_expires_in": issued.expires_in.to_string(),
+                    "not_before": not_before.to_string(),
+                    "resource": request.resource,
+                    "token_type": "Bearer",
+                }))
         }
-        Err(error) => answer(StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(Refusal::UnknownIdentity(_)) => imds_error("invalid_request", "Identity not found"),
+        Err(Refusal::Grant(error)) => imds_error(
+            if error.code == 500011 {
+                "invalid_resource"
+            } else {
+                error.error
+            },
+            &error.to_string(),
+        ),
     }
 }
