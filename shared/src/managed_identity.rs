@@ -132,10 +132,10 @@ mod tests {
     #[test]
     fn bad_requests_say_why() {
         for (query, error) in [
-            ("resource=x", RequestError::ApiVersion(None)),
+            ("resource=x", RequestError::ApiVersion(None, API_VERSION)),
             (
                 "api-version=2017-09-01&resource=x",
-                RequestError::ApiVersion(Some("2017-09-01".into())),
+                RequestError::ApiVersion(Some("2017-09-01".into()), API_VERSION),
             ),
             ("api-version=2019-08-01&resource=", RequestError::NoResource),
             (
