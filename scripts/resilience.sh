@@ -63,6 +63,8 @@ cut -d" " -f1-3 /proc/loadavg >"$logs/load-before"
 step attack-corpus env ATTACK_CORPUS_MD=write \
   cargo test --locked -p mesh-tests --test api attack_corpus -- --nocapture
 step storms cargo test --locked -p mesh-tests --test caller storms -- --nocapture
+step sidecar env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test caller \
+  sidecar::a_python_client_rides_an_identity_provider_outage_until_the_safety_margin -- --nocapture
 step e2e-faults cargo test --locked -p mesh-tests --test e2e -- --nocapture faults rotation_load
 step api-faults cargo test --locked -p mesh-tests --test api -- --nocapture \
   keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed fuzz_regressions
@@ -99,7 +101,7 @@ def status(step):
 
 # Test outcomes (`test <path> ... ok`) and `resilience: <case>: <figure>` lines, per step.
 outcomes, figures = {}, []
-steps = ["attack-corpus", "storms", "e2e-faults", "api-faults", "durability",
+steps = ["attack-corpus", "storms", "sidecar", "e2e-faults", "api-faults", "durability",
          "emulator-fuzz-regressions", "secrets", "load"] + (["fuzz"] if fuzz_secs else [])
 for step in steps:
     text = read(f"{step}.out") + "\n" + read(f"{step}.err")
@@ -205,6 +207,15 @@ row("Token endpoint answers 429 with `Retry-After: 30` from the refresh point on
     "as above from the refresh point; 0 failed job runs until the safety margin",
     "storms", ["storms::a_429_storm_past_the_refresh_point_honours_retry_after_and_fails_no_job"],
     cases("idp 429 storm (Retry-After 30 s), token held past its refresh point"))
+
+row("Token endpoint down past the refresh point, an app calling through the token sidecar",
+    "`tests/caller/sidecar.rs`: the daemon's sidecar forwarding to wiremock, the identity provider "
+    "(wiremock) answering 503 from the refresh point on, a manual clock; the app is Python (urllib, "
+    "no token code)",
+    "every call answered 200 until the token's safety margin (expiry − 60 s), refresh attempts "
+    "made and refused; after it 503 `no_token`, never a stale token",
+    "sidecar", ["sidecar::a_python_client_rides_an_identity_provider_outage_until_the_safety_margin"],
+    cases("sidecar through an idp outage"))
 
 e2e_how = ("`tests/e2e/{}`: the real emulator, API and three caller daemons in one process, "
            "callers on a manual clock")
