@@ -65,7 +65,8 @@ step attack-corpus env ATTACK_CORPUS_MD=write \
 step storms cargo test --locked -p mesh-tests --test caller storms -- --nocapture
 step sidecar env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test caller \
   sidecar::a_python_client_rides_an_identity_provider_outage_until_the_safety_margin -- --nocapture
-step e2e-faults cargo test --locked -p mesh-tests --test e2e -- --nocapture faults rotation_load
+step e2e-faults env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test e2e -- --nocapture \
+  faults rotation_load
 step api-faults cargo test --locked -p mesh-tests --test api -- --nocapture \
   keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed fuzz_regressions
 step durability cargo test --locked -p api-service --test durability -- --nocapture
@@ -237,6 +238,13 @@ row("Token endpoint down (503) past every refresh point",
     "e2e-faults", ["faults::a_token_endpoint_outage_past_the_refresh_point_fails_no_job"],
     cases("token endpoint down (503) past every refresh point",
           "token endpoint back after the outage"))
+row("Token endpoint down (503), an app calling through the reader's token sidecar",
+    e2e_how.format("faults.rs") + "; the emulator's fault injection; the app is Python (urllib, "
+    "no token code) calling the API through the reader's sidecar",
+    "every call answered 200 while the reader serves its token; 503 `no_token` once the token "
+    "is past its end, never a stale token",
+    "e2e-faults", ["faults::an_app_behind_the_sidecar_rides_the_token_endpoint_outage"],
+    cases("sidecar through the emulator's token outage"))
 row("Identity provider (emulator) restarted",
     e2e_how.format("faults.rs"),
     "cached tokens keep working; new tokens carry the same kid; the API needs no new fetch",

@@ -5,7 +5,7 @@
 
 use caller_service::settings::SidecarUpstreamSettings;
 use mesh_tests::caller::*;
-use mesh_tests::python3_or_skip;
+use mesh_tests::{python_get, python3_or_skip};
 use shared::clock::Clock as _;
 use std::time::Duration;
 use wiremock::matchers::{body_string, header, method, path, query_param};
@@ -413,25 +413,6 @@ async fn fifty_concurrent_apps_from_a_cold_start_cost_one_token_request() {
     app.shut_down().await;
     app.idp.verify().await;
     app.api.verify().await;
-}
-
-/// `GET` through the sidecar from a Python process with no token code (urllib, standard
-/// library): its status.
-fn python_get(python: &std::path::Path, url: &str) -> u16 {
-    let output = std::process::Command::new(python)
-        .args([
-            "-c",
-            "import sys, urllib.request, urllib.error\n\
-             try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=20).status)\n\
-             except urllib.error.HTTPError as e:\n    print(e.code)",
-            url,
-        ])
-        .output()
-        .expect("python runs");
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("python printed a status: {output:?}"))
 }
 
 #[tokio::test]

@@ -177,3 +177,73 @@ async fn the_emulator_restarted_leaves_every_token_valid() {
     );
     test.mesh.stop().await.expect("stops cleanly");
 }
+
+/// The same outage seen by an app with no token code: a Python client calling the tasks API
+/// through the reader's token sidecar gets 200 from the refresh point on while the emulator's
+/// token endpoint answers 503, and 503 `no_token` once the reader's token is past its safety
+/// margin, never a stale token.
+#[tokio::test]
+async fn an_app_behind_the_sidecar_rides_the_token_endpoint_outage() {
+    let Some(python) = mesh_tests::python3_or_skip() else {
+        return;
+    };
+    let mut callers = mesh::demo_callers(EVERY);
+    for job in callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
+        job.every = EVERY;
+    }
+    let test = start_with(callers, |options| {
+        // The inventory app makes one round of calls (its own clock is real time).
+        options.add_sidecar(python.clone(), Duration::from_secs(3600));
+        if let Some(sidecar) = &mut options.sidecar {
+            sidecar.port = 0;
+        }
+    })
+    .await;
+    let reader = test.mesh.caller("reader");
+    let url = format!(
+        "{}/tasks/api/tasks?limit=1",
+        reader
+            .sidecar
+            .as_deref()
+            .expect("the reader hosts the sidecar")
+    );
+    let ask = || {
+        let (python, url) = (python.clone(), url.clone());
+        tokio::task::spawn_blocking(move || mesh_tests::python_get(&python, &url))
+    };
+    test.advance_to_run(EVERY, 1).await;
+    assert_eq!(ask().await.expect("joins"), 200);
+
+    let state = &test.mesh.emulator.state;
+    state
+        .faults
+        .add(
+            FaultRequest {
+                target: FaultTarget::Token,
+                kind: FaultKind::Unavailable,
+                seconds: Some(24 * 3600),
+                requests: None,
+            },
+            state.now(),
+        )
+        .expect("fault accepted");
+    test.advance_to_run(PAST_REFRESH, 2).await;
+    let mut answered = 0;
+    for runs in 3..=6 {
+        test.advance_to_run(EVERY, runs).await;
+        assert_eq!(ask().await.expect("joins"), 200, "run {runs}");
+        answered += 1;
+    }
+    let refused = reader.idp_requests() - 1;
+    assert!(refused > 0, "refresh attempts were made and refused");
+
+    // Past any token's end (90 min at most): no token to lend, and the app is told why.
+    test.advance_to_run(Duration::from_secs(45 * 60), 7).await;
+    assert_eq!(ask().await.expect("joins"), 503);
+    println!(
+        "resilience: sidecar through the emulator's token outage: a Python client got {answered} \
+         of {answered} answers 200 through the reader's sidecar from 46 to 50 min of the outage, \
+         the reader's {refused} refresh attempts refused (503); past the token's end 503 no_token"
+    );
+    test.mesh.stop().await.expect("stops cleanly");
+}

@@ -62,6 +62,25 @@ pub fn python3_or_skip() -> Option<PathBuf> {
     found
 }
 
+/// `GET url` from a Python process with no token code (urllib, standard library): the status it
+/// saw. Blocking: call it from `spawn_blocking`.
+pub fn python_get(python: &std::path::Path, url: &str) -> u16 {
+    let output = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys, urllib.request, urllib.error\n\
+             try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=20).status)\n\
+             except urllib.error.HTTPError as e:\n    print(e.code)",
+            url,
+        ])
+        .output()
+        .expect("python runs");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python printed a status: {output:?}"))
+}
+
 /// Polls `condition`, yielding in between, for at most 10 s of real time: a safety net so that a
 /// broken test fails with `what` instead of hanging, never a timing assumption.
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
