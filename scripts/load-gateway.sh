@@ -68,46 +68,8 @@ cd "$root"
 echo "load-gateway: building release binaries" >&2
 cargo build --release --locked -q -p entra-emulator -p entra-gateway
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-fail() { echo "load-gateway: $*" >&2; exit 1; }
-
-# The last line a process logged, for a one-line reason.
-last_log() { tail -n 1 "$1" 2>/dev/null | cut -c1-300; }
-
-# Waits (at most 30 s) for a ready file; fails as soon as its process has exited.
-wait_for() {
-  local file=$1 pid=$2 name=$3 log=$4
-  for _ in $(seq 1 300); do
-    [[ -s "$file" ]] && return 0
-    kill -0 "$pid" 2>/dev/null || fail "$name exited before it was ready: $(last_log "$log")"
-    sleep 0.1
-  done
-  fail "$name was not ready within 30 s: $(last_log "$log")"
-}
-
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
-
-# Free loopback ports, distinct: all bound at once, then released.
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
+SCRIPT=load-gateway
+. scripts/lib/procs.sh
 
 # --- the identity provider and the token ---------------------------------------------------
 EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \

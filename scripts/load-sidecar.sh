@@ -48,35 +48,8 @@ cd "$root"
 echo "load-sidecar: building release binaries" >&2
 cargo build --release --locked -q -p entra-emulator -p api-service -p caller-service
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "load-sidecar: $*" >&2; exit 1; }
-last_log() { tail -n 1 "$1" 2>/dev/null | cut -c1-300; }
-wait_for() { # ready-file pid name log
-  for _ in $(seq 1 300); do
-    [[ -s "$1" ]] && return 0
-    kill -0 "$2" 2>/dev/null || fail "$3 exited before it was ready: $(last_log "$4")"
-    sleep 0.1
-  done
-  fail "$3 was not ready within 30 s: $(last_log "$4")"
-}
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
+SCRIPT=load-sidecar
+. scripts/lib/procs.sh
 
 EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
   target/release/entra-emulator serve --ready-file "$work/emulator.json" 2>"$work/emulator.log" &

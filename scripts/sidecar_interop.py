@@ -11,6 +11,7 @@ exit status 1 if anything failed. Tokens and the identity header are never print
 """
 
 import argparse
+import logging
 import os
 import re
 import socket
@@ -69,6 +70,8 @@ def main():
     parser.add_argument("--imds-client-id", required=True)
     args = parser.parse_args()
     header = os.environ["SIDECAR_IDENTITY_HEADER"]
+    # Two checks expect a refusal; the SDK would log each as a warning besides raising it.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     whoami = f"{args.sidecar}/tasks/api/whoami"
     wait_for_port(args.sidecar)
 

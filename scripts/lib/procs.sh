@@ -1,0 +1,45 @@
+# Sourced by the load scripts, after `cd` to the repository and with SCRIPT naming the script for
+# its messages: a work directory and the background processes started there, removed and stopped
+# on exit however the script ends; a one-line failure; waiting for a ready file; reading one
+# field of a JSON file; free loopback ports.
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "$SCRIPT: $*" >&2; exit 1; }
+
+# The last line a process logged, for a one-line reason.
+last_log() { tail -n 1 "$1" 2>/dev/null | cut -c1-300; }
+
+# wait_for FILE PID NAME LOG: at most 30 s for a ready file; fails as soon as its process exited.
+wait_for() {
+  local file=$1 pid=$2 name=$3 log=$4
+  for _ in $(seq 1 300); do
+    [[ -s "$file" ]] && return 0
+    kill -0 "$pid" 2>/dev/null || fail "$name exited before it was ready: $(last_log "$log")"
+    sleep 0.1
+  done
+  fail "$name was not ready within 30 s: $(last_log "$log")"
+}
+
+json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+# free_ports N: N distinct free loopback ports (all bound at once, then released).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
