@@ -26,7 +26,7 @@ BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-3000} # seconds for `up --build` (a cold bu
 HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-180}
 TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
 OUTAGE_SECS=${SMOKE_OUTAGE_SECS:-25} # how long the callers must ride the emulator's absence
-SERVICES=(emulator api reports gateway reader writer stranger sidecar)
+SERVICES=(emulator api reports gateway reader writer stranger sidecar nightly)
 
 started=$SECONDS
 failures=0
@@ -168,6 +168,9 @@ snapshot() {
   caller_metrics writer >"$WORK/writer.prom"
   caller_metrics stranger >"$WORK/stranger.prom"
   caller_metrics sidecar >"$WORK/sidecar.prom"
+  caller_metrics nightly >"$WORK/nightly.prom"
+  N_WHO=$(metric caller_job_runs_total 'job="whoami"' 'outcome="success"' <"$WORK/nightly.prom")
+  N_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/nightly.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/nightly.prom")))
   compose logs --no-color inventory >"$WORK/inventory.log" 2>&1 || true
   I_TASKS=$(grep -c "GET /api/tasks?limit=5 via the sidecar → 200" "$WORK/inventory.log" || true)
   I_REPORTS=$(grep -c "GET /reports/daily via the sidecar → 200" "$WORK/inventory.log" || true)
@@ -196,7 +199,8 @@ show() {
   say "$1: reader list-tasks ok=$R_LIST whoami ok=$R_WHO bad=$R_BAD | writer create-task ok=$W_OK bad=$W_BAD |" \
     "stranger refused=$S_REFUSED ok=$S_OK error=$S_ERR | API accepted=$A_ACCEPTED client_not_allowed=$A_NOT_ALLOWED 403s=$A_403 201s=$A_201 |" \
     "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED |" \
-    "inventory via the sidecar: tasks 200=$I_TASKS reports 200=$I_REPORTS managed-identity token accepted=$I_MI (sidecar 200s $SC_OK)"
+    "inventory via the sidecar: tasks 200=$I_TASKS reports 200=$I_REPORTS managed-identity token accepted=$I_MI (sidecar 200s $SC_OK) |" \
+    "nightly (managed identity) whoami ok=$N_WHO bad=$N_BAD"
 }
 
 # 3. Traffic: each job has run at least twice (they run every 5 s).
@@ -206,7 +210,7 @@ while :; do
   snapshot
   ((R_LIST >= 2 && R_WHO >= 2 && W_OK >= 2 && S_REFUSED >= 2 && A_NOT_ALLOWED >= 2 &&
     R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2 &&
-    I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2)) && break
+    I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2 && N_WHO >= 2)) && break
   ((SECONDS < deadline)) || break
   sleep 2
 done
@@ -235,6 +239,11 @@ check "$((I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2 && SC_OK >= I_TASKS + I_RE
   "inventory app with no token code: through its sidecar the API answered 200 $I_TASKS times and the gateway $I_REPORTS times; a token from its IDENTITY_ENDPOINT was accepted by the API as the reader's $I_MI times" \
   "inventory: tasks 200=$I_TASKS reports 200=$I_REPORTS managed-identity accepted=$I_MI sidecar 200s=$SC_OK (want >= 2 each)"
 
+# The secretless caller: a managed identity's tokens from the emulator's /msi/token, no secret.
+check "$((N_WHO >= 2 && N_BAD == 0))" \
+  "secretless caller (managed identity nightly-mi, tokens from the emulator's managed-identity endpoint): whoami ok $N_WHO times, none failed" \
+  "nightly: whoami ok=$N_WHO failed=$N_BAD (want >= 2, 0)"
+
 # 4. The identity provider goes away: tokens and keys already held keep the mesh working.
 compose stop emulator >/dev/null 2>&1 || abort "could not stop the emulator"
 emulator_state=$(health emulator)
@@ -244,7 +253,7 @@ check "$emulator_exited" "emulator stopped" "emulator still $emulator_state afte
 snapshot
 show "emulator stopped"
 before_list=$R_LIST before_who=$R_WHO before_w=$W_OK before_s=$S_REFUSED before_acc=$A_ACCEPTED
-before_report=$R_REPORT before_gacc=$G_ACCEPTED before_inventory=$I_TASKS
+before_report=$R_REPORT before_gacc=$G_ACCEPTED before_inventory=$I_TASKS before_nightly=$N_WHO
 before_rbad=$R_BAD before_wbad=$W_BAD
 sleep "$OUTAGE_SECS"
 snapshot
@@ -271,7 +280,10 @@ check "$((R_REPORT - before_report >= want && G_ACCEPTED > before_gacc))" \
 check "$((I_TASKS - before_inventory >= want))" \
   "the inventory app keeps getting 200 through its sidecar's cached token (+$((I_TASKS - before_inventory)))" \
   "inventory during the outage: +$((I_TASKS - before_inventory)) tasks 200 (want >= $want)"
-for service in api reports gateway reader writer stranger sidecar; do
+check "$((N_WHO - before_nightly >= want && N_BAD == 0))" \
+  "the secretless caller keeps succeeding on its cached managed-identity token (+$((N_WHO - before_nightly)) whoami)" \
+  "nightly during the outage: +$((N_WHO - before_nightly)) whoami, failed=$N_BAD (want >= $want, 0)"
+for service in api reports gateway reader writer stranger sidecar nightly; do
   status=$(health "$service")
   [[ $status == healthy ]] || fail "$service is $status during the emulator's absence"
 done
