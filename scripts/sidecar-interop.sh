@@ -2,7 +2,8 @@
 # The caller's token sidecar against unmodified Python clients: plain `requests` with no token
 # code through the egress listener, 50 of them at once from a cold start, and azure-identity's
 # ManagedIdentityCredential with only IDENTITY_ENDPOINT / IDENTITY_HEADER set; and the emulator's
-# own IMDS endpoint for a managed identity of its directory (AZURE_POD_IDENTITY_AUTHORITY_HOST). Starts the
+# own IMDS endpoint for a managed identity of its directory (AZURE_POD_IDENTITY_AUTHORITY_HOST),
+# and azure-identity's ClientSecretCredential against the emulator itself. Starts the
 # emulator, the tasks API and the caller (debug builds) on free loopback ports; nothing leaves
 # the machine but the first-use install of azure-identity and requests (PyPI) into .venv/sidecar.
 #
@@ -84,12 +85,17 @@ CALLER__SIDECAR__IDENTITY_HEADER="$identity_header" CALLER__LOG__FILTER=warn \
   ./target/debug/caller-service --config "$work/caller.toml" run &
 pids+=($!)
 
-SIDECAR_IDENTITY_HEADER="$identity_header" "$venv/bin/python" scripts/sidecar_interop.py \
+# The demo reader's secret, as the directory holds it (DEMO), for the client-secret check.
+reader_secret=$(grep -m1 '^client_secret' "$work/caller.toml" | cut -d'"' -f2)
+SIDECAR_IDENTITY_HEADER="$identity_header" SIDECAR_INTEROP_CLIENT_SECRET="$reader_secret" \
+  "$venv/bin/python" scripts/sidecar_interop.py \
   --sidecar "http://127.0.0.1:$sidecar_port" \
   --operator "http://127.0.0.1:$operator_port" \
   --api "$api" \
   --client-id "$(grep -m1 '^client_id' "$work/caller.toml" | cut -d'"' -f2)" \
   --imds-host "http://127.0.0.1:$emulator_http_port" \
+  --authority "$idp" --ca-file "$ca" \
+  --tenant "$(grep -m1 '^tenant_id' "$work/caller.toml" | cut -d'"' -f2)" \
   --imds-client-id "$(python3 -c 'import re,sys; t=open(sys.argv[1]).read(); print(re.search(r"\[\[tenants.managed_identities\]\]\nname = \"nightly-mi\"\nclient_id = \"([^\"]+)\"", t).group(1))' entra-emulator/demo/directory.toml)"
 
 # The Rust azure_identity's ManagedIdentityCredential (App Service source), unmodified: a second

@@ -67,6 +67,9 @@ def main():
     parser.add_argument("--api", required=True)
     parser.add_argument("--client-id", required=True)
     parser.add_argument("--imds-host", required=True)
+    parser.add_argument("--authority", required=True)
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--ca-file", required=True)
     parser.add_argument("--imds-client-id", required=True)
     args = parser.parse_args()
     header = os.environ["SIDECAR_IDENTITY_HEADER"]
@@ -212,6 +215,32 @@ def main():
         assert token.expires_on > time.time() + 1800
 
     imds()
+
+    @check("azure-identity ClientSecretCredential against the emulator: authority, CA and disable_instance_discovery")
+    def client_secret():
+        from azure.identity import ClientSecretCredential
+
+        # The demo reader's, as the emulator's directory holds it (a DEMO secret).
+        credential = ClientSecretCredential(
+            args.tenant,
+            args.client_id,
+            os.environ["SIDECAR_INTEROP_CLIENT_SECRET"],
+            authority=args.authority,
+            connection_verify=args.ca_file,
+            # Without it MSAL asks login.microsoftonline.com first (README: "Pointing real clients
+            # at it"); never tried here, since nothing may leave the machine.
+            disable_instance_discovery=True,
+        )
+        token = credential.get_token("api://tasks-api/.default")
+        response = requests.get(
+            f"{args.api}/api/whoami",
+            headers={"Authorization": f"Bearer {token.token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.status_code
+        assert response.json()["client_app_id"] == args.client_id
+
+    client_secret()
 
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")
