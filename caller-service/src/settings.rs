@@ -244,10 +244,8 @@ pub struct Sidecar {
 #[derive(Debug, Clone)]
 pub struct SidecarUpstream {
     pub name: String,
-    /// Without a trailing `/`; the rest of the app's path and its query are appended.
-    pub base: String,
-    /// `base`, parsed once: a request's URL is this with its path and query replaced, so its
-    /// scheme and host are never parsed again.
+    /// Parsed once: a request's URL is this with its path and query replaced, so its scheme and
+    /// host are never parsed again.
     pub url: url::Url,
     pub scope: String,
     pub timeout: Duration,
@@ -345,8 +343,7 @@ impl SidecarSettings {
             }
             upstreams.push(SidecarUpstream {
                 name: name.to_owned(),
-                base: url.as_str().trim_end_matches('/').to_owned(),
-                url: url.clone(),
+                url,
                 scope: upstream.scope.clone(),
                 timeout: Duration::from_secs(upstream.timeout_secs),
             });
@@ -395,6 +392,13 @@ impl SidecarSettings {
             upstreams,
             identity,
         }))
+    }
+}
+
+impl SidecarUpstream {
+    /// The URL without a trailing `/`: the rest of the app's path and its query go after it.
+    pub fn base(&self) -> &str {
+        self.url.as_str().trim_end_matches('/')
     }
 }
 
@@ -909,7 +913,7 @@ mod tests {
                 .is_none()
         );
         let sidecar = sidecar(|_| {}).expect("valid").expect("configured");
-        assert_eq!(sidecar.upstreams[0].base, "https://tasks.internal/api");
+        assert_eq!(sidecar.upstreams[0].base(), "https://tasks.internal/api");
         assert_eq!(sidecar.scopes(), ["api://tasks-api/.default"]);
     }
 

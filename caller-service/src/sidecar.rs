@@ -23,7 +23,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::managed_identity::{self, TokenRequest};
-use shared::proxy::{ClientRecipe, error_chain, forwardable, relay, stream_body};
+use shared::proxy::{ClientRecipe, declared_body, error_chain, forwardable, relay, stream_body};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -288,16 +288,10 @@ async fn forward(
             .with_label_values(&[upstream.name.as_str()])
             .inc();
     }
-    let declared_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let (declared_length, has_body) = declared_body(req.headers());
     if declared_length.is_some_and(|length| length > state.max_body_bytes) {
         return too_large(state.max_body_bytes);
     }
-    let has_body = declared_length.is_some_and(|length| length > 0)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
     let too_big = Arc::new(AtomicBool::new(false));
     let mut body = if !has_body {
         Body::Empty
@@ -315,16 +309,15 @@ async fn forward(
             too_big.clone(),
         )))
     };
-    let headers = upstream_headers(req);
-
     let mut token = match state.tokens.get_token(&upstream.scope).await {
         Ok(token) => token,
         Err(error) => return no_token(upstream, &error),
     };
+    // The headers are built for each send (the second one is rare) rather than cloned for both.
     let send = |token: &CachedToken, body: Option<reqwest::Body>| {
         let mut request = client
             .request(method.clone(), target.clone())
-            .headers(headers.clone())
+            .headers(upstream_headers(req))
             .bearer_auth(token.secret());
         if let Some(body) = body {
             request = request.body(body);
@@ -332,18 +325,13 @@ async fn forward(
         tokio::time::timeout(upstream.timeout, request.send())
     };
     let mut sent = send(&token, body.take()).await;
-    if let Ok(Ok(first)) = &sent
-        && is_invalid_token(first)
-    {
+    let refused = matches!(&sent, Ok(Ok(first)) if is_invalid_token(first));
+    if refused {
         // The refused token goes whatever the method (only if it is still the cached one and
         // none was dropped very recently), so the app's next request gets a new one.
         state.tokens.invalidate(&upstream.scope, &token);
     }
-    if let Ok(Ok(first)) = &sent
-        && is_invalid_token(first)
-        && is_idempotent(req.method())
-        && body.replayable()
-    {
+    if refused && is_idempotent(req.method()) && body.replayable() {
         // Resent once, with a token other than the refused one.
         match state.tokens.get_token(&upstream.scope).await {
             Ok(fresh) if fresh.fingerprint != token.fingerprint => {

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use entra_auth::AppCaller;
 use shared::config::ConfigError;
 use shared::http::HttpClientSettings;
-use shared::proxy::{ClientRecipe, error_chain, forwardable, relay, stream_body};
+use shared::proxy::{ClientRecipe, declared_body, error_chain, forwardable, relay, stream_body};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -169,19 +169,12 @@ pub async fn forward(
         Ok(caller) => caller,
         Err(refusal) => return with_request_id(refusal.response(Some(&id)), &id),
     };
-    let declared_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let (declared_length, has_body) = declared_body(req.headers());
     if declared_length.is_some_and(|length| length > state.max_body_bytes) {
         return too_large(state.max_body_bytes, &id);
     }
 
     let headers = upstream_headers(&req, &caller, upstream.forward_authorization, &id);
-
-    let has_body = declared_length.is_some_and(|length| length > 0)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
     // The same token on both sides (actix parsed it already): never another method than the one
     // the policy judged.
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {

@@ -97,6 +97,18 @@ pub fn forwardable(
     out
 }
 
+/// What a request says of its body: its `Content-Length` when it gives one, and whether it has a
+/// body at all (a length above 0, or `Transfer-Encoding`).
+pub fn declared_body(headers: &actix_web::http::header::HeaderMap) -> (Option<u64>, bool) {
+    let length = headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let present = length.is_some_and(|length| length > 0)
+        || headers.contains_key(actix_web::http::header::TRANSFER_ENCODING);
+    (length, present)
+}
+
 /// Answers of at most this many bytes (by their `Content-Length`) are read whole before the
 /// proxy answers: head and body then leave in one write instead of two or more. Longer ones,
 /// and those of unknown length, are streamed.
