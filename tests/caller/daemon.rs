@@ -54,18 +54,7 @@ async fn readyz_says_degraded_while_a_stale_token_is_served() {
             settings.token_manager.scopes = vec![SCOPE.into()];
             settings.token_manager.refresh_jitter_fraction = 0.0;
         },
-        |idp| async move {
-            token_request()
-                .respond_with(Tokens::lasting(3600))
-                .up_to_n_times(1)
-                .mount(&idp)
-                .await;
-            token_request()
-                .respond_with(ResponseTemplate::new(503))
-                .mount(&idp)
-                .await;
-            idp
-        },
+        one_token_then_unavailable,
     )
     .await;
     eventually("/readyz answers 200", || async {

@@ -420,19 +420,7 @@ async fn a_python_client_rides_an_identity_provider_outage_until_the_safety_marg
     let Some(python) = python3_or_skip() else {
         return;
     };
-    let mut app = sidecar_app(30, |idp| async move {
-        token_request()
-            .respond_with(Tokens::lasting(3600))
-            .up_to_n_times(1)
-            .mount(&idp)
-            .await;
-        token_request()
-            .respond_with(ResponseTemplate::new(503))
-            .mount(&idp)
-            .await;
-        idp
-    })
-    .await;
+    let mut app = sidecar_app(30, one_token_then_unavailable).await;
     tasks_with_token(0)
         .respond_with(ResponseTemplate::new(200))
         .mount(&app.api)

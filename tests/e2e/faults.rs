@@ -2,7 +2,6 @@
 //! down for longer than the refresh window, the emulator restarted. Jobs must not notice.
 
 use crate::helpers::*;
-use entra_emulator::faults::{FaultKind, FaultRequest, FaultTarget};
 use mesh::API_SCOPE;
 use mesh_tests::eventually;
 use std::time::Duration;
@@ -82,19 +81,7 @@ async fn a_token_endpoint_outage_past_the_refresh_point_fails_no_job() {
     let test = start().await;
     test.advance_to_run(EVERY, 1).await;
     let served_before = served(&test);
-    let state = &test.mesh.emulator.state;
-    state
-        .faults
-        .add(
-            FaultRequest {
-                target: FaultTarget::Token,
-                kind: FaultKind::Unavailable,
-                seconds: Some(24 * 3600),
-                requests: None,
-            },
-            state.now(),
-        )
-        .expect("fault accepted");
+    token_endpoint_down(&test);
 
     // Past every refresh point: the refreshers try, get 503, back off, and the jobs run on.
     test.advance_to_run(PAST_REFRESH, 2).await;
@@ -130,7 +117,7 @@ async fn a_token_endpoint_outage_past_the_refresh_point_fails_no_job() {
     }
 
     // The identity provider comes back: the next attempt succeeds and the flag clears.
-    state.faults.clear();
+    test.mesh.emulator.state.faults.clear();
     for runs in 9..=10 {
         test.advance_to_run(EVERY, runs).await;
     }
@@ -187,11 +174,7 @@ async fn an_app_behind_the_sidecar_rides_the_token_endpoint_outage() {
     let Some(python) = mesh_tests::python3_or_skip() else {
         return;
     };
-    let mut callers = mesh::demo_callers(EVERY);
-    for job in callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
-        job.every = EVERY;
-    }
-    let test = start_with(callers, |options| {
+    let test = start_with(every_tick_callers(), |options| {
         // The inventory app makes one round of calls (its own clock is real time).
         options.add_sidecar(python.clone(), Duration::from_secs(3600));
         if let Some(sidecar) = &mut options.sidecar {
@@ -214,19 +197,7 @@ async fn an_app_behind_the_sidecar_rides_the_token_endpoint_outage() {
     test.advance_to_run(EVERY, 1).await;
     assert_eq!(ask().await.expect("joins"), 200);
 
-    let state = &test.mesh.emulator.state;
-    state
-        .faults
-        .add(
-            FaultRequest {
-                target: FaultTarget::Token,
-                kind: FaultKind::Unavailable,
-                seconds: Some(24 * 3600),
-                requests: None,
-            },
-            state.now(),
-        )
-        .expect("fault accepted");
+    token_endpoint_down(&test);
     test.advance_to_run(PAST_REFRESH, 2).await;
     let mut answered = 0;
     for runs in 3..=6 {

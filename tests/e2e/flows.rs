@@ -119,11 +119,7 @@ async fn the_python_reports_service_serves_only_what_the_gateway_lets_through() 
     let Some(python) = mesh_tests::python3_or_skip() else {
         return;
     };
-    let mut callers = mesh::demo_callers(EVERY);
-    for job in callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
-        job.every = EVERY;
-    }
-    let test = start_with(callers, |options| {
+    let test = start_with(every_tick_callers(), |options| {
         options.add_reports(python);
         for job in options.callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
             job.every = EVERY;

@@ -16,12 +16,36 @@ pub struct TestMesh {
 
 /// The demo mesh on port 0 with every job every [`EVERY`], the callers on a manual clock.
 pub async fn start() -> TestMesh {
+    start_with(every_tick_callers(), |_| {}).await
+}
+
+/// The demo's callers with every job every [`EVERY`]: the demo staggers them; here every job
+/// runs on every tick of the clock.
+pub fn every_tick_callers() -> Vec<CallerSpec> {
     let mut callers = mesh::demo_callers(EVERY);
-    // The demo staggers the callers; here every job runs on every tick of the clock.
     for job in callers.iter_mut().flat_map(|c| c.jobs.iter_mut()) {
         job.every = EVERY;
     }
-    start_with(callers, |_| {}).await
+    callers
+}
+
+/// The emulator's token endpoint answers 503 to everything for the next 24 hours (its fault
+/// injection).
+pub fn token_endpoint_down(test: &TestMesh) {
+    use entra_emulator::faults::{FaultKind, FaultRequest, FaultTarget};
+    let state = &test.mesh.emulator.state;
+    state
+        .faults
+        .add(
+            FaultRequest {
+                target: FaultTarget::Token,
+                kind: FaultKind::Unavailable,
+                seconds: Some(24 * 3600),
+                requests: None,
+            },
+            state.now(),
+        )
+        .expect("fault accepted");
 }
 
 pub async fn start_with(

@@ -135,6 +135,21 @@ pub async fn expect_token_requests(idp: &MockServer, requests: u64) {
         .await;
 }
 
+/// The token endpoint of `idp` issuing one hour-long token, then answering 503 to every request:
+/// an identity provider that goes down after the first acquisition.
+pub async fn one_token_then_unavailable(idp: MockServer) -> MockServer {
+    token_request()
+        .respond_with(Tokens::lasting(3600))
+        .up_to_n_times(1)
+        .mount(&idp)
+        .await;
+    token_request()
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&idp)
+        .await;
+    idp
+}
+
 /// `GET /tasks` on the target API, sent with the `n`-th token [`Tokens`] issued.
 pub fn tasks_with_token(n: u32) -> wiremock::MockBuilder {
     Mock::given(method("GET")).and(path("/tasks")).and(header(
