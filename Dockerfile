@@ -92,16 +92,19 @@ EXPOSE 8090
 ENTRYPOINT ["entra-gateway"]
 CMD ["serve"]
 
-# The demo's reports service: Python's standard library and one file, no token code (it trusts the
-# X-Entra-* headers entra-gateway sets, and must be reachable only through it). Not built from the
-# runtime stage: it needs Python, not curl (its health check is Python's own).
-FROM debian:bookworm-slim AS reports
+# The demo's Python programs need Python, not curl (their health checks are Python's own): a stage
+# of their own rather than the runtime one. Each is one file on Python's standard library.
+FROM debian:bookworm-slim AS python-app
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 mesh \
  && useradd --system --uid 10001 --gid mesh --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin mesh
+
+# The reports service: no token code (it trusts the X-Entra-* headers entra-gateway sets, and
+# must be reachable only through it).
+FROM python-app AS reports
 COPY mesh/reports/reports.py /usr/local/lib/reports/reports.py
 USER 10001:10001
 EXPOSE 8000
@@ -110,13 +113,7 @@ ENTRYPOINT ["python3", "/usr/local/lib/reports/reports.py", "--host", "0.0.0.0",
 # The demo's inventory app: Python's standard library and one file, no token code. It shares the
 # network namespace of a caller-service container running as its token sidecar (compose's
 # `network_mode: service:…`, a Kubernetes pod's containers) and calls through 127.0.0.1:9091.
-FROM debian:bookworm-slim AS inventory
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 mesh \
- && useradd --system --uid 10001 --gid mesh --home-dir /nonexistent --no-create-home \
-      --shell /usr/sbin/nologin mesh
+FROM python-app AS inventory
 COPY mesh/apps/inventory.py /usr/local/lib/inventory/inventory.py
 USER 10001:10001
 ENTRYPOINT ["python3", "/usr/local/lib/inventory/inventory.py"]

@@ -92,33 +92,30 @@ NGINX_CONF
 pids+=($!)
 
 # The demo caller's identity (caller-service/demo/caller.toml), pointed at this run's emulator.
-python3 - "$work/caller.toml" "$idp" "$ca" "$api" "$static" "$operator_port" "$sidecar_port" <<'PY'
-import re, sys
-path, idp, ca, api, static, operator_port, sidecar_port = sys.argv[1:]
-identity = re.search(r"\[identity\]\n(?:[^\[\n].*\n)+", open("caller-service/demo/caller.toml").read()).group(0)
-identity = re.sub(r'authority_host = ".*"', f'authority_host = "{idp}"', identity)
-open(path, "w").write(f"""{identity}
+{
+  demo_identity "$idp"
+  cat <<CALLER_TOML
 [http]
-extra_ca_file = "{ca}"
+extra_ca_file = "$ca"
 
 [server]
-port = {operator_port}
+port = $operator_port
 
 [sidecar]
-port = {sidecar_port}
+port = $sidecar_port
 workers = 2
 
 [[sidecar.upstreams]]
 name = "tasks"
-url = "{api}"
+url = "$api"
 scope = "api://tasks-api/.default"
 
 [[sidecar.upstreams]]
 name = "static"
-url = "{static}"
+url = "$static"
 scope = "api://tasks-api/.default"
-""")
-PY
+CALLER_TOML
+} >"$work/caller.toml"
 CALLER__LOG__FILTER=warn target/release/caller-service --config "$work/caller.toml" run 2>"$work/caller.log" &
 caller_pid=$!
 pids+=("$caller_pid")

@@ -19,68 +19,49 @@ venv=.venv/sidecar
 python_venv sidecar-interop "$venv" 'azure.identity, requests' 'azure-identity>=1.19,<2' 'requests>=2.31,<3'
 
 cargo build --quiet --locked -p entra-emulator -p api-service -p caller-service
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-wait_for() {
-  for _ in $(seq 1 300); do [ -s "$1" ] && return 0; sleep 0.1; done
-  echo "sidecar-interop: $2 did not start" >&2
-  exit 1
-}
-json() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SCRIPT=sidecar-interop
+. scripts/lib/procs.sh
 
 # The emulator also answers IMDS's managed-identity endpoint on a plain-HTTP port, for the
 # directory's managed identity nightly-mi.
-emulator_http_port=$(free_port)
+read -r emulator_http_port operator_port sidecar_port <<<"$(free_ports 3)"
 EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
   EMULATOR__SERVER__HTTP_PORT="$emulator_http_port" EMULATOR__MANAGED_IDENTITY__IMDS=true \
-  ./target/debug/entra-emulator serve --ready-file "$work/emulator.json" &
+  ./target/debug/entra-emulator serve --ready-file "$work/emulator.json" 2>"$work/emulator.log" &
 pids+=($!)
-wait_for "$work/emulator.json" "entra-emulator"
+wait_for "$work/emulator.json" "$!" entra-emulator "$work/emulator.log"
 idp=$(json "$work/emulator.json" public_url)
 ca=$(json "$work/emulator.json" ca_cert)
 
 API__SERVER__PORT=0 API__ENTRA__AUTHORITY_HOST="$idp" API__HTTP__EXTRA_CA_FILE="$ca" \
   API__DATABASE__PATH="$work/tasks.db" API__LOG__FILTER=warn \
-  ./target/debug/api-service --config api-service/demo/api.toml serve --ready-file "$work/api.json" &
+  ./target/debug/api-service --config api-service/demo/api.toml serve --ready-file "$work/api.json" \
+  2>"$work/api.log" &
 pids+=($!)
-wait_for "$work/api.json" "api-service"
+wait_for "$work/api.json" "$!" api-service "$work/api.log"
 api=$(json "$work/api.json" url)
 
 # The demo caller's identity and sidecar, pointed at this run's emulator and API, with no jobs.
-operator_port=$(free_port)
-sidecar_port=$(free_port)
 identity_header=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
-python3 - "$work/caller.toml" "$idp" "$ca" "$api" "$operator_port" "$sidecar_port" <<'PY'
-import re, sys
-path, idp, ca, api, operator_port, sidecar_port = sys.argv[1:]
-demo = open("caller-service/demo/caller.toml").read()
-identity = re.search(r"\[identity\]\n(?:[^\[\n].*\n)+", demo).group(0)
-identity = re.sub(r'authority_host = ".*"', f'authority_host = "{idp}"', identity)
-open(path, "w").write(f"""{identity}
+{
+  demo_identity "$idp"
+  cat <<CALLER_TOML
 [http]
-extra_ca_file = "{ca}"
+extra_ca_file = "$ca"
 
 [server]
-port = {operator_port}
+port = $operator_port
 
 [sidecar]
-port = {sidecar_port}
+port = $sidecar_port
 resources = ["api://tasks-api"]
 
 [[sidecar.upstreams]]
 name = "tasks"
-url = "{api}"
+url = "$api"
 scope = "api://tasks-api/.default"
-""")
-PY
+CALLER_TOML
+} >"$work/caller.toml"
 CALLER__SIDECAR__IDENTITY_HEADER="$identity_header" CALLER__LOG__FILTER=warn \
   ./target/debug/caller-service --config "$work/caller.toml" run &
 pids+=($!)

@@ -43,3 +43,14 @@ for s in socks:
     s.close()
 PY
 }
+
+# demo_identity AUTHORITY: the demo caller's [identity] section (caller-service/demo/caller.toml:
+# the reader, DEMO secret) with its authority host replaced, for a caller.toml written by a script.
+demo_identity() {
+  python3 - "$1" <<'PY'
+import re, sys
+text = open("caller-service/demo/caller.toml").read()
+identity = re.search(r"\[identity\]\n(?:[^\[\n].*\n)+", text).group(0)
+print(re.sub(r'authority_host = ".*"', f'authority_host = "{sys.argv[1]}"', identity))
+PY
+}
