@@ -160,6 +160,24 @@ fn generate(source: &str) -> Result<String, String> {
                 text(secret, "value").ok_or_else(|| format!("{name}: a secret without value"))?,
             );
         }
+        if let Some(federated) = tables(app, "federated_credentials").first() {
+            constant(
+                &mut out,
+                "    ",
+                "The subject its first federated credential trusts.",
+                "FEDERATED_SUBJECT",
+                text(federated, "subject")
+                    .ok_or_else(|| format!("{name}: a federated credential without subject"))?,
+            );
+            constant(
+                &mut out,
+                "    ",
+                "The name of its first federated credential.",
+                "FEDERATED_CREDENTIAL",
+                text(federated, "name")
+                    .ok_or_else(|| format!("{name}: a federated credential without name"))?,
+            );
+        }
         if let Some(redirect) = first_text(app, "redirect_uris") {
             constant(
                 &mut out,

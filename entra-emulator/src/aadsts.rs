@@ -17,6 +17,8 @@ pub struct AadError {
     pub message: String,
 }
 
+const WIF_DOCS: &str = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation";
+
 const CERT_DOCS: &str = "Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .";
 
 impl AadError {
@@ -280,6 +282,78 @@ impl AadError {
             format!(
                 "Invalid JWT token. '{alg}' is not a supported signature algorithm. Supported signing algorithms are: 'RS256, PS256'"
             ),
+        )
+    }
+
+    /// The app has no federated identity credential at all (none registered, or removed): Entra's
+    /// older and most quoted answer, naming what the assertion presented.
+    pub fn federated_no_record(issuer: &str, subject: &str, audience: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            70021,
+            format!(
+                "No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'. {WIF_DOCS}"
+            ),
+        )
+    }
+
+    /// Credentials exist, none for the assertion's issuer (compared case-sensitively).
+    pub fn federated_issuer(issuer: &str) -> Self {
+        Self::federated_mismatch(700211, "issuer", issuer, "")
+    }
+
+    /// A credential for the issuer and subject, none for the assertion's audience.
+    pub fn federated_audience(audience: &str) -> Self {
+        Self::federated_mismatch(700212, "audience", audience, "")
+    }
+
+    /// Credentials for the issuer, none for the assertion's subject.
+    pub fn federated_subject(subject: &str) -> Self {
+        Self::federated_mismatch(700213, "subject", subject, "")
+    }
+
+    /// The subject matches a credential's only when case is ignored: Entra's matching has been
+    /// case-sensitive since 2025, and it says so.
+    pub fn federated_subject_case(subject: &str) -> Self {
+        Self::federated_mismatch(
+            7002138,
+            "subject",
+            subject,
+            " The subject matches with case-insensitive comparison, but not with case-sensitive comparison.",
+        )
+    }
+
+    fn federated_mismatch(code: u32, what: &str, value: &str, extra: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            format!(
+                "No matching federated identity record found for presented assertion {what} '{value}'.{extra} Check your federated identity credential Subject, Audience and Issuer against the presented assertion. {WIF_DOCS}"
+            ),
+        )
+    }
+
+    /// The issuer's JWKS holds no key with the assertion's `kid`.
+    pub fn federated_key_not_found(kid: &str, issuer: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000272,
+            format!(
+                "The certificate with identifier {kid} used to sign the federated credential could not be found in the metadata of identity provider {issuer}. Please validate that your Identity Provider's metadata exposes the key used to sign the incoming token."
+            ),
+        )
+    }
+
+    /// The issuer's discovery document or JWKS could not be fetched or read.
+    pub fn external_oidc_failed() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50166,
+            "Request to External OIDC endpoint failed.".into(),
         )
     }
 

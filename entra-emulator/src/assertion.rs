@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Clock skew tolerated on `nbf`/`exp`: five minutes, the tolerance Microsoft's own validators use.
-const SKEW_SECS: i64 = 300;
+pub(crate) const SKEW_SECS: i64 = 300;
 
 /// An assertion may not claim to stay valid longer than this from now. MSAL signs for 10 minutes;
 /// the cap also bounds how long a `jti` must be remembered, and so the replay cache's size.
@@ -171,7 +171,7 @@ pub fn verify(
 
 /// A JSON number as whole Unix seconds, if it is a time at all (years 1970–9999). Out-of-range
 /// values are refused rather than saturated, so later arithmetic cannot overflow.
-fn unix_seconds(value: f64) -> Option<i64> {
+pub(crate) fn unix_seconds(value: f64) -> Option<i64> {
     (value.is_finite() && (0.0..253_402_300_800.0).contains(&value)).then_some(value as i64)
 }
 

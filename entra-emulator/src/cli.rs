@@ -1,10 +1,10 @@
-//! The CLI's `token` and `rotate-keys` commands, here rather than in `main.rs` so they are tested
+//! The CLI's `token`, `rotate-keys`, `sa-token` and `project-token` commands, here rather than in `main.rs` so they are tested
 //! like the rest of the library.
 
 use crate::mint::TokenService;
 use crate::settings::EmulatorSettings;
 use shared::claims::ClientAuth;
-use shared::clock::SystemClock;
+use shared::clock::{Clock as _, SystemClock};
 use std::sync::Arc;
 
 /// Mints locally from the directory and the data directory's keys: no running emulator needed,
@@ -112,4 +112,76 @@ pub async fn rotate_keys(
         }
     }
     Ok(lines)
+}
+
+/// The stand-in cluster issuer, at the emulator's public URL from the settings.
+fn cluster_issuer(settings: &EmulatorSettings) -> anyhow::Result<crate::cluster::ClusterIssuer> {
+    if settings.server.public_url.is_none() && settings.server.https_port == 0 {
+        anyhow::bail!(
+            "server.public_url: the issuer is {{public_url}}/cluster, and the emulator's port is chosen at start (server.https_port = 0); set server.public_url"
+        );
+    }
+    let public_url = settings.public_url(settings.server.https_port);
+    crate::cluster::ClusterIssuer::open(&settings.data_dir, &public_url, SystemClock.unix())
+}
+
+/// One projected token, minted from the data directory's cluster keys (no running emulator).
+pub fn sa_token(
+    settings: &EmulatorSettings,
+    projector: &crate::cluster::Projector,
+) -> anyhow::Result<String> {
+    let issuer = cluster_issuer(settings)?;
+    let projected = issuer.mint(
+        &projector.account,
+        &projector.audience,
+        projector.lifetime_secs,
+        SystemClock.unix(),
+    )?;
+    Ok(projected.token)
+}
+
+/// Writes the token file now and again at 75% of each token's life until SIGINT/SIGTERM. The first
+/// write must succeed (a path that cannot be written is a configuration error); a later failure is
+/// logged and retried every 10 s while the previous token is still valid.
+pub async fn project_token(
+    settings: &EmulatorSettings,
+    projector: &crate::cluster::Projector,
+) -> anyhow::Result<()> {
+    let issuer = cluster_issuer(settings)?;
+    let subject = projector.account.subject();
+    let expires_at = projector
+        .write_once(&issuer, SystemClock.unix())
+        .map_err(|e| anyhow::anyhow!("--out {}: {e:#}", projector.out.display()))?;
+    tracing::info!(out = %projector.out.display(), %subject, issuer = issuer.issuer(), expires_at, "projected service-account token written");
+    let mut wait = projector.refresh_after();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown_signal() => {
+                tracing::info!("projector stopped");
+                return Ok(());
+            }
+        }
+        match projector.write_once(&issuer, SystemClock.unix()) {
+            Ok(expires_at) => {
+                tracing::info!(out = %projector.out.display(), %subject, expires_at, "projected service-account token rewritten");
+                wait = projector.refresh_after();
+            }
+            Err(e) => {
+                tracing::warn!(out = %projector.out.display(), error = format!("{e:#}"), "cannot rewrite the projected token; retrying in 10 s");
+                wait = std::time::Duration::from_secs(10);
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

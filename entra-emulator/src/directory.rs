@@ -55,6 +55,24 @@ struct ManagedIdentityEntry {
     /// userAssignedIdentities/{name}` for a user-assigned one, the resource's own for a
     /// system-assigned one (`xms_mirid`, `mi_res_id`).
     resource_id: String,
+    /// A user-assigned identity can trust other issuers too, as Entra's can.
+    #[serde(default)]
+    federated_credentials: Vec<FederatedCredentialEntry>,
+}
+
+/// A federated identity credential: assertions from `issuer` about `subject`, for one of
+/// `audiences`, stand in for the app's own credential (workload identity federation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FederatedCredentialEntry {
+    name: String,
+    /// An HTTPS issuer URL, compared exactly; or `cluster`: this emulator's own service-account
+    /// issuer (`{public_url}/cluster`), whatever URL the emulator is reached by.
+    issuer: String,
+    subject: String,
+    /// Default `["api://AzureADTokenExchange"]`.
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +108,8 @@ struct ApplicationEntry {
     client_secrets: Vec<SecretEntry>,
     #[serde(default)]
     certificates: Vec<CertificateEntry>,
+    #[serde(default)]
+    federated_credentials: Vec<FederatedCredentialEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,9 +187,27 @@ pub struct Application {
     pub redirect_uris: Vec<String>,
     pub client_secrets: Vec<ClientSecret>,
     pub certificates: Vec<CertificateCredential>,
+    /// Workload identity federation: the issuers and subjects it trusts.
+    pub federated_credentials: Vec<FederatedRecord>,
     /// For a managed identity: its Azure resource ID. It has no secret and no certificate: only
     /// the managed identity endpoint issues its tokens.
     pub managed_identity: Option<String>,
+}
+
+/// A federated identity credential as the directory file declares it.
+#[derive(Debug, Clone)]
+pub struct FederatedRecord {
+    pub name: String,
+    pub issuer: FederatedIssuer,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FederatedIssuer {
+    /// The emulator's own service-account issuer, resolved when it knows its public URL.
+    Cluster,
+    Url(String),
 }
 
 #[derive(Debug)]
@@ -526,6 +564,7 @@ fn first_party_applications(tenant_id: &str) -> Vec<Application> {
             redirect_uris: Vec::new(),
             client_secrets: Vec::new(),
             certificates: Vec::new(),
+            federated_credentials: Vec::new(),
             managed_identity: None,
         })
         .collect()
@@ -547,6 +586,7 @@ fn build_managed_identity(mi: ManagedIdentityEntry) -> Result<Application, Strin
             mi.resource_id
         ));
     }
+    let federated_credentials = build_federated(mi.federated_credentials)?;
     Ok(Application {
         display_name: mi.name.clone(),
         name: mi.name,
@@ -562,6 +602,7 @@ fn build_managed_identity(mi: ManagedIdentityEntry) -> Result<Application, Strin
         redirect_uris: Vec::new(),
         client_secrets: Vec::new(),
         certificates: Vec::new(),
+        federated_credentials,
         managed_identity: Some(mi.resource_id),
     })
 }
@@ -631,6 +672,10 @@ fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, 
     if app.public_client && !client_secrets.is_empty() {
         return Err("public_client: a public client cannot have client secrets".into());
     }
+    let federated_credentials = build_federated(app.federated_credentials)?;
+    if app.public_client && !federated_credentials.is_empty() {
+        return Err("public_client: a public client cannot have federated credentials".into());
+    }
     Ok(Application {
         display_name: app.display_name.unwrap_or_else(|| app.name.clone()),
         name: app.name,
@@ -646,8 +691,61 @@ fn build_application(app: ApplicationEntry, base: &Path) -> Result<Application, 
         redirect_uris: app.redirect_uris,
         client_secrets,
         certificates,
+        federated_credentials,
         managed_identity: None,
     })
+}
+
+/// Entra's rules for federated credentials: a unique name, an HTTPS issuer, a subject, one or
+/// more audiences (Entra's portal allows one), at most 20 per app.
+fn build_federated(entries: Vec<FederatedCredentialEntry>) -> Result<Vec<FederatedRecord>, String> {
+    if entries.len() > 20 {
+        return Err(format!(
+            "federated_credentials: {} entries; Entra allows at most 20 per app",
+            entries.len()
+        ));
+    }
+    let mut built: Vec<FederatedRecord> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        let label = format!("federated_credentials[{i}] ({})", entry.name);
+        if entry.name.trim().is_empty() {
+            return Err(format!("{label}: name: must not be empty"));
+        }
+        if built.iter().any(|b| b.name == entry.name) {
+            return Err(format!("{label}: name: repeats another credential's"));
+        }
+        let issuer = if entry.issuer == "cluster" {
+            FederatedIssuer::Cluster
+        } else {
+            let url = url::Url::parse(&entry.issuer)
+                .map_err(|e| format!("{label}: issuer: '{}' is not a URL: {e}", entry.issuer))?;
+            if url.scheme() != "https" {
+                return Err(format!(
+                    "{label}: issuer: '{}' must be an HTTPS URL (or `cluster`, the emulator's own)",
+                    entry.issuer
+                ));
+            }
+            FederatedIssuer::Url(entry.issuer)
+        };
+        if entry.subject.trim().is_empty() {
+            return Err(format!("{label}: subject: must not be empty"));
+        }
+        let audiences = entry
+            .audiences
+            .unwrap_or_else(|| vec![crate::cluster::TOKEN_EXCHANGE_AUDIENCE.to_owned()]);
+        if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(format!(
+                "{label}: audiences: give at least one, none empty (default api://AzureADTokenExchange)"
+            ));
+        }
+        built.push(FederatedRecord {
+            name: entry.name,
+            issuer,
+            subject: entry.subject,
+            audiences,
+        });
+    }
+    Ok(built)
 }
 
 /// Reads a PEM certificate credential: its thumbprints and its RSA public key.

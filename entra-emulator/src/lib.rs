@@ -8,6 +8,7 @@
 pub mod aadsts;
 pub mod assertion;
 pub mod cli;
+pub mod cluster;
 pub mod codes;
 /// The demo directory's identities (`demo/directory.toml`) as constants, generated at build time
 /// (`build.rs`): one module per application (`CLIENT_ID`, `SECRET`, `SCOPE`, …) and per user.
@@ -18,6 +19,7 @@ pub mod demo {
 }
 pub mod directory;
 pub mod faults;
+pub mod federation;
 mod fsutil;
 pub mod keys;
 pub mod mint;
@@ -84,13 +86,16 @@ impl Application {
             &ca_cert_path,
         )?;
 
-        let state = web::Data::new(AppState {
+        let federation_ca = settings
+            .federation
+            .extra_ca_file
+            .clone()
+            .unwrap_or_else(|| ca_cert_path.clone());
+        let state = web::Data::new(AppState::new(
             tokens,
-            faults: Default::default(),
-            codes: Default::default(),
-            replay: Default::default(),
-            settings: settings.clone(),
-        });
+            settings.clone(),
+            Some(federation_ca),
+        )?);
         let admin = settings.admin.enabled;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

@@ -53,8 +53,53 @@ enum Command {
         #[arg(long)]
         url: Option<url::Url>,
     },
+    /// Print a projected service-account token from the emulator's stand-in cluster issuer
+    /// (`{public_url}/cluster`), like `kubectl create token`.
+    SaToken {
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Keep a projected service-account token file fresh, as the kubelet does for a pod: write it
+    /// now and again at 75% of its life, until SIGINT/SIGTERM (AZURE_FEDERATED_TOKEN_FILE).
+    ProjectToken {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// The token file to keep fresh (written atomically, mode 0644).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Check the settings and the directory file, then exit.
     Check,
+}
+
+#[derive(clap::Args)]
+struct AccountArgs {
+    /// The service account's namespace.
+    #[arg(long)]
+    namespace: String,
+    /// The service account's name: the token's subject is
+    /// `system:serviceaccount:<namespace>:<name>`.
+    #[arg(long)]
+    service_account: String,
+    #[arg(long, default_value = entra_emulator::cluster::TOKEN_EXCHANGE_AUDIENCE)]
+    audience: String,
+    /// The token's lifetime (at least 60 s; the kubelet's default is 3600).
+    #[arg(long, default_value_t = entra_emulator::cluster::DEFAULT_LIFETIME_SECS)]
+    lifetime_secs: i64,
+}
+
+impl AccountArgs {
+    fn projector(self, out: PathBuf) -> anyhow::Result<entra_emulator::cluster::Projector> {
+        let account =
+            entra_emulator::cluster::ServiceAccount::new(&self.namespace, &self.service_account)
+                .map_err(anyhow::Error::msg)?;
+        Ok(entra_emulator::cluster::Projector {
+            account,
+            audience: self.audience,
+            lifetime_secs: self.lifetime_secs,
+            out,
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -114,6 +159,15 @@ async fn run(command: Command, settings: EmulatorSettings) -> anyhow::Result<()>
                 println!("{line}");
             }
             Ok(())
+        }
+        Command::SaToken { account } => {
+            let projector = account.projector(PathBuf::new())?;
+            println!("{}", cli::sa_token(&settings, &projector)?);
+            Ok(())
+        }
+        Command::ProjectToken { account, out } => {
+            let projector = account.projector(out)?;
+            cli::project_token(&settings, &projector).await
         }
         Command::Check => {
             let directory = Directory::load(&settings.directory)?;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod cluster;
 pub mod discovery;
 pub mod managed_identity;
 pub mod token;
@@ -19,6 +20,12 @@ use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
     cfg.route("/healthz", web::get().to(healthz))
+        // Before the tenants' paths: `/cluster/.well-known/…` would otherwise name a tenant.
+        .route(
+            "/cluster/.well-known/openid-configuration",
+            web::get().to(cluster::discovery),
+        )
+        .route("/cluster/openid/v1/jwks", web::get().to(cluster::jwks))
         .route(
             "/common/discovery/instance",
             web::get().to(discovery::instance_discovery),
@@ -75,7 +82,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
                 .route("/keys/{kid}/retire", web::post().to(admin::retire_key))
                 .route("/faults", web::get().to(admin::list_faults))
                 .route("/faults", web::post().to(admin::add_fault))
-                .route("/faults", web::delete().to(admin::clear_faults)),
+                .route("/faults", web::delete().to(admin::clear_faults))
+                .route(
+                    "/federated-credentials",
+                    web::get().to(admin::list_federated),
+                )
+                .route(
+                    "/federated-credentials/{client_id}/{name}",
+                    web::delete().to(admin::remove_federated),
+                ),
         );
     }
 }

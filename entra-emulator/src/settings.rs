@@ -19,7 +19,19 @@ pub struct EmulatorSettings {
     pub admin: AdminSettings,
     /// The managed-identity endpoint (`GET /msi/token`, App Service's protocol 2019-08-01).
     pub managed_identity: ManagedIdentitySettings,
+    /// Workload identity federation: how the token endpoint reaches the issuers that federated
+    /// credentials name.
+    pub federation: FederationSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationSettings {
+    /// PEM bundle trusted, beside the platform's roots, when fetching an issuer's discovery and
+    /// keys. Default: the emulator's own CA (`server.ca_cert_out`), so that its own service-account
+    /// issuer (`{public_url}/cluster`) is trusted. A bundle replacing it should hold that CA too.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 /// Off unless `identity_header` is set: the endpoint then stands in for the one App Service,
@@ -117,6 +129,7 @@ impl Default for EmulatorSettings {
             tokens: TokenSettings::default(),
             admin: AdminSettings::default(),
             managed_identity: ManagedIdentitySettings::default(),
+            federation: FederationSettings::default(),
             log: LogSettings::default(),
         }
     }

@@ -1,9 +1,11 @@
 //! What every request handler shares.
 
 use crate::assertion::ReplayCache;
+use crate::cluster::ClusterIssuer;
 use crate::codes::CodeStore;
 use crate::directory::Directory;
 use crate::faults::Faults;
+use crate::federation::Federation;
 use crate::mint::TokenService;
 use crate::settings::EmulatorSettings;
 
@@ -12,10 +14,43 @@ pub struct AppState {
     pub faults: Faults,
     pub codes: CodeStore,
     pub replay: ReplayCache,
+    /// Federated identity credentials and the keys of the issuers they trust.
+    pub federation: Federation,
+    /// The stand-in Kubernetes service-account issuer.
+    pub cluster: ClusterIssuer,
     pub settings: EmulatorSettings,
 }
 
 impl AppState {
+    /// The state over `tokens` (directory, keys, clock, public URL): the stand-in cluster issuer's
+    /// keys opened (created on first use) and the federated credentials resolved, with issuers
+    /// fetched trusting `federation_ca` beside the platform's roots.
+    pub fn new(
+        tokens: TokenService,
+        settings: EmulatorSettings,
+        federation_ca: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let cluster =
+            ClusterIssuer::open(&settings.data_dir, &tokens.public_url, tokens.clock.unix())?;
+        let client = shared::http::build_client(&shared::http::HttpClientSettings {
+            extra_ca_file: federation_ca,
+            connect_timeout_secs: 5,
+            request_timeout_secs: 10,
+        })
+        .context("`federation.extra_ca_file`")?;
+        let federation = Federation::new(&tokens.directory, cluster.issuer(), client);
+        Ok(Self {
+            tokens,
+            faults: Default::default(),
+            codes: Default::default(),
+            replay: Default::default(),
+            federation,
+            cluster,
+            settings,
+        })
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.tokens.directory
     }

@@ -59,14 +59,10 @@ impl Harness {
             "https://localhost:8443".to_owned(),
         )
         .expect("the demo directory and fresh keys");
+        let state = Data::new(
+            AppState::new(tokens, settings, None).expect("the cluster issuer's fresh keys"),
+        );
         std::fs::remove_dir_all(&data_dir).expect("the scratch data directory");
-        let state = Data::new(AppState {
-            tokens,
-            faults: Default::default(),
-            codes: Default::default(),
-            replay: Default::default(),
-            settings,
-        });
         let runner = actix_web::rt::System::new();
         let app = runner.block_on(test::init_service(
             App::new()

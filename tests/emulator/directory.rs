@@ -31,17 +31,17 @@ fn the_demo_directory_loads() {
     let tenant = directory
         .tenant("contoso.onmicrosoft.com")
         .expect("tenant by domain");
-    // The file's 8 applications and its managed identity, then Microsoft's first-party
+    // The file's 9 applications and its managed identity, then Microsoft's first-party
     // resources every tenant holds.
     let names: Vec<&str> = tenant
         .applications
         .iter()
         .map(|a| a.name.as_str())
         .collect();
-    assert_eq!(names.len(), 13, "{names:?}");
-    assert_eq!(names[8], "nightly-mi");
+    assert_eq!(names.len(), 14, "{names:?}");
+    assert_eq!(names[9], "nightly-mi");
     assert_eq!(
-        names[9..],
+        names[10..],
         [
             "microsoft-graph",
             "azure-resource-manager",
@@ -144,5 +144,53 @@ fn an_invalid_secret_expiry_is_refused() {
     assert!(
         message.contains("client_secrets[0]: expires: not an RFC 3339 time"),
         "{message}"
+    );
+}
+
+#[test]
+fn federated_credentials_are_checked_as_entra_checks_them() {
+    let fic = |issuer: &str, extra: &str| {
+        format!(
+            "[[tenants.applications.federated_credentials]]\nname = \"ci\"\nissuer = \"{issuer}\"\nsubject = \"repo:contoso/app:ref:refs/heads/main\"\n{extra}\n"
+        )
+    };
+    let with = |credentials: &str| {
+        format!(
+            "{TENANT}{}{credentials}",
+            app("job", "a1000000-0000-4000-8000-000000000003", "")
+        )
+    };
+    let message = refused(&with(&fic("http://token.example.com", "")));
+    assert!(
+        message.contains(
+            "applications[0] (job): federated_credentials[0] (ci): issuer: 'http://token.example.com' must be an HTTPS URL"
+        ),
+        "{message}"
+    );
+    let message = refused(&with(&format!(
+        "{}{}",
+        fic("https://token.example.com", ""),
+        fic("cluster", "")
+    )));
+    assert!(
+        message.contains("federated_credentials[1] (ci): name: repeats another credential's"),
+        "{message}"
+    );
+    let message = refused(&with(&fic("cluster", "audiences = []")));
+    assert!(
+        message.contains("federated_credentials[0] (ci): audiences: give at least one"),
+        "{message}"
+    );
+
+    let directory = Directory::parse(
+        &with(&fic("https://token.example.com", "")),
+        Path::new("/etc/emulator/directory.toml"),
+    )
+    .expect("valid");
+    let job = directory.tenants[0].application("job").expect("job");
+    assert_eq!(
+        job.federated_credentials[0].audiences,
+        ["api://AzureADTokenExchange"],
+        "the default audience"
     );
 }

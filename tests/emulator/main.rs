@@ -6,6 +6,7 @@ mod admin;
 mod authorize;
 mod directory;
 mod discovery;
+mod federation;
 mod fuzz_regressions;
 mod helpers;
 mod interop;

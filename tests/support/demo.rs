@@ -14,6 +14,10 @@ pub use entra_emulator::demo::{TENANT, TENANT_DOMAIN};
 /// from the managed-identity endpoint only.
 pub use entra_emulator::demo::nightly_mi;
 
+/// archiver-job: no secret, no certificate; a federated credential trusts the emulator's own
+/// service-account issuer for `jobs/archiver`. Tasks.Read.All.
+pub use entra_emulator::demo::archiver_job;
+
 /// tasks-api: its client ID (the audience of v2 tokens), application ID URI (of v1 tokens) and
 /// the `.default` scope callers ask for.
 pub const API_CLIENT_ID: &str = tasks_api::CLIENT_ID;

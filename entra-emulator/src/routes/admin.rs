@@ -1,4 +1,4 @@
-//! `/admin/*`: key rotation and fault injection. Registered only when `admin.enabled`; each call
+//! `/admin/*`: key rotation, fault injection and federated credentials. Registered only when `admin.enabled`; each call
 //! must come from loopback, or carry `Authorization: Bearer {admin.secret}` when one is set.
 
 use crate::faults::FaultRequest;
@@ -142,6 +142,36 @@ pub async fn clear_faults(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     let cleared = state.faults.clear();
     tracing::info!(cleared, "faults cleared");
     HttpResponse::Ok().json(json!({ "cleared": cleared }))
+}
+
+/// Every federated identity credential, by client ID.
+pub async fn list_federated(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
+    }
+    HttpResponse::Ok().json(json!({ "federated_credentials": state.federation.list() }))
+}
+
+/// Removes one federated credential while the emulator runs, as `az ad app federated-credential
+/// delete` does: the next exchange that needed it is refused (AADSTS70021 when it was the last).
+pub async fn remove_federated(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(refusal) = denied(&req, &state) {
+        return refusal;
+    }
+    let (client_id, name) = path.into_inner();
+    if state.federation.remove(&client_id, &name) {
+        tracing::warn!(%client_id, %name, "federated credential removed");
+        HttpResponse::Ok().json(json!({ "removed": name, "client_id": client_id }))
+    } else {
+        HttpResponse::NotFound().json(json!({
+            "error": "unknown_federated_credential",
+            "detail": format!("client {client_id} has no federated credential named '{name}'"),
+        }))
+    }
 }
 
 #[cfg(test)]

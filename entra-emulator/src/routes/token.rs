@@ -96,13 +96,13 @@ async fn handle(
         Err(_) => return aad_error(state, &ids, &AadError::body_too_large(limit)),
     };
     let form = Form::parse(&body);
-    match process(&req, tenant_param, &form, state, endpoint) {
+    match process(&req, tenant_param, &form, state, endpoint).await {
         Ok(issued) => success(&ids, &issued, endpoint),
         Err(err) => aad_error(state, &ids, &err),
     }
 }
 
-fn process(
+async fn process(
     req: &HttpRequest,
     tenant_param: &str,
     form: &Form,
@@ -119,7 +119,8 @@ fn process(
         ("authorization_code", Endpoint::V2) => true,
         (other, _) => return Err(AadError::unsupported_grant_type(other)),
     };
-    let (client, auth) = authenticate(req, tenant, tenant_param, form, state, authorization_code)?;
+    let (client, auth) =
+        authenticate(req, tenant, tenant_param, form, state, authorization_code).await?;
 
     if authorization_code {
         return redeem_code(tenant, client, auth, form, state);
@@ -153,8 +154,9 @@ fn process(
 }
 
 /// Who is calling: HTTP Basic or `client_id` + `client_secret` in the body, or a client
-/// assertion. Public clients redeeming a code present no credential.
-fn authenticate<'t>(
+/// assertion: signed by the client itself (a certificate credential) or by another issuer that one
+/// of its federated credentials trusts. Public clients redeeming a code present no credential.
+async fn authenticate<'t>(
     req: &HttpRequest,
     tenant: &'t Tenant,
     tenant_param: &str,
@@ -195,8 +197,33 @@ fn authenticate<'t>(
         if kind != ASSERTION_TYPE {
             return Err(AadError::assertion_type(kind));
         }
-        let audiences = assertion_audiences(state, tenant, tenant_param);
-        crate::assertion::verify(assertion, client, &audiences, state.now(), &state.replay)?;
+        match crate::federation::unverified_issuer(assertion) {
+            // Federated credentials name issuers by URL; a client's own assertion names its
+            // client ID (a GUID, or another client's when it is wrong: AADSTS700021).
+            Some(issuer) if issuer.starts_with("https://") || issuer.starts_with("http://") => {
+                let credential = state
+                    .federation
+                    .verify(assertion, client, state.now())
+                    .await?;
+                tracing::info!(
+                    client = %client.name,
+                    federated_credential = %credential.name,
+                    issuer = %credential.issuer,
+                    subject = %credential.subject,
+                    "federated assertion accepted"
+                );
+            }
+            _ => {
+                let audiences = assertion_audiences(state, tenant, tenant_param);
+                crate::assertion::verify(
+                    assertion,
+                    client,
+                    &audiences,
+                    state.now(),
+                    &state.replay,
+                )?;
+            }
+        }
         return Ok((client, ClientAuth::Certificate));
     }
     Err(AadError::no_credential())

@@ -1,0 +1,347 @@
+//! Workload identity federation: a client assertion issued by another identity provider (a
+//! Kubernetes cluster's service-account issuer, GitHub Actions, another cloud) exchanged for an
+//! app token, through a federated identity credential registered on the app or managed identity.
+//!
+//! Checked in Entra's order, with its answers: the app's credentials are matched on the
+//! assertion's issuer, then subject, then audience, case-sensitively (AADSTS70021 when the app has
+//! none, 700211 / 700213 / 7002138 / 700212 for the first part that matches none), the time range
+//! (700024), then the issuer's keys are fetched over HTTPS from its OpenID discovery (AADSTS50166
+//! when that fails) and the signature checked with the key its `kid` names (7000272 when the
+//! issuer publishes no such key). Only issuers some credential names are ever fetched, so a client
+//! cannot make the emulator call an address of its choosing.
+//!
+//! Credentials are held apart from the directory so that the admin API can remove one while the
+//! emulator runs, as `az ad app federated-credential delete` would.
+
+use crate::aadsts::AadError;
+use crate::assertion::{SKEW_SECS, unix_seconds};
+use crate::directory::{Application, Directory, FederatedIssuer};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
+use serde::{Deserialize, Serialize};
+use shared::jose::{self, Compact};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How long an issuer's keys are reused before they are fetched again.
+const KEYS_FRESH_FOR: Duration = Duration::from_secs(300);
+
+/// An assertion naming a `kid` the cached keys lack fetches the issuer's keys again, at most this
+/// often per issuer (the issuer may have rotated; a client must not make every request a fetch).
+const REFETCH_AFTER: Duration = Duration::from_secs(30);
+
+/// Largest discovery document or JWKS read.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// One federated identity credential, its issuer resolved to a URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct FederatedCredential {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+}
+
+/// The credentials of every app and managed identity, by client ID (lower case), and the keys of
+/// the issuers they name.
+pub struct Federation {
+    credentials: RwLock<HashMap<String, Vec<FederatedCredential>>>,
+    keys: Mutex<HashMap<String, Arc<IssuerKeys>>>,
+    client: reqwest::Client,
+}
+
+struct IssuerKeys {
+    set: JwkSet,
+    fetched: Instant,
+}
+
+/// The parts of an external assertion the match and the checks read.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    nbf: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn values(&self) -> &[String] {
+        match self {
+            Audience::One(one) => std::slice::from_ref(one),
+            Audience::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// The `iss` of a client assertion, unverified: whether it is the client itself (a certificate
+/// credential) or another issuer (a federated one) decides which check applies.
+pub fn unverified_issuer(assertion: &str) -> Option<String> {
+    let jws = Compact::split(assertion)?;
+    let claims: Claims = jose::json_part(jws.payload).ok()?;
+    claims.iss
+}
+
+impl Federation {
+    /// The directory's credentials, `cluster` resolved to this emulator's own service-account
+    /// issuer; `client` fetches issuers' discovery and keys (trusting the emulator's own CA).
+    pub fn new(directory: &Directory, cluster_issuer: &str, client: reqwest::Client) -> Self {
+        let mut credentials = HashMap::new();
+        for tenant in &directory.tenants {
+            for app in &tenant.applications {
+                if app.federated_credentials.is_empty() {
+                    continue;
+                }
+                let resolved = app
+                    .federated_credentials
+                    .iter()
+                    .map(|c| FederatedCredential {
+                        name: c.name.clone(),
+                        issuer: match &c.issuer {
+                            FederatedIssuer::Cluster => cluster_issuer.to_owned(),
+                            FederatedIssuer::Url(url) => url.clone(),
+                        },
+                        subject: c.subject.clone(),
+                        audiences: c.audiences.clone(),
+                    })
+                    .collect();
+                credentials.insert(app.client_id.clone(), resolved);
+            }
+        }
+        Self {
+            credentials: RwLock::new(credentials),
+            keys: Mutex::default(),
+            client,
+        }
+    }
+
+    /// Every credential, by client ID.
+    pub fn list(&self) -> HashMap<String, Vec<FederatedCredential>> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Removes the credential `name` of the app or managed identity `client_id`; false when it
+    /// has none by that name.
+    pub fn remove(&self, client_id: &str, name: &str) -> bool {
+        let mut all = self.credentials.write().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = all.get_mut(&client_id.to_ascii_lowercase()) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|c| c.name != name);
+        before != list.len()
+    }
+
+    /// Checks a federated assertion for `client`; returns the credential it matched.
+    pub async fn verify(
+        &self,
+        assertion: &str,
+        client: &Application,
+        now: i64,
+    ) -> Result<FederatedCredential, AadError> {
+        let jws = Compact::split(assertion).ok_or_else(AadError::assertion_malformed)?;
+        let header: Header = jose::header_object(jws.header)
+            .ok()
+            .and_then(|h| serde_json::from_value(h.into()).ok())
+            .ok_or_else(AadError::assertion_malformed)?;
+        let claims: Claims =
+            jose::json_part(jws.payload).map_err(|_| AadError::assertion_malformed())?;
+        let issuer = claims.iss.as_deref().unwrap_or_default();
+        let subject = claims.sub.as_deref().unwrap_or_default();
+        let audiences = claims
+            .aud
+            .as_ref()
+            .map(Audience::values)
+            .unwrap_or_default();
+
+        let credential = self.matching(&client.client_id, issuer, subject, audiences)?;
+
+        let exp = claims
+            .exp
+            .and_then(unix_seconds)
+            .ok_or_else(AadError::assertion_malformed)?;
+        let nbf = match claims.nbf {
+            Some(n) => Some(unix_seconds(n).ok_or_else(AadError::assertion_malformed)?),
+            None => None,
+        };
+        if exp + SKEW_SECS < now || nbf.is_some_and(|n| n - SKEW_SECS > now) {
+            return Err(AadError::assertion_time_range(now, nbf, exp));
+        }
+
+        let algorithm = match header.alg.as_str() {
+            "RS256" => Algorithm::RS256,
+            "PS256" => Algorithm::PS256,
+            "ES256" => Algorithm::ES256,
+            other => return Err(AadError::assertion_algorithm(other)),
+        };
+        let kid = header.kid.unwrap_or_default();
+        let keys = self.keys_for(&credential.issuer, &kid).await?;
+        let jwk = if kid.is_empty() && keys.set.keys.len() == 1 {
+            keys.set.keys.first()
+        } else {
+            keys.set.find(&kid)
+        }
+        .ok_or_else(|| AadError::federated_key_not_found(&kid, &credential.issuer))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+            .map_err(|_| AadError::federated_key_not_found(&kid, &credential.issuer))?;
+        match jsonwebtoken::crypto::verify(
+            jws.signature,
+            jws.signing_input.as_bytes(),
+            &key,
+            algorithm,
+        ) {
+            Ok(true) => Ok(credential),
+            _ => {
+                tracing::debug!(client_id = %client.client_id, issuer = %credential.issuer, kid, "federated assertion signature invalid");
+                Err(AadError::assertion_signature_invalid())
+            }
+        }
+    }
+
+    /// Issuer, then subject, then audience, each compared exactly.
+    fn matching(
+        &self,
+        client_id: &str,
+        issuer: &str,
+        subject: &str,
+        audiences: &[String],
+    ) -> Result<FederatedCredential, AadError> {
+        let all = self.credentials.read().unwrap_or_else(|p| p.into_inner());
+        let registered = all.get(client_id).map(Vec::as_slice).unwrap_or_default();
+        if registered.is_empty() {
+            return Err(AadError::federated_no_record(
+                issuer,
+                subject,
+                &audiences.join(", "),
+            ));
+        }
+        let by_issuer: Vec<_> = registered.iter().filter(|c| c.issuer == issuer).collect();
+        if by_issuer.is_empty() {
+            return Err(AadError::federated_issuer(issuer));
+        }
+        let by_subject: Vec<_> = by_issuer.iter().filter(|c| c.subject == subject).collect();
+        if by_subject.is_empty() {
+            return Err(
+                if by_issuer
+                    .iter()
+                    .any(|c| c.subject.eq_ignore_ascii_case(subject))
+                {
+                    AadError::federated_subject_case(subject)
+                } else {
+                    AadError::federated_subject(subject)
+                },
+            );
+        }
+        by_subject
+            .iter()
+            .find(|c| c.audiences.iter().any(|a| audiences.contains(a)))
+            .map(|c| (**c).clone())
+            .ok_or_else(|| AadError::federated_audience(&audiences.join(", ")))
+    }
+
+    /// The issuer's keys: cached for [`KEYS_FRESH_FOR`], fetched again sooner when `kid` is not
+    /// among them (at most every [`REFETCH_AFTER`]).
+    async fn keys_for(&self, issuer: &str, kid: &str) -> Result<Arc<IssuerKeys>, AadError> {
+        let cached = self
+            .keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(issuer)
+            .cloned();
+        if let Some(keys) = &cached {
+            let age = keys.fetched.elapsed();
+            let knows = kid.is_empty() || keys.set.find(kid).is_some();
+            if age < KEYS_FRESH_FOR && (knows || age < REFETCH_AFTER) {
+                return Ok(keys.clone());
+            }
+        }
+        match self.fetch(issuer).await {
+            Ok(set) => {
+                let keys = Arc::new(IssuerKeys {
+                    set,
+                    fetched: Instant::now(),
+                });
+                self.keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(issuer.to_owned(), keys.clone());
+                Ok(keys)
+            }
+            Err(reason) => {
+                tracing::warn!(%issuer, %reason, "AADSTS50166: the federated issuer's keys could not be fetched");
+                Err(AadError::external_oidc_failed())
+            }
+        }
+    }
+
+    async fn fetch(&self, issuer: &str) -> Result<JwkSet, String> {
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let discovery: Discovery = self.get_json(&discovery_url).await?;
+        if discovery.issuer != issuer {
+            return Err(format!(
+                "{discovery_url} names issuer '{}', not '{issuer}'",
+                discovery.issuer
+            ));
+        }
+        if !discovery.jwks_uri.starts_with("https://") {
+            return Err(format!("jwks_uri {} is not HTTPS", discovery.jwks_uri));
+        }
+        self.get_json(&discovery.jwks_uri).await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
+        let mut response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", shared::proxy::error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {url}: {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not the JSON expected: {e}"))
+    }
+}
