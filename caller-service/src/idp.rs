@@ -199,6 +199,21 @@ pub fn fix_for(aadsts: Option<u32>, error: &str) -> &'static str {
         Some(700027) => {
             "the certificate is not registered on the application or does not match the key: upload the certificate to the app registration."
         }
+        Some(70021) => {
+            "the application has no federated identity credential: add one for the token file's issuer, subject and audience (az ad app federated-credential create), or check identity.client_id names the app that has it."
+        }
+        Some(700211) => {
+            "no federated credential names the token file's issuer: the credential's issuer must equal the token's `iss` exactly (the cluster's OIDC issuer URL, trailing slash included)."
+        }
+        Some(700213) | Some(7002138) => {
+            "no federated credential names the token file's subject: for Kubernetes it is system:serviceaccount:<namespace>:<service account>, compared case-sensitively."
+        }
+        Some(700212) => {
+            "the token file's audience is not the federated credential's: project the token for api://AzureADTokenExchange (the credential's default) or add that audience."
+        }
+        Some(7000272) => {
+            "the issuer does not publish the key that signed the token file: check the cluster's OIDC issuer serves its current JWKS."
+        }
         _ if error == "credential_input" => {
             "the credential's input (certificate, key or federated token file) cannot be used: check the file named above."
         }
@@ -240,6 +255,11 @@ impl IdpRejection {
         match self.status {
             429 => transient(TransientReason::Throttled),
             408 | 500..=599 => transient(TransientReason::ServerError),
+            // Entra could not fetch a federated issuer's discovery or keys: the issuer's outage,
+            // not this caller's configuration, so it is retried like one.
+            _ if self.body.as_ref().and_then(EntraErrorBody::aadsts) == Some(50166) => {
+                transient(TransientReason::ServerError)
+            }
             _ => match &self.body {
                 Some(body) => AcquireError::Permanent {
                     status,

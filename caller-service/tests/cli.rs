@@ -252,3 +252,38 @@ async fn managed_identity_gets_a_real_token_from_the_emulator() {
     assert!(stderr.contains("no token for"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The managed-identity endpoint down (App Service's variables set, nothing listening on the
+/// port): one line naming a connection failure, exit status 1, no panic. The Rust SDK's IMDS
+/// address (169.254.169.254) is fixed in `azure_identity` and cannot be moved to a test port, so
+/// the endpoint that goes away here is App Service's; the emulator's IMDS endpoint is exercised by
+/// azure-identity for Python in scripts/sidecar-interop.sh.
+#[tokio::test]
+async fn an_unreachable_managed_identity_endpoint_is_named_on_one_line() {
+    let dir = TempDir::new("cli");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n",
+            nightly_mi::CLIENT_ID
+        ),
+    )
+    .expect("write");
+    let env = [
+        (
+            "IDENTITY_ENDPOINT",
+            format!("http://127.0.0.1:{port}/msi/token"),
+        ),
+        ("IDENTITY_HEADER", "cli-test-identity-header".to_owned()),
+    ];
+    let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("no token for"), "{stderr}");
+    assert!(stderr.contains("connection"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -12,3 +12,4 @@ mod mesh;
 mod sidecar;
 mod storms;
 mod token_manager;
+mod workload_identity;
