@@ -63,6 +63,12 @@ FROM runtime AS emulator
 ENV EMULATOR__SERVER__HOST=0.0.0.0 \
     EMULATOR__DATA_DIR=/var/lib/entra-emulator \
     EMULATOR__SERVER__CA_CERT_OUT=/var/lib/mesh-ca/ca.pem
+# Where `entra-emulator project-token` writes a projected service-account token in the demo (a
+# volume a workload-identity caller mounts read-only, the path AKS uses): owned by the image's
+# user, so that a fresh volume mounted here takes that ownership.
+USER 0:0
+RUN install -d -o mesh -g mesh -m 0755 /var/run/secrets/azure/tokens
+USER 10001:10001
 COPY --from=builder /out/entra-emulator /usr/local/bin/entra-emulator
 EXPOSE 8443
 ENTRYPOINT ["entra-emulator"]

@@ -26,7 +26,7 @@ BUILD_TIMEOUT=${SMOKE_BUILD_TIMEOUT:-3000} # seconds for `up --build` (a cold bu
 HEALTH_TIMEOUT=${SMOKE_HEALTH_TIMEOUT:-180}
 TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
 OUTAGE_SECS=${SMOKE_OUTAGE_SECS:-25} # how long the callers must ride the emulator's absence
-SERVICES=(emulator api reports gateway reader writer stranger sidecar nightly)
+SERVICES=(emulator api reports gateway reader writer stranger sidecar nightly projector archiver)
 
 started=$SECONDS
 failures=0
@@ -169,6 +169,9 @@ snapshot() {
   caller_metrics stranger >"$WORK/stranger.prom"
   caller_metrics sidecar >"$WORK/sidecar.prom"
   caller_metrics nightly >"$WORK/nightly.prom"
+  caller_metrics archiver >"$WORK/archiver.prom"
+  WI_OK=$(metric caller_job_runs_total 'job="archive-scan"' 'outcome="success"' <"$WORK/archiver.prom")
+  WI_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/archiver.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/archiver.prom")))
   N_WHO=$(metric caller_job_runs_total 'job="whoami"' 'outcome="success"' <"$WORK/nightly.prom")
   N_BAD=$(($(metric caller_job_runs_total 'outcome="failure"' <"$WORK/nightly.prom") + $(metric caller_job_runs_total 'outcome="error"' <"$WORK/nightly.prom")))
   compose logs --no-color inventory >"$WORK/inventory.log" 2>&1 || true
@@ -200,7 +203,7 @@ show() {
     "stranger refused=$S_REFUSED ok=$S_OK error=$S_ERR | API accepted=$A_ACCEPTED client_not_allowed=$A_NOT_ALLOWED 403s=$A_403 201s=$A_201 |" \
     "reports: reader ok=$R_REPORT stranger refused=$S_REPORT_REFUSED gateway accepted=$G_ACCEPTED client_not_allowed=$G_NOT_ALLOWED |" \
     "inventory via the sidecar: tasks 200=$I_TASKS reports 200=$I_REPORTS managed-identity token accepted=$I_MI (sidecar 200s $SC_OK) |" \
-    "nightly (managed identity) whoami ok=$N_WHO bad=$N_BAD"
+    "nightly (managed identity) whoami ok=$N_WHO bad=$N_BAD | archiver (workload identity) ok=$WI_OK bad=$WI_BAD"
 }
 
 # 3. Traffic: each job has run at least twice (they run every 5 s).
@@ -210,7 +213,7 @@ while :; do
   snapshot
   ((R_LIST >= 2 && R_WHO >= 2 && W_OK >= 2 && S_REFUSED >= 2 && A_NOT_ALLOWED >= 2 &&
     R_REPORT >= 2 && S_REPORT_REFUSED >= 2 && G_NOT_ALLOWED >= 2 &&
-    I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2 && N_WHO >= 2)) && break
+    I_TASKS >= 2 && I_REPORTS >= 2 && I_MI >= 2 && N_WHO >= 2 && WI_OK >= 2)) && break
   ((SECONDS < deadline)) || break
   sleep 2
 done
@@ -244,6 +247,14 @@ check "$((N_WHO >= 2 && N_BAD == 0))" \
   "secretless caller (managed identity nightly-mi, tokens from the emulator's managed-identity endpoint): whoami ok $N_WHO times, none failed" \
   "nightly: whoami ok=$N_WHO failed=$N_BAD (want >= 2, 0)"
 
+# The workload-identity caller: a projected service-account token from the projector (the
+# emulator's stand-in cluster issuer) exchanged through archiver-job's federated credential.
+compose logs --no-color projector >"$WORK/projector.log" 2>&1 || true
+PJ_WRITTEN=$(grep -c "projected service-account token written" "$WORK/projector.log" || true)
+check "$((WI_OK >= 2 && WI_BAD == 0 && PJ_WRITTEN >= 1))" \
+  "secretless caller on workload identity (archiver-job, federated credential for system:serviceaccount:jobs:archiver): archive-scan ok $WI_OK times, none failed; the projector wrote its token" \
+  "archiver: ok=$WI_OK failed=$WI_BAD projector writes=$PJ_WRITTEN (want >= 2, 0, >= 1)"
+
 # 4. The identity provider goes away: tokens and keys already held keep the mesh working.
 compose stop emulator >/dev/null 2>&1 || abort "could not stop the emulator"
 emulator_state=$(health emulator)
@@ -254,6 +265,7 @@ snapshot
 show "emulator stopped"
 before_list=$R_LIST before_who=$R_WHO before_w=$W_OK before_s=$S_REFUSED before_acc=$A_ACCEPTED
 before_report=$R_REPORT before_gacc=$G_ACCEPTED before_inventory=$I_TASKS before_nightly=$N_WHO
+before_archiver=$WI_OK
 before_rbad=$R_BAD before_wbad=$W_BAD
 sleep "$OUTAGE_SECS"
 snapshot
@@ -283,7 +295,10 @@ check "$((I_TASKS - before_inventory >= want))" \
 check "$((N_WHO - before_nightly >= want && N_BAD == 0))" \
   "the secretless caller keeps succeeding on its cached managed-identity token (+$((N_WHO - before_nightly)) whoami)" \
   "nightly during the outage: +$((N_WHO - before_nightly)) whoami, failed=$N_BAD (want >= $want, 0)"
-for service in api reports gateway reader writer stranger sidecar nightly; do
+check "$((WI_OK - before_archiver >= want && WI_BAD == 0))" \
+  "the workload-identity caller keeps succeeding on its cached token (+$((WI_OK - before_archiver)) archive-scan)" \
+  "archiver during the outage: +$((WI_OK - before_archiver)) archive-scan, failed=$WI_BAD (want >= $want, 0)"
+for service in api reports gateway reader writer stranger sidecar nightly projector archiver; do
   status=$(health "$service")
   [[ $status == healthy ]] || fail "$service is $status during the emulator's absence"
 done

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// The demo directory's identities, generated from the directory file the emulator serves.
 pub use entra_emulator::demo;
 use entra_emulator::demo::{TENANT, ada, cert_job, reports_api, tasks_api, tasks_cli};
-use entra_emulator::demo::{reader_job, stranger_job, writer_job};
+use entra_emulator::demo::{archiver_job, reader_job, stranger_job, writer_job};
 /// The scope every job of a mesh caller asks for: the tasks API's `.default`.
 pub const API_SCOPE: &str = tasks_api::SCOPE;
 
@@ -29,17 +29,51 @@ pub fn demo_directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../entra-emulator/demo/directory.toml")
 }
 
-/// One caller daemon: an identity from the demo directory and its jobs. Not `Debug`: it holds a
-/// secret.
+/// One caller daemon: an identity from the demo directory and its jobs. Not `Debug`: it may hold
+/// a secret.
 #[derive(Clone)]
 pub struct CallerSpec {
     pub name: &'static str,
     pub client_id: &'static str,
-    /// DEMO value from the emulator's directory; never logged.
-    pub secret: &'static str,
+    pub credential: Credential,
     /// On the API's client allow-list.
     pub allowed: bool,
     pub jobs: Vec<JobSpec>,
+}
+
+/// How a caller proves who it is.
+#[derive(Clone)]
+pub enum Credential {
+    /// A client secret: DEMO value from the emulator's directory; never logged.
+    Secret(&'static str),
+    /// No secret at all: workload identity. The mesh's projector keeps a projected token of this
+    /// service account fresh in a file, as the kubelet does in a pod, and the caller exchanges it
+    /// through the app's federated credential.
+    WorkloadIdentity(entra_emulator::cluster::ServiceAccount),
+}
+
+impl CallerSpec {
+    /// Its client secret, if it has one.
+    pub fn secret(&self) -> Option<&'static str> {
+        match self.credential {
+            Credential::Secret(secret) => Some(secret),
+            Credential::WorkloadIdentity(_) => None,
+        }
+    }
+}
+
+/// The service account whose tokens `archiver-job`'s federated credential trusts, read from that
+/// credential's subject (`system:serviceaccount:<namespace>:<name>`) in the demo directory.
+pub fn archiver_service_account() -> entra_emulator::cluster::ServiceAccount {
+    let subject = archiver_job::FEDERATED_SUBJECT;
+    let (namespace, name) = subject
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .unwrap_or(("jobs", "archiver"));
+    entra_emulator::cluster::ServiceAccount {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
 }
 
 /// The services a mesh job can call.
@@ -103,20 +137,21 @@ impl JobSpec {
     }
 }
 
-/// The three callers of the demo: a reader, a writer, and an app the API does not allow.
+/// The callers of the demo: a reader, a writer, an app the API does not allow, and a secretless
+/// archiver on workload identity.
 pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
     vec![
         CallerSpec {
             name: "reader",
             client_id: reader_job::CLIENT_ID,
-            secret: reader_job::SECRET,
+            credential: Credential::Secret(reader_job::SECRET),
             allowed: true,
             jobs: vec![JobSpec::get("list-tasks", "/api/tasks?limit=5", every)],
         },
         CallerSpec {
             name: "writer",
             client_id: writer_job::CLIENT_ID,
-            secret: writer_job::SECRET,
+            credential: Credential::Secret(writer_job::SECRET),
             allowed: true,
             jobs: vec![JobSpec {
                 name: "create-task",
@@ -131,9 +166,20 @@ pub fn demo_callers(every: Duration) -> Vec<CallerSpec> {
         CallerSpec {
             name: "stranger",
             client_id: stranger_job::CLIENT_ID,
-            secret: stranger_job::SECRET,
+            credential: Credential::Secret(stranger_job::SECRET),
             allowed: false,
             jobs: vec![JobSpec::get("peek-tasks", "/api/tasks?limit=5", every * 2)],
+        },
+        CallerSpec {
+            name: "archiver",
+            client_id: archiver_job::CLIENT_ID,
+            credential: Credential::WorkloadIdentity(archiver_service_account()),
+            allowed: true,
+            jobs: vec![JobSpec::get(
+                "archive-scan",
+                "/api/tasks?limit=5",
+                every * 5 / 2,
+            )],
         },
     ]
 }
@@ -620,6 +666,8 @@ pub struct Mesh {
     pub callers: Vec<Caller>,
     /// The app with no token code, when [`MeshOptions::sidecar`] asked for it.
     pub inventory: Option<Inventory>,
+    /// One projector per workload-identity caller, keeping its token file fresh.
+    projectors: Vec<tokio::task::JoinHandle<()>>,
     pub http: reqwest::Client,
 }
 
@@ -695,10 +743,27 @@ impl Mesh {
         // The secret only the sidecar and the app next to it know (IDENTITY_HEADER).
         let identity_header = format!("{:032x}", rand::random::<u128>());
         let mut callers = Vec::new();
+        let mut projectors = Vec::new();
         for spec in &options.callers {
-            let caller = start_caller(spec, &emulator, &urls, &options, &identity_header)
-                .await
-                .with_context(|| format!("caller-service ({})", spec.name))?;
+            let token_file = match &spec.credential {
+                Credential::Secret(_) => None,
+                Credential::WorkloadIdentity(account) => {
+                    let (file, projector) = start_projector(account, &emulator, &options)
+                        .with_context(|| format!("the projector of {}", spec.name))?;
+                    projectors.push(projector);
+                    Some(file)
+                }
+            };
+            let caller = start_caller(
+                spec,
+                token_file,
+                &emulator,
+                &urls,
+                &options,
+                &identity_header,
+            )
+            .await
+            .with_context(|| format!("caller-service ({})", spec.name))?;
             callers.push(caller);
         }
         let inventory = match (
@@ -725,6 +790,7 @@ impl Mesh {
             reports,
             callers,
             inventory,
+            projectors,
             http,
         })
     }
@@ -741,6 +807,11 @@ impl Mesh {
                     >= runs
             })
         })
+    }
+
+    /// How many projectors run: each waits on the mesh's clock between two writes.
+    pub fn projectors(&self) -> usize {
+        self.projectors.len()
     }
 
     pub fn caller(&self, name: &str) -> &Caller {
@@ -760,6 +831,9 @@ impl Mesh {
         }
         for caller in &self.callers {
             caller.stop.shutdown();
+        }
+        for projector in &self.projectors {
+            projector.abort();
         }
         let mut outcomes = Vec::new();
         for caller in self.callers {
@@ -908,8 +982,62 @@ struct ServiceUrls<'a> {
     reports: Option<&'a str>,
 }
 
+/// Writes `account`'s projected token to `{data_dir}/projected/{namespace}/{name}/token` now, and
+/// starts the task that writes it again at 75% of each token's life (a token lives as long as the
+/// mesh's shortest app token, so rotations show in the demo). Returns the file and the task.
+fn start_projector(
+    account: &entra_emulator::cluster::ServiceAccount,
+    emulator: &Emulator,
+    options: &MeshOptions,
+) -> anyhow::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
+    use entra_emulator::cluster::{MIN_LIFETIME_SECS, Projector, TOKEN_EXCHANGE_AUDIENCE};
+    let out = options
+        .data_dir
+        .join("projected")
+        .join(&account.namespace)
+        .join(&account.name)
+        .join("token");
+    let projector = Projector {
+        account: account.clone(),
+        audience: TOKEN_EXCHANGE_AUDIENCE.into(),
+        lifetime_secs: options.token_lifetime_secs.0.max(MIN_LIFETIME_SECS),
+        out: out.clone(),
+    };
+    let clock = options.clock.clone();
+    let state = emulator.state.clone();
+    projector.write_once(&state.cluster, clock.unix())?;
+    tracing::info!(
+        target: "mesh::projector",
+        "wrote {}'s projected service-account token to {} (issuer {}, valid {}, rewritten at 75%)",
+        account.subject(),
+        out.display(),
+        state.cluster.issuer(),
+        narrate::duration(projector.lifetime_secs as u64)
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            let next = clock.now() + projector.refresh_after();
+            clock.sleep_until(next).await;
+            match projector.write_once(&state.cluster, clock.unix()) {
+                Ok(_) => tracing::info!(
+                    target: "mesh::projector",
+                    "rotated {}'s projected token: the caller reads the new one at its next token request",
+                    projector.account.subject()
+                ),
+                Err(error) => tracing::warn!(
+                    target: "mesh::projector",
+                    "cannot rewrite {}: {error:#}",
+                    projector.out.display()
+                ),
+            }
+        }
+    });
+    Ok((out, task))
+}
+
 async fn start_caller(
     spec: &CallerSpec,
+    token_file: Option<PathBuf>,
     emulator: &Emulator,
     urls: &ServiceUrls<'_>,
     options: &MeshOptions,
@@ -919,7 +1047,8 @@ async fn start_caller(
         identity: IdentityConfig {
             tenant_id: Some(TENANT.into()),
             client_id: Some(spec.client_id.into()),
-            client_secret: Some(spec.secret.into()),
+            client_secret: spec.secret().map(Into::into),
+            federated_token_file: token_file,
             authority_host: Some(emulator.url.clone()),
             ..Default::default()
         },

@@ -1,5 +1,6 @@
 //! `cargo run -p mesh`: the Entra emulator, the tasks API, the Python reports service behind
-//! entra-gateway, and three caller daemons (a reader, a writer, and an app both refuse) in one
+//! entra-gateway, and four caller daemons (a reader, a writer, an app both refuse, and an archiver with
+//! no secret: workload identity, its projected token file rotating) in one
 //! process, plus a user who signs in with PKCE and is turned away, all narrated for a person. Ctrl-C stops everything. `RUST_LOG` adds the services'
 //! own logs on stderr.
 
@@ -109,7 +110,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let narrated = tracing_subscriber::filter::Targets::new()
         .with_target("caller_service", tracing::Level::INFO)
         .with_target("mesh::reports", tracing::Level::INFO)
-        .with_target("mesh::inventory", tracing::Level::INFO);
+        .with_target("mesh::inventory", tracing::Level::INFO)
+        .with_target("mesh::projector", tracing::Level::INFO);
     tracing_subscriber::registry()
         .with(Narrator::new(Cast::new(&options.callers)).with_filter(narrated))
         .with(services_log)
@@ -120,13 +122,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "mesh",
         match (&options.reports, cli.no_reports) {
             (Some(_), _) => {
-                "starting the Entra ID emulator, the tasks API, the reports service (Python) behind entra-gateway, three callers, and a Python app with no token code behind the reader's token sidecar"
+                "starting the Entra ID emulator, the tasks API, the reports service (Python) behind entra-gateway, four callers (one with no secret: workload identity), and a Python app with no token code behind the reader's token sidecar"
             }
             (None, true) => {
-                "starting the Entra ID emulator, the tasks API and three callers (--no-reports)"
+                "starting the Entra ID emulator, the tasks API and four callers, one of them secretless (--no-reports)"
             }
             (None, false) => {
-                "starting the Entra ID emulator, the tasks API and three callers; no python3 on PATH, so the Python services (reports behind the gateway, the app behind the sidecar) are left out"
+                "starting the Entra ID emulator, the tasks API and four callers, one of them secretless; no python3 on PATH, so the Python services (reports behind the gateway, the app behind the sidecar) are left out"
             }
         },
     );
@@ -163,7 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     say(
         "api",
         &format!(
-            "{} accepts app tokens of the reader and the writer (and the cert job); /metrics, /readyz",
+            "{} accepts app tokens of the reader, the writer and the archiver (and the cert job); /metrics, /readyz",
             mesh.api.url
         ),
     );

@@ -13,7 +13,12 @@ async fn reader_reads_writer_writes_and_the_others_are_refused() {
     assert_eq!(test.runs("reader", "success"), 3);
     assert_eq!(test.runs("writer", "success"), 3, "each POST answered 201");
     assert_eq!(test.runs("stranger", "failure"), 3, "each answered 403");
-    for name in ["reader", "writer", "stranger"] {
+    assert_eq!(
+        test.runs("archiver", "success"),
+        3,
+        "the secretless caller, on its projected service-account token"
+    );
+    for name in ["reader", "writer", "stranger", "archiver"] {
         assert_eq!(
             test.runs(name, "error"),
             0,
@@ -25,6 +30,15 @@ async fn reader_reads_writer_writes_and_the_others_are_refused() {
             "{name}: one token, reused for every run"
         );
     }
+
+    // The archiver's token came from a federated credential: no secret anywhere in its settings.
+    let archiver = test.token("archiver").await;
+    let (_, claims) = mesh_tests::emulator::decode_parts(archiver.secret());
+    assert_eq!(claims["azp"], test.mesh.caller("archiver").client_id);
+    assert_eq!(
+        claims["azpacr"], "2",
+        "a client assertion: the projected token"
+    );
 
     // What the writer created, the reader sees.
     let reader = test.token("reader").await;
@@ -84,7 +98,10 @@ async fn an_expired_token_is_answered_401_expired() {
     let reader = &mesh::demo_callers(EVERY)[0];
     let token = test
         .mesh
-        .app_token(reader.client_id, reader.secret)
+        .app_token(
+            reader.client_id,
+            reader.secret().expect("the reader has a secret"),
+        )
         .await
         .expect("the emulator issues it");
     // Three hours later on the mesh's one clock, the token (1-1.5 h of life) has expired.

@@ -98,7 +98,8 @@ impl TestMesh {
             .callers
             .iter()
             .map(|c| c.jobs.len() + c.tokens.status().len())
-            .sum();
+            .sum::<usize>()
+            + self.mesh.projectors();
         eventually(
             "every job loop and refresher waits on the clock",
             || async {
