@@ -65,6 +65,7 @@ step attack-corpus env ATTACK_CORPUS_MD=write \
 step storms cargo test --locked -p mesh-tests --test caller storms -- --nocapture
 step sidecar env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test caller \
   sidecar::a_python_client_rides_an_identity_provider_outage_until_the_safety_margin -- --nocapture
+step workload-identity cargo test --locked -p mesh-tests --test caller workload_identity:: -- --nocapture
 step e2e-faults env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test e2e -- --nocapture \
   faults rotation_load
 step api-faults cargo test --locked -p mesh-tests --test api -- --nocapture \
@@ -102,7 +103,7 @@ def status(step):
 
 # Test outcomes (`test <path> ... ok`) and `resilience: <case>: <figure>` lines, per step.
 outcomes, figures = {}, []
-steps = ["attack-corpus", "storms", "sidecar", "e2e-faults", "api-faults", "durability",
+steps = ["attack-corpus", "storms", "sidecar", "workload-identity", "e2e-faults", "api-faults", "durability",
          "emulator-fuzz-regressions", "secrets", "load"] + (["fuzz"] if fuzz_secs else [])
 for step in steps:
     text = read(f"{step}.out") + "\n" + read(f"{step}.err")
@@ -218,8 +219,26 @@ row("Token endpoint down past the refresh point, an app calling through the toke
     "sidecar", ["sidecar::a_python_client_rides_an_identity_provider_outage_until_the_safety_margin"],
     cases("sidecar through an idp outage"))
 
-e2e_how = ("`tests/e2e/{}`: the real emulator, API and three caller daemons in one process, "
-           "callers on a manual clock")
+row("Workload identity: the projected token file rotated, the first token dead",
+    "`tests/caller/workload_identity.rs`: the whole daemon with the `workload_identity` credential "
+    "(the unmodified `azure_identity`) against the real emulator's federation, the token file "
+    "written by the emulator's stand-in cluster issuer; both on manual clocks",
+    "the refresh after the rotation exchanges the new file's token (the old one would be refused "
+    "with AADSTS700024): a new app token, 0 failures",
+    "workload-identity",
+    ["workload_identity::a_rotating_token_file_is_read_at_each_refresh_and_a_removed_credential_is_named"],
+    cases("workload identity token file rotated"))
+row("Workload identity: the federated credential removed while the daemon runs",
+    "as above; the credential deleted through the emulator's admin API (as `az ad app "
+    "federated-credential delete`)",
+    "the next refresh refused with AADSTS70021, permanent, logged with its fix; the valid token "
+    "still served; no token or projected token in the log",
+    "workload-identity",
+    ["workload_identity::a_rotating_token_file_is_read_at_each_refresh_and_a_removed_credential_is_named"],
+    cases("workload identity credential removed"))
+
+e2e_how = ("`tests/e2e/{}`: the real emulator, API and four caller daemons (one on workload "
+           "identity) in one process, callers on a manual clock")
 row("Signing key rotated mid-run",
     e2e_how.format("faults.rs"),
     "0 failed job runs; every caller moves to the new kid at its refresh; the API fetches the JWKS "

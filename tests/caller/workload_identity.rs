@@ -96,6 +96,12 @@ async fn a_rotating_token_file_is_read_at_each_refresh_and_a_removed_credential_
     }
     let refreshed = tokens.get_token(SCOPE).await.expect("token");
     assert_ne!(refreshed.secret(), token.secret());
+    println!(
+        "resilience: workload identity token file rotated: the projected token rewritten at 50 min \
+         of its 60 min; at 66 min 40 s (the first one past its end and the 5 min skew) the \
+         daemon's half-life refresh read the file again and the emulator issued a new app token \
+         for archiver-job"
+    );
 
     // The federated credential is removed (az ad app federated-credential delete): the next
     // refresh is refused with AADSTS70021, named with its fix, and the valid token is still served.
@@ -124,6 +130,16 @@ async fn a_rotating_token_file_is_read_at_each_refresh_and_a_removed_credential_
     );
     let still = tokens.get_token(SCOPE).await.expect("the cached token");
     assert_eq!(still.secret(), refreshed.secret());
+    println!(
+        "resilience: workload identity credential removed: the next refresh refused with \
+         AADSTS70021 (permanent, logged with its fix: \"{}\"), next attempt in {} s; the valid \
+         app token still served",
+        text.split("Fix: ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches('.'),
+        failure.next_attempt_in.as_secs()
+    );
 
     stop.shutdown();
     running.await.expect("joins").expect("stops cleanly");
