@@ -13,11 +13,12 @@ use serde_json::json;
 const MULTI_TENANT: [&str; 3] = ["common", "organizations", "consumers"];
 
 /// How a discovery document names its tenant: by GUID in URLs and `issuer` for a real tenant; by
-/// alias in URLs and `{tenantid}` in `issuer` for the multi-tenant aliases.
+/// alias in URLs and `{tenantid}` in `issuer` for the multi-tenant aliases, whose
+/// `tenant_region_scope` is `null`, as Entra's.
 struct DocumentTenant {
     path_tenant: String,
     issuer_tenant: String,
-    region: String,
+    region: Option<String>,
 }
 
 fn document_tenant(state: &AppState, tenant: &str) -> Option<DocumentTenant> {
@@ -25,13 +26,13 @@ fn document_tenant(state: &AppState, tenant: &str) -> Option<DocumentTenant> {
         return Some(DocumentTenant {
             path_tenant: tenant.to_ascii_lowercase(),
             issuer_tenant: "{tenantid}".to_owned(),
-            region: "NA".to_owned(),
+            region: None,
         });
     }
     state.directory().tenant(tenant).map(|t| DocumentTenant {
         path_tenant: t.id.clone(),
         issuer_tenant: t.id.clone(),
-        region: t.region_scope.clone(),
+        region: Some(t.region_scope.clone()),
     })
 }
 
@@ -51,7 +52,12 @@ pub async fn openid_configuration_v1(
     openid_configuration(&req, &tenant, &state, false)
 }
 
-/// The fields both versions share, then each version's endpoints and issuer.
+/// Every member Entra's documents have, with Entra's values: first those both versions share, then
+/// each version's own. URLs are on the emulator's host where Entra's are on
+/// login.microsoftonline.com; v2's `userinfo_endpoint` is Microsoft Graph's, as in Entra's (the
+/// emulator does not serve Graph); and, as in Entra's, there is no
+/// `code_challenge_methods_supported`. What the emulator answers at each endpoint a document names
+/// is in the README ("Endpoints").
 fn openid_configuration(
     req: &HttpRequest,
     tenant: &str,
@@ -68,35 +74,59 @@ fn openid_configuration(
         return aad_error(state, &ids, &AadError::tenant_not_found(tenant));
     };
     let base = state.public_url();
+    let tenant_url = format!("{base}/{path_tenant}");
     let mut doc = json!({
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code"],
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "kerberos_endpoint": format!("{tenant_url}/kerberos"),
         "tenant_region_scope": region,
         "cloud_instance_name": "microsoftonline.com",
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
     });
     let specific = if v2 {
         json!({
-            "token_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/token"),
-            "jwks_uri": format!("{base}/{path_tenant}/discovery/v2.0/keys"),
+            "token_endpoint": format!("{tenant_url}/oauth2/v2.0/token"),
+            "jwks_uri": format!("{tenant_url}/discovery/v2.0/keys"),
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "issuer": format!("{base}/{issuer_tenant}/v2.0"),
             "request_uri_parameter_supported": false,
-            "authorization_endpoint": format!("{base}/{path_tenant}/oauth2/v2.0/authorize"),
-            "code_challenge_methods_supported": ["S256"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "preferred_username", "name", "tid", "ver", "oid"],
+            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+            "authorization_endpoint": format!("{tenant_url}/oauth2/v2.0/authorize"),
+            "device_authorization_endpoint": format!("{tenant_url}/oauth2/v2.0/devicecode"),
+            "end_session_endpoint": format!("{tenant_url}/oauth2/v2.0/logout"),
+            "claims_supported": [
+                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+                "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email",
+            ],
         })
     } else {
         json!({
-            "token_endpoint": format!("{base}/{path_tenant}/oauth2/token"),
-            "jwks_uri": format!("{base}/{path_tenant}/discovery/keys"),
+            "token_endpoint": format!("{tenant_url}/oauth2/token"),
+            // Entra's v1 document names the keys of `common`, whatever the tenant.
+            "jwks_uri": format!("{base}/common/discovery/keys"),
+            "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
             "scopes_supported": ["openid"],
             // v1 tokens are issued by `https://sts.windows.net/{tid}/`; the emulator's host stands in.
             "issuer": format!("{base}/{issuer_tenant}/"),
+            "microsoft_multi_refresh_token": true,
+            "authorization_endpoint": format!("{tenant_url}/oauth2/authorize"),
+            "device_authorization_endpoint": format!("{tenant_url}/oauth2/devicecode"),
+            "end_session_endpoint": format!("{tenant_url}/oauth2/logout"),
+            "claims_supported": [
+                "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+                "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+                "amr", "nonce", "email", "given_name", "family_name", "nickname",
+            ],
+            "check_session_iframe": format!("{tenant_url}/oauth2/checksession"),
+            "userinfo_endpoint": format!("{tenant_url}/openid/userinfo"),
         })
     };
     if let (Some(doc), serde_json::Value::Object(specific)) = (doc.as_object_mut(), specific) {
