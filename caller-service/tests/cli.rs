@@ -287,3 +287,46 @@ async fn an_unreachable_managed_identity_endpoint_is_named_on_one_line() {
     assert!(stderr.contains("connection"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// IMDS unreachable: with no App Service variables, `azure_identity`'s managed identity asks the
+/// Instance Metadata Service at its fixed address, 169.254.169.254. Run in a network namespace of
+/// its own (`unshare -n`: loopback only, no route anywhere, so nothing leaves this machine), the
+/// request cannot be sent; the caller bounds it with `token_manager.acquire_timeout_secs` and says
+/// so on one line, exit status 1. Needs root for the namespace; elsewhere the test says it skipped.
+#[tokio::test]
+async fn imds_unreachable_is_a_bounded_failure_on_one_line() {
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("skipped: `unshare -n` is not permitted here (needs root)");
+        return;
+    }
+    let dir = TempDir::new("cli");
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n\n[token_manager]\nacquire_timeout_secs = 2\n",
+            nightly_mi::CLIENT_ID
+        ),
+    )
+    .expect("write");
+    let mut command = Command::new("unshare");
+    command
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .args(["-n", env!("CARGO_BIN_EXE_caller-service"), "--config"])
+        .arg(&config)
+        .args(["token", "--scope", SCOPE]);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("runs"))
+        .await
+        .expect("joins");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("caller-service: no token for api://tasks-api/.default: timeout from the identity provider: no token within 2 s"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
