@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod cluster;
 pub mod discovery;
 pub mod managed_identity;
+pub mod session;
 pub mod token;
 
 use crate::aadsts::AadError;
@@ -68,6 +69,48 @@ pub fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool) {
         .route(
             "/{tenant}/oauth2/v2.0/authorize",
             web::get().to(authorize::authorize),
+        )
+        .route(
+            "/{tenant}/oauth2/authorize",
+            web::get().to(authorize::authorize),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/logout",
+            web::route()
+                .guard(guard::Any(guard::Get()).or(guard::Post()))
+                .to(session::logout),
+        )
+        .route(
+            "/{tenant}/oauth2/logout",
+            web::route()
+                .guard(guard::Any(guard::Get()).or(guard::Post()))
+                .to(session::logout),
+        )
+        .route(
+            "/{tenant}/oauth2/checksession",
+            web::get().to(session::check_session),
+        )
+        .route(
+            "/{tenant}/openid/userinfo",
+            web::route().to(session::userinfo),
+        )
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            web::route()
+                .guard(guard::Not(guard::Options()))
+                .to(session::unsupported_flow),
+        )
+        .route(
+            "/{tenant}/oauth2/devicecode",
+            web::route()
+                .guard(guard::Not(guard::Options()))
+                .to(session::unsupported_flow),
+        )
+        .route(
+            "/{tenant}/kerberos",
+            web::route()
+                .guard(guard::Not(guard::Options()))
+                .to(session::unsupported_flow),
         )
         .route("/msi/token", web::get().to(managed_identity::token))
         .route(

@@ -287,3 +287,47 @@ async fn a_bare_permission_for_a_registered_graph_is_refused_not_a_crash() {
         .await;
     assert_eq!(status, 200);
 }
+
+/// The v1 endpoints: `resource=` instead of `scope` asks for every scope the user consented to on
+/// that API, and the v1 token endpoint redeems the code with v1's answer.
+#[tokio::test]
+async fn the_v1_authorize_endpoint_and_its_code_redemption() {
+    let emu = spawn_emulator().await;
+    let challenge = entra_emulator::codes::s256(VERIFIER);
+    let response = emu
+        .http
+        .get(format!("{}/{TENANT}/oauth2/authorize", emu.http_url))
+        .query(&[
+            ("client_id", CLI_ID),
+            ("response_type", "code"),
+            ("redirect_uri", CLI_REDIRECT),
+            ("resource", API_APP_ID_URI),
+            ("state", "v1-state"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("login_hint", USER),
+        ])
+        .send()
+        .await
+        .expect("answers");
+    let params = redirect_params(&response);
+    assert_eq!(params["state"], "v1-state");
+    let redeemed = emu
+        .post_token_at(
+            &format!("{}/{TENANT}/oauth2/token", emu.http_url),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", CLI_ID),
+                ("code", params["code"].as_str()),
+                ("redirect_uri", CLI_REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    assert_eq!(redeemed.status(), 200);
+    let body: Value = redeemed.json().await.expect("json");
+    assert!(body["expires_in"].is_string(), "v1 answers strings: {body}");
+    let (_, claims) = decode_parts(body["access_token"].as_str().expect("token"));
+    assert_eq!(claims["scp"], "Tasks.Read", "what Ada consented to");
+    assert_eq!(claims["aud"], API_CLIENT_ID);
+}

@@ -11,5 +11,6 @@ mod fuzz_regressions;
 mod helpers;
 mod interop;
 mod managed_identity;
+mod session;
 mod token_errors;
 mod token_success;

@@ -1,4 +1,6 @@
-//! `GET /{tenant}/oauth2/v2.0/authorize`: the authorization-code flow with PKCE (S256 only).
+//! `GET /{tenant}/oauth2/v2.0/authorize`: the authorization-code flow with PKCE (S256 only); the
+//! v1 `GET /{tenant}/oauth2/authorize` too, where `resource=` asks for every scope the user
+//! consented to on that API (v2's `{resource}/.default`).
 //! With a `login_hint` naming a directory user the sign-in happens without a page, so scripts can
 //! obtain a genuine user-delegated token; otherwise a minimal sign-in form asks for the username.
 //! Errors found before the redirect URI is trusted are shown as a page; after, they are sent back
@@ -26,6 +28,8 @@ pub struct AuthorizeQuery {
     login_hint: Option<String>,
     response_mode: Option<String>,
     prompt: Option<String>,
+    /// v1: the API, instead of `scope`.
+    resource: Option<String>,
 }
 
 pub async fn authorize(
@@ -61,7 +65,14 @@ pub async fn authorize(
     if challenge.len() < 43 || q.code_challenge_method.as_deref() != Some("S256") {
         return redirect_aad(redirect_uri, &q.state, &AadError::pkce_required());
     }
-    let scope = q.scope.as_deref().unwrap_or_default();
+    let v1_scope = match (&q.scope, &q.resource) {
+        (None, Some(resource)) => Some(format!("{}/.default", resource.trim_end_matches('/'))),
+        _ => None,
+    };
+    let scope = v1_scope
+        .as_deref()
+        .or(q.scope.as_deref())
+        .unwrap_or_default();
     let (resource, requested_as, requested) = match delegated_scopes(tenant, &tenant_param, scope) {
         Ok(parsed) => parsed,
         Err(err) => return redirect_aad(redirect_uri, &q.state, &err),

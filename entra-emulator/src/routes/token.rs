@@ -116,7 +116,7 @@ async fn process(
     let grant_type = form.require("grant_type")?;
     let authorization_code = match (grant_type, endpoint) {
         ("client_credentials", _) => false,
-        ("authorization_code", Endpoint::V2) => true,
+        ("authorization_code", _) => true,
         (other, _) => return Err(AadError::unsupported_grant_type(other)),
     };
     let (client, auth) =
