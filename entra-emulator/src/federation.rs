@@ -5,7 +5,7 @@
 //! Checked in Entra's order, with its answers: the app's credentials are matched on the
 //! assertion's issuer, then subject, then audience, case-sensitively (AADSTS70021 when the app has
 //! none, 700211 / 700213 / 7002138 / 700212 for the first part that matches none), the time range
-//! (700024), then the issuer's keys are fetched over HTTPS from its OpenID discovery (AADSTS50166
+//! (`exp`, `nbf`, `iat`, with 5 minutes of skew: 700024), then the issuer's keys are fetched over HTTPS from its OpenID discovery (AADSTS50166
 //! when that fails) and the signature checked with the key its `kid` names (7000272 when the
 //! issuer publishes no such key). Only issuers some credential names are ever fetched, so a client
 //! cannot make the emulator call an address of its choosing.
@@ -69,6 +69,8 @@ struct Claims {
     exp: Option<f64>,
     #[serde(default)]
     nbf: Option<f64>,
+    #[serde(default)]
+    iat: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -193,8 +195,16 @@ impl Federation {
             Some(n) => Some(unix_seconds(n).ok_or_else(AadError::assertion_malformed)?),
             None => None,
         };
-        if exp + SKEW_SECS < now || nbf.is_some_and(|n| n - SKEW_SECS > now) {
-            return Err(AadError::assertion_time_range(now, nbf, exp));
+        let iat = match claims.iat {
+            Some(i) => Some(unix_seconds(i).ok_or_else(AadError::assertion_malformed)?),
+            None => None,
+        };
+        // Issued in the future, or valid before it was issued: neither is a time range Entra takes.
+        if exp + SKEW_SECS < now
+            || nbf.is_some_and(|n| n - SKEW_SECS > now)
+            || iat.is_some_and(|i| i - SKEW_SECS > now || i > exp)
+        {
+            return Err(AadError::assertion_time_range(now, nbf.or(iat), exp));
         }
 
         let algorithm = match header.alg.as_str() {

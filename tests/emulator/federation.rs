@@ -237,6 +237,16 @@ async fn expired_unknown_key_and_forged_assertions_are_refused() {
     )
     .await;
 
+    // Minted in the future (the issuer's clock ahead by 10 minutes): refused until it is valid.
+    let early = mint(&issuer, &archiver(), TOKEN_EXCHANGE_AUDIENCE, now + 600);
+    assert_aadsts(
+        exchange(&emu, archiver_job::CLIENT_ID, &early).await,
+        401,
+        "invalid_client",
+        700024,
+    )
+    .await;
+
     // Valid an hour; refused past its end and the five minutes of skew.
     let ok = exchange(&emu, archiver_job::CLIENT_ID, &projected).await;
     assert_eq!(ok.status(), 200);
