@@ -27,6 +27,20 @@ async fn caller_with_env(config: &Path, env: &[(&str, String)], args: &[&str]) -
         .expect("joins")
 }
 
+/// `caller.toml` in `dir`: the managed identity nightly-mi as the identity, then `extra`.
+fn managed_identity_config(dir: &TempDir, extra: &str) -> std::path::PathBuf {
+    let config = dir.0.join("caller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n{extra}",
+            nightly_mi::CLIENT_ID
+        ),
+    )
+    .expect("write");
+    config
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -214,15 +228,7 @@ async fn managed_identity_gets_a_real_token_from_the_emulator() {
         },
     )
     .await;
-    let config = dir.0.join("caller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n",
-            nightly_mi::CLIENT_ID
-        ),
-    )
-    .expect("write");
+    let config = managed_identity_config(&dir, "");
     let env = [
         (
             "IDENTITY_ENDPOINT",
@@ -264,15 +270,7 @@ async fn an_unreachable_managed_identity_endpoint_is_named_on_one_line() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
-    let config = dir.0.join("caller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n",
-            nightly_mi::CLIENT_ID
-        ),
-    )
-    .expect("write");
+    let config = managed_identity_config(&dir, "");
     let env = [
         (
             "IDENTITY_ENDPOINT",
@@ -303,15 +301,7 @@ async fn imds_unreachable_is_a_bounded_failure_on_one_line() {
         return;
     }
     let dir = TempDir::new("cli");
-    let config = dir.0.join("caller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n\n[token_manager]\nacquire_timeout_secs = 2\n",
-            nightly_mi::CLIENT_ID
-        ),
-    )
-    .expect("write");
+    let config = managed_identity_config(&dir, "\n[token_manager]\nacquire_timeout_secs = 2\n");
     let mut command = Command::new("unshare");
     command
         .env_clear()

@@ -33,26 +33,38 @@ struct RawHeader {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Audience {
+pub(crate) enum Audience {
     One(String),
     Many(Vec<String>),
 }
 
-/// MSAL for Python writes `exp`/`iat` as floats (`1795246412.877`), so times are read as f64.
+impl Audience {
+    pub(crate) fn values(&self) -> &[String] {
+        match self {
+            Audience::One(one) => std::slice::from_ref(one),
+            Audience::Many(many) => many,
+        }
+    }
+}
+
+/// The claims of a client assertion, the client's own or a federated issuer's. MSAL for Python
+/// writes `exp`/`iat` as floats (`1795246412.877`), so times are read as f64.
 #[derive(Deserialize)]
-struct AssertionClaims {
+pub(crate) struct AssertionClaims {
     #[serde(default)]
-    iss: Option<String>,
+    pub iss: Option<String>,
     #[serde(default)]
-    sub: Option<String>,
+    pub sub: Option<String>,
     #[serde(default)]
-    aud: Option<Audience>,
+    pub aud: Option<Audience>,
     #[serde(default)]
-    exp: Option<f64>,
+    pub exp: Option<f64>,
     #[serde(default)]
-    nbf: Option<f64>,
+    pub nbf: Option<f64>,
     #[serde(default)]
-    jti: Option<String>,
+    pub iat: Option<f64>,
+    #[serde(default)]
+    pub jti: Option<String>,
 }
 
 /// `jti`s seen, with the time after which they may be forgotten (at most
@@ -135,13 +147,11 @@ pub fn verify(
     if !is_client(&claims.iss) || !is_client(&claims.sub) {
         return Err(AadError::assertion_subject());
     }
-    let aud_ok = match &claims.aud {
-        Some(Audience::One(a)) => audiences.iter().any(|x| x.eq_ignore_ascii_case(a)),
-        Some(Audience::Many(list)) => list
+    let aud_ok = claims.aud.as_ref().is_some_and(|aud| {
+        aud.values()
             .iter()
-            .any(|a| audiences.iter().any(|x| x.eq_ignore_ascii_case(a))),
-        None => false,
-    };
+            .any(|a| audiences.iter().any(|x| x.eq_ignore_ascii_case(a)))
+    });
     if !aud_ok {
         return Err(AadError::assertion_audience());
     }

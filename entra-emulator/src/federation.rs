@@ -14,7 +14,7 @@
 //! emulator runs, as `az ad app federated-credential delete` would.
 
 use crate::aadsts::AadError;
-use crate::assertion::{SKEW_SECS, unix_seconds};
+use crate::assertion::{AssertionClaims as Claims, Audience, SKEW_SECS, unix_seconds};
 use crate::directory::{Application, Directory, FederatedIssuer};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
@@ -54,39 +54,6 @@ pub struct Federation {
 struct IssuerKeys {
     set: JwkSet,
     fetched: Instant,
-}
-
-/// The parts of an external assertion the match and the checks read.
-#[derive(Deserialize)]
-struct Claims {
-    #[serde(default)]
-    iss: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-    #[serde(default)]
-    aud: Option<Audience>,
-    #[serde(default)]
-    exp: Option<f64>,
-    #[serde(default)]
-    nbf: Option<f64>,
-    #[serde(default)]
-    iat: Option<f64>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn values(&self) -> &[String] {
-        match self {
-            Audience::One(one) => std::slice::from_ref(one),
-            Audience::Many(many) => many,
-        }
-    }
 }
 
 #[derive(Deserialize)]
