@@ -167,7 +167,6 @@ snapshot() {
   caller_metrics reader >"$WORK/reader.prom"
   caller_metrics writer >"$WORK/writer.prom"
   caller_metrics stranger >"$WORK/stranger.prom"
-  caller_metrics sidecar >"$WORK/sidecar.prom"
   caller_metrics nightly >"$WORK/nightly.prom"
   caller_metrics archiver >"$WORK/archiver.prom"
   WI_OK=$(metric caller_job_runs_total 'job="archive-scan"' 'outcome="success"' <"$WORK/archiver.prom")
@@ -178,6 +177,8 @@ snapshot() {
   I_TASKS=$(grep -c "GET /api/tasks?limit=5 via the sidecar → 200" "$WORK/inventory.log" || true)
   I_REPORTS=$(grep -c "GET /reports/daily via the sidecar → 200" "$WORK/inventory.log" || true)
   I_MI=$(grep -c "GET /api/whoami with it → 200 (as app 0b9a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d)" "$WORK/inventory.log" || true)
+  # After the app's log: every call it logged has been counted by then (the check compares them).
+  caller_metrics sidecar >"$WORK/sidecar.prom"
   SC_OK=$(metric caller_sidecar_requests_total 'status="200"' <"$WORK/sidecar.prom")
   api_metrics >"$WORK/api.prom"
   gateway_metrics >"$WORK/gateway.prom"
