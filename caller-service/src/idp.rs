@@ -194,10 +194,10 @@ pub fn fix_for(aadsts: Option<u32>, error: &str) -> &'static str {
             "the API requires an app-role assignment: grant this application a role on the API (admin consent)."
         }
         Some(700024) => {
-            "the client assertion is outside its validity window: check this machine's clock (NTP)."
+            "the client assertion is outside its validity window: check this machine's clock (NTP); with workload identity, that the token file is being rewritten (the kubelet's projected volume, or the projector)."
         }
         Some(700027) => {
-            "the certificate is not registered on the application or does not match the key: upload the certificate to the app registration."
+            "the assertion's signature does not verify: with a certificate, upload it to the app registration (or fix the key pair); with workload identity, check the issuer publishes the key that signs the token file."
         }
         Some(70021) => {
             "the application has no federated identity credential: add one for the token file's issuer, subject and audience (az ad app federated-credential create), or check identity.client_id names the app that has it."
@@ -713,6 +713,20 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Trace ID"), "{text}");
+
+        // Entra could not reach a federated issuer: its outage, retried, not a permanent refusal.
+        let body: EntraErrorBody = serde_json::from_str(
+            r#"{"error":"invalid_request","error_description":"AADSTS50166: Request to External OIDC endpoint failed.","error_codes":[50166]}"#,
+        )
+        .expect("body");
+        let issuer_down = IdpRejection {
+            status: 400,
+            retry_after: None,
+            body: Some(body),
+        }
+        .classify();
+        assert!(!issuer_down.is_permanent(), "{issuer_down}");
+        assert_eq!(issuer_down.reason(), "server_error");
     }
 
     #[test]

@@ -357,6 +357,16 @@ impl AadError {
         )
     }
 
+    /// v2's authorize endpoint takes scopes, not v1's `resource`.
+    pub fn resource_parameter_on_v2() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            901002,
+            "The 'resource' request parameter is not supported.".into(),
+        )
+    }
+
     pub fn assertion_malformed() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

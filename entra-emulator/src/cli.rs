@@ -142,14 +142,15 @@ pub fn sa_token(
 
 /// Writes the token file now and again at 75% of each token's life until SIGINT/SIGTERM. The first
 /// write must succeed (a path that cannot be written is a configuration error); a later failure is
-/// logged and retried every 10 s while the previous token is still valid.
+/// logged and retried every 10 s while the previous token is still valid, and once it is past its
+/// end the projector exits with an error (so that a supervisor restarts it, or says it is down).
 pub async fn project_token(
     settings: &EmulatorSettings,
     projector: &crate::cluster::Projector,
 ) -> anyhow::Result<()> {
     let issuer = cluster_issuer(settings)?;
     let subject = projector.account.subject();
-    let expires_at = projector
+    let mut expires_at = projector
         .write_once(&issuer, SystemClock.unix())
         .map_err(|e| anyhow::anyhow!("--out {}: {e:#}", projector.out.display()))?;
     tracing::info!(out = %projector.out.display(), %subject, issuer = issuer.issuer(), expires_at, "projected service-account token written");
@@ -163,9 +164,16 @@ pub async fn project_token(
             }
         }
         match projector.write_once(&issuer, SystemClock.unix()) {
-            Ok(expires_at) => {
+            Ok(ends) => {
+                expires_at = ends;
                 tracing::info!(out = %projector.out.display(), %subject, expires_at, "projected service-account token rewritten");
                 wait = projector.refresh_after();
+            }
+            Err(e) if SystemClock.unix() >= expires_at => {
+                anyhow::bail!(
+                    "--out {}: the token in it has expired and no new one can be written: {e:#}",
+                    projector.out.display()
+                );
             }
             Err(e) => {
                 tracing::warn!(out = %projector.out.display(), error = format!("{e:#}"), "cannot rewrite the projected token; retrying in 10 s");

@@ -134,10 +134,6 @@ impl ClusterIssuer {
                 "--lifetime-secs: {lifetime_secs} is under the {MIN_LIFETIME_SECS} s minimum"
             );
         }
-        let keys = self.keys.snapshot();
-        let key = keys.active();
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(key.kid.clone());
         let expires_at = now + lifetime_secs;
         let claims = ProjectedClaims {
             aud: [audience],
@@ -152,9 +148,19 @@ impl ClusterIssuer {
             nbf: now,
             sub: account.subject(),
         };
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding_key)
-            .map_err(|e| anyhow::anyhow!("signing the service-account token: {e}"))?;
+        let token = self.sign(&claims)?;
         Ok(Projected { token, expires_at })
+    }
+
+    /// Any claims, signed RS256 with the active key and its `kid`: what [`ClusterIssuer::mint`]
+    /// does, open to tests that need a token no kubelet would write.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        let keys = self.keys.snapshot();
+        let key = keys.active();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding_key)
+            .map_err(|e| anyhow::anyhow!("signing the service-account token: {e}"))
     }
 
     /// The discovery document Kubernetes' API server serves for its issuer.

@@ -587,6 +587,16 @@ fn build_managed_identity(mi: ManagedIdentityEntry) -> Result<Application, Strin
         ));
     }
     let federated_credentials = build_federated(mi.federated_credentials)?;
+    if !federated_credentials.is_empty()
+        && !mi
+            .resource_id
+            .to_ascii_lowercase()
+            .contains("/providers/microsoft.managedidentity/userassignedidentities/")
+    {
+        return Err(
+            "federated_credentials: only a user-assigned identity (resource_id …/Microsoft.ManagedIdentity/userAssignedIdentities/…) can have them, as in Entra".into(),
+        );
+    }
     Ok(Application {
         display_name: mi.name.clone(),
         name: mi.name,
@@ -708,8 +718,15 @@ fn build_federated(entries: Vec<FederatedCredentialEntry>) -> Result<Vec<Federat
     let mut built: Vec<FederatedRecord> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let label = format!("federated_credentials[{i}] ({})", entry.name);
-        if entry.name.trim().is_empty() {
-            return Err(format!("{label}: name: must not be empty"));
+        let name_ok = (3..=120).contains(&entry.name.len())
+            && entry
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!(
+                "{label}: name: 3 to 120 letters, digits, '-' or '_', as Entra requires"
+            ));
         }
         if built.iter().any(|b| b.name == entry.name) {
             return Err(format!("{label}: name: repeats another credential's"));

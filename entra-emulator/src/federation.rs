@@ -20,7 +20,7 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
 use shared::jose::{self, Compact};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,13 +43,22 @@ pub struct FederatedCredential {
     pub audiences: Vec<String>,
 }
 
-/// The credentials of every app and managed identity, by client ID (lower case), and the keys of
-/// the issuers they name.
+/// The credentials of every app and managed identity, by tenant ID and client ID (lower case: a
+/// client ID may repeat across tenants, and each tenant trusts only its own credentials), and the
+/// keys of the issuers they name.
 pub struct Federation {
-    credentials: RwLock<HashMap<String, Vec<FederatedCredential>>>,
+    credentials: RwLock<BTreeMap<(String, String), Vec<FederatedCredential>>>,
     keys: Mutex<HashMap<String, Arc<IssuerKeys>>>,
+    /// When each issuer last failed to answer: for [`RETRY_FAILED_AFTER`], requests naming it are
+    /// answered from the keys held, or refused, without another fetch.
+    failed: Mutex<HashMap<String, Instant>>,
     client: reqwest::Client,
 }
+
+/// An issuer that could not be fetched is not asked again sooner than this, however many
+/// assertions name it: the matching needs only an assertion's unsigned claims, so anyone could
+/// otherwise make every request a fetch.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(5);
 
 struct IssuerKeys {
     set: JwkSet,
@@ -72,8 +81,13 @@ struct Discovery {
 /// The `iss` of a client assertion, unverified: whether it is the client itself (a certificate
 /// credential) or another issuer (a federated one) decides which check applies.
 pub fn unverified_issuer(assertion: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Issuer {
+        #[serde(default)]
+        iss: Option<String>,
+    }
     let jws = Compact::split(assertion)?;
-    let claims: Claims = jose::json_part(jws.payload).ok()?;
+    let claims: Issuer = jose::json_part(jws.payload).ok()?;
     claims.iss
 }
 
@@ -81,7 +95,7 @@ impl Federation {
     /// The directory's credentials, `cluster` resolved to this emulator's own service-account
     /// issuer; `client` fetches issuers' discovery and keys (trusting the emulator's own CA).
     pub fn new(directory: &Directory, cluster_issuer: &str, client: reqwest::Client) -> Self {
-        let mut credentials = HashMap::new();
+        let mut credentials = BTreeMap::new();
         for tenant in &directory.tenants {
             for app in &tenant.applications {
                 if app.federated_credentials.is_empty() {
@@ -100,40 +114,57 @@ impl Federation {
                         audiences: c.audiences.clone(),
                     })
                     .collect();
-                credentials.insert(app.client_id.clone(), resolved);
+                credentials.insert((tenant.id.clone(), app.client_id.clone()), resolved);
             }
         }
         Self {
             credentials: RwLock::new(credentials),
             keys: Mutex::default(),
+            failed: Mutex::default(),
             client,
         }
     }
 
-    /// Every credential, by client ID.
-    pub fn list(&self) -> HashMap<String, Vec<FederatedCredential>> {
-        self.credentials
+    /// Every credential, by tenant ID, then client ID.
+    pub fn list(&self) -> BTreeMap<String, BTreeMap<String, Vec<FederatedCredential>>> {
+        let mut listed: BTreeMap<String, BTreeMap<String, Vec<FederatedCredential>>> =
+            BTreeMap::new();
+        for ((tenant, client), credentials) in self
+            .credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+        {
+            listed
+                .entry(tenant.clone())
+                .or_default()
+                .insert(client.clone(), credentials.clone());
+        }
+        listed
     }
 
-    /// Removes the credential `name` of the app or managed identity `client_id`; false when it
-    /// has none by that name.
-    pub fn remove(&self, client_id: &str, name: &str) -> bool {
+    /// Removes the credential `name` of the app or managed identity `client_id`, in every tenant
+    /// where it has one by that name; how many were removed.
+    pub fn remove(&self, client_id: &str, name: &str) -> usize {
+        let client_id = client_id.to_ascii_lowercase();
         let mut all = self.credentials.write().unwrap_or_else(|p| p.into_inner());
-        let Some(list) = all.get_mut(&client_id.to_ascii_lowercase()) else {
-            return false;
-        };
-        let before = list.len();
-        list.retain(|c| c.name != name);
-        before != list.len()
+        let mut removed = 0;
+        for ((_, client), list) in all.iter_mut() {
+            if *client == client_id {
+                let before = list.len();
+                list.retain(|c| c.name != name);
+                removed += before - list.len();
+            }
+        }
+        removed
     }
 
-    /// Checks a federated assertion for `client`; returns the credential it matched.
+    /// Checks a federated assertion for `client` of the tenant `tenant_id`; returns the
+    /// credential it matched.
     pub async fn verify(
         &self,
         assertion: &str,
+        tenant_id: &str,
         client: &Application,
         now: i64,
     ) -> Result<FederatedCredential, AadError> {
@@ -152,7 +183,7 @@ impl Federation {
             .map(Audience::values)
             .unwrap_or_default();
 
-        let credential = self.matching(&client.client_id, issuer, subject, audiences)?;
+        let credential = self.matching(tenant_id, &client.client_id, issuer, subject, audiences)?;
 
         let exp = claims
             .exp
@@ -207,13 +238,17 @@ impl Federation {
     /// Issuer, then subject, then audience, each compared exactly.
     fn matching(
         &self,
+        tenant_id: &str,
         client_id: &str,
         issuer: &str,
         subject: &str,
         audiences: &[String],
     ) -> Result<FederatedCredential, AadError> {
         let all = self.credentials.read().unwrap_or_else(|p| p.into_inner());
-        let registered = all.get(client_id).map(Vec::as_slice).unwrap_or_default();
+        let registered = all
+            .get(&(tenant_id.to_owned(), client_id.to_owned()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         if registered.is_empty() {
             return Err(AadError::federated_no_record(
                 issuer,
@@ -246,7 +281,9 @@ impl Federation {
     }
 
     /// The issuer's keys: cached for [`KEYS_FRESH_FOR`], fetched again sooner when `kid` is not
-    /// among them (at most every [`REFETCH_AFTER`]).
+    /// among them (at most every [`REFETCH_AFTER`]). When a fetch fails the keys held are used
+    /// (an issuer's outage does not stop exchanges its known keys can verify), and the issuer is
+    /// not asked again for [`RETRY_FAILED_AFTER`].
     async fn keys_for(&self, issuer: &str, kid: &str) -> Result<Arc<IssuerKeys>, AadError> {
         let cached = self
             .keys
@@ -261,6 +298,15 @@ impl Federation {
                 return Ok(keys.clone());
             }
         }
+        let recently_failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(issuer)
+            .is_some_and(|at| at.elapsed() < RETRY_FAILED_AFTER);
+        if recently_failed {
+            return cached.ok_or_else(AadError::external_oidc_failed);
+        }
         match self.fetch(issuer).await {
             Ok(set) => {
                 let keys = Arc::new(IssuerKeys {
@@ -271,16 +317,35 @@ impl Federation {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(issuer.to_owned(), keys.clone());
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(issuer);
                 Ok(keys)
             }
             Err(reason) => {
-                tracing::warn!(%issuer, %reason, "AADSTS50166: the federated issuer's keys could not be fetched");
-                Err(AadError::external_oidc_failed())
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(issuer.to_owned(), Instant::now());
+                match cached {
+                    Some(keys) => {
+                        tracing::warn!(%issuer, %reason, "the federated issuer's keys could not be fetched; using the keys held");
+                        Ok(keys)
+                    }
+                    None => {
+                        tracing::warn!(%issuer, %reason, "AADSTS50166: the federated issuer's keys could not be fetched");
+                        Err(AadError::external_oidc_failed())
+                    }
+                }
             }
         }
     }
 
     async fn fetch(&self, issuer: &str) -> Result<JwkSet, String> {
+        if !issuer.starts_with("https://") {
+            return Err(format!("issuer {issuer} is not HTTPS"));
+        }
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')

@@ -176,6 +176,13 @@ impl RequestIds {
 }
 
 /// An Entra error body, not to be cached.
+/// `common`, `organizations` or `consumers`: Entra's multi-tenant aliases in a path.
+pub(crate) fn is_multi_tenant(tenant: &str) -> bool {
+    discovery::MULTI_TENANT
+        .iter()
+        .any(|alias| alias.eq_ignore_ascii_case(tenant))
+}
+
 pub fn aad_error(state: &AppState, ids: &RequestIds, err: &AadError) -> HttpResponse {
     tracing::info!(
         aadsts = err.code,

@@ -33,11 +33,16 @@ impl AppState {
         use anyhow::Context as _;
         let cluster =
             ClusterIssuer::open(&settings.data_dir, &tokens.public_url, tokens.clock.unix())?;
-        let client = shared::http::build_client(&shared::http::HttpClientSettings {
-            extra_ca_file: federation_ca,
-            connect_timeout_secs: 5,
-            request_timeout_secs: 10,
-        })
+        // No redirect is followed: an issuer's discovery and keys are fetched from the URLs it
+        // names, over HTTPS, and nowhere a redirect would lead (another scheme, another host).
+        let client = shared::http::build_client_with(
+            &shared::http::HttpClientSettings {
+                extra_ca_file: federation_ca,
+                connect_timeout_secs: 5,
+                request_timeout_secs: 10,
+            },
+            reqwest::redirect::Policy::none(),
+        )
         .context("`federation.extra_ca_file`")?;
         let federation = Federation::new(&tokens.directory, cluster.issuer(), client);
         Ok(Self {

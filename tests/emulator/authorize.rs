@@ -331,3 +331,16 @@ async fn the_v1_authorize_endpoint_and_its_code_redemption() {
     assert_eq!(claims["scp"], "Tasks.Read", "what Ada consented to");
     assert_eq!(claims["aud"], API_CLIENT_ID);
 }
+
+/// v2's authorize endpoint has no `resource` parameter: Entra answers AADSTS901002.
+#[tokio::test]
+async fn resource_on_the_v2_endpoint_is_901002() {
+    let emu = spawn_emulator().await;
+    let response = authorize(&emu, &[("resource", API_APP_ID_URI), ("login_hint", USER)]).await;
+    let params = redirect_params(&response);
+    assert_eq!(params["error"], "invalid_request");
+    assert!(
+        params["error_description"].starts_with("AADSTS901002: "),
+        "{params:?}"
+    );
+}

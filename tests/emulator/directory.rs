@@ -151,7 +151,7 @@ fn an_invalid_secret_expiry_is_refused() {
 fn federated_credentials_are_checked_as_entra_checks_them() {
     let fic = |issuer: &str, extra: &str| {
         format!(
-            "[[tenants.applications.federated_credentials]]\nname = \"ci\"\nissuer = \"{issuer}\"\nsubject = \"repo:contoso/app:ref:refs/heads/main\"\n{extra}\n"
+            "[[tenants.applications.federated_credentials]]\nname = \"ci-main\"\nissuer = \"{issuer}\"\nsubject = \"repo:contoso/app:ref:refs/heads/main\"\n{extra}\n"
         )
     };
     let with = |credentials: &str| {
@@ -163,7 +163,7 @@ fn federated_credentials_are_checked_as_entra_checks_them() {
     let message = refused(&with(&fic("http://token.example.com", "")));
     assert!(
         message.contains(
-            "applications[0] (job): federated_credentials[0] (ci): issuer: 'http://token.example.com' must be an HTTPS URL"
+            "applications[0] (job): federated_credentials[0] (ci-main): issuer: 'http://token.example.com' must be an HTTPS URL"
         ),
         "{message}"
     );
@@ -173,12 +173,30 @@ fn federated_credentials_are_checked_as_entra_checks_them() {
         fic("cluster", "")
     )));
     assert!(
-        message.contains("federated_credentials[1] (ci): name: repeats another credential's"),
+        message.contains("federated_credentials[1] (ci-main): name: repeats another credential's"),
         "{message}"
     );
     let message = refused(&with(&fic("cluster", "audiences = []")));
     assert!(
-        message.contains("federated_credentials[0] (ci): audiences: give at least one"),
+        message.contains("federated_credentials[0] (ci-main): audiences: give at least one"),
+        "{message}"
+    );
+
+    let message = refused(&with(
+        &fic("https://token.example.com", "").replace("ci-main", "ci/main"),
+    ));
+    assert!(
+        message.contains("name: 3 to 120 letters, digits, '-' or '_'"),
+        "{message}"
+    );
+    let system_assigned = format!(
+        "{TENANT}[[tenants.managed_identities]]\nname = \"vm\"\nclient_id = \"a1000000-0000-4000-8000-000000000009\"\nprincipal_id = \"a1000000-0000-4000-8000-00000000000a\"\nresource_id = \"/subscriptions/0/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm\"\n{}",
+        fic("https://token.example.com", "")
+            .replace("tenants.applications.", "tenants.managed_identities.")
+    );
+    let message = refused(&system_assigned);
+    assert!(
+        message.contains("only a user-assigned identity"),
         "{message}"
     );
 

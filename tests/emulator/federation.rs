@@ -247,6 +247,34 @@ async fn expired_unknown_key_and_forged_assertions_are_refused() {
     )
     .await;
 
+    // No `nbf`, issued 10 minutes ahead: `iat` alone puts it in the future.
+    let issued_ahead = issuer
+        .sign(&serde_json::json!({
+            "iss": issuer.issuer(), "sub": archiver_job::FEDERATED_SUBJECT,
+            "aud": [TOKEN_EXCHANGE_AUDIENCE], "iat": now + 600, "exp": now + 3600,
+        }))
+        .expect("signed");
+    assert_aadsts(
+        exchange(&emu, archiver_job::CLIENT_ID, &issued_ahead).await,
+        401,
+        "invalid_client",
+        700024,
+    )
+    .await;
+    // And the same claims issued now: accepted, so the refusal above was the `iat`.
+    let issued_now = issuer
+        .sign(&serde_json::json!({
+            "iss": issuer.issuer(), "sub": archiver_job::FEDERATED_SUBJECT,
+            "aud": [TOKEN_EXCHANGE_AUDIENCE], "iat": now, "exp": now + 3600,
+        }))
+        .expect("signed");
+    assert_eq!(
+        exchange(&emu, archiver_job::CLIENT_ID, &issued_now)
+            .await
+            .status(),
+        200
+    );
+
     // Valid an hour; refused past its end and the five minutes of skew.
     let ok = exchange(&emu, archiver_job::CLIENT_ID, &projected).await;
     assert_eq!(ok.status(), 200);
@@ -275,7 +303,7 @@ async fn a_removed_credential_is_refused_at_the_next_exchange() {
     let (status, listed) = emu.get_json("/admin/federated-credentials").await;
     assert_eq!(status, 200);
     assert_eq!(
-        listed["federated_credentials"][archiver_job::CLIENT_ID][0]["issuer"],
+        listed["federated_credentials"][TENANT][archiver_job::CLIENT_ID][0]["issuer"],
         issuer.issuer()
     );
     let path = format!(

@@ -29,6 +29,8 @@ async fn no_url_a_discovery_document_names_is_a_bare_404() {
     for path in [
         format!("/{TENANT}/v2.0/.well-known/openid-configuration"),
         format!("/{TENANT}/.well-known/openid-configuration"),
+        "/common/v2.0/.well-known/openid-configuration".to_owned(),
+        "/organizations/.well-known/openid-configuration".to_owned(),
     ] {
         let (status, document) = emu.get_json(&path).await;
         assert_eq!(status, 200);
@@ -43,14 +45,18 @@ async fn no_url_a_discovery_document_names_is_a_bare_404() {
             checked += 1;
         }
     }
-    assert!(checked >= 14, "{checked} URLs checked");
+    assert!(checked >= 28, "{checked} URLs checked");
 }
 
 #[tokio::test]
 async fn sign_out_succeeds_and_follows_only_a_registered_redirect() {
     let emu = spawn_emulator().await;
-    for version in ["oauth2/v2.0/logout", "oauth2/logout"] {
-        let url = format!("{}/{TENANT}/{version}", emu.http_url);
+    for (tenant, version) in [
+        (TENANT, "oauth2/v2.0/logout"),
+        (TENANT, "oauth2/logout"),
+        ("common", "oauth2/v2.0/logout"),
+    ] {
+        let url = format!("{}/{tenant}/{version}", emu.http_url);
         let page = emu.http.get(&url).send().await.expect("answers");
         assert_eq!(page.status(), 200);
         assert!(

@@ -144,7 +144,7 @@ pub async fn clear_faults(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     HttpResponse::Ok().json(json!({ "cleared": cleared }))
 }
 
-/// Every federated identity credential, by client ID.
+/// Every federated identity credential, by tenant ID, then client ID.
 pub async fn list_federated(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(refusal) = denied(&req, &state) {
         return refusal;
@@ -152,8 +152,8 @@ pub async fn list_federated(req: HttpRequest, state: web::Data<AppState>) -> Htt
     HttpResponse::Ok().json(json!({ "federated_credentials": state.federation.list() }))
 }
 
-/// Removes one federated credential while the emulator runs, as `az ad app federated-credential
-/// delete` does: the next exchange that needed it is refused (AADSTS70021 when it was the last).
+/// Removes one federated credential while the emulator runs (in every tenant where that client ID
+/// has one by that name), as `az ad app federated-credential delete` does: the next exchange that needed it is refused (AADSTS70021 when it was the last).
 pub async fn remove_federated(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -163,9 +163,11 @@ pub async fn remove_federated(
         return refusal;
     }
     let (client_id, name) = path.into_inner();
-    if state.federation.remove(&client_id, &name) {
-        tracing::warn!(%client_id, %name, "federated credential removed");
-        HttpResponse::Ok().json(json!({ "removed": name, "client_id": client_id }))
+    let removed = state.federation.remove(&client_id, &name);
+    if removed > 0 {
+        tracing::warn!(%client_id, %name, tenants = removed, "federated credential removed");
+        HttpResponse::Ok()
+            .json(json!({ "removed": name, "client_id": client_id, "tenants": removed }))
     } else {
         HttpResponse::NotFound().json(json!({
             "error": "unknown_federated_credential",

@@ -33,11 +33,13 @@ pub struct AuthorizeQuery {
 }
 
 pub async fn authorize(
+    req: actix_web::HttpRequest,
     tenant_param: web::Path<String>,
     query: web::Query<AuthorizeQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let q = query.into_inner();
+    let v1 = !req.path().contains("/oauth2/v2.0/");
     let Some(tenant) = state.directory().tenant(&tenant_param) else {
         return error_page(&AadError::tenant_not_found(&tenant_param));
     };
@@ -65,9 +67,32 @@ pub async fn authorize(
     if challenge.len() < 43 || q.code_challenge_method.as_deref() != Some("S256") {
         return redirect_aad(redirect_uri, &q.state, &AadError::pkce_required());
     }
-    let v1_scope = match (&q.scope, &q.resource) {
-        (None, Some(resource)) => Some(format!("{}/.default", resource.trim_end_matches('/'))),
-        _ => None,
+    // v1 names the API with `resource` (its `scope` adds only OpenID scopes); v2 has no such
+    // parameter and says so (AADSTS901002).
+    let v1_scope = match (v1, &q.resource) {
+        (true, Some(resource)) => {
+            let openid: Vec<&str> = q
+                .scope
+                .as_deref()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter(|s| ["openid", "profile", "email", "offline_access"].contains(s))
+                .collect();
+            Some(
+                std::iter::once(format!("{}/.default", resource.trim_end_matches('/')))
+                    .chain(openid.into_iter().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        }
+        (false, Some(_)) => {
+            return redirect_aad(
+                redirect_uri,
+                &q.state,
+                &AadError::resource_parameter_on_v2(),
+            );
+        }
+        (_, None) => None,
     };
     let scope = v1_scope
         .as_deref()

@@ -10,7 +10,7 @@ use serde_json::json;
 
 /// `common`, `organizations` and `consumers` are multi-tenant aliases: discovery answers with the
 /// literal `{tenantid}` template in `issuer`, as Entra does.
-const MULTI_TENANT: [&str; 3] = ["common", "organizations", "consumers"];
+pub(crate) const MULTI_TENANT: [&str; 3] = ["common", "organizations", "consumers"];
 
 /// How a discovery document names its tenant: by GUID in URLs and `issuer` for a real tenant; by
 /// alias in URLs and `{tenantid}` in `issuer` for the multi-tenant aliases, whose
@@ -22,7 +22,7 @@ struct DocumentTenant {
 }
 
 fn document_tenant(state: &AppState, tenant: &str) -> Option<DocumentTenant> {
-    if MULTI_TENANT.iter().any(|m| m.eq_ignore_ascii_case(tenant)) {
+    if super::is_multi_tenant(tenant) {
         return Some(DocumentTenant {
             path_tenant: tenant.to_ascii_lowercase(),
             issuer_tenant: "{tenantid}".to_owned(),

@@ -27,14 +27,23 @@ pub async fn logout(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let ids = RequestIds::of(&req);
-    let Some(tenant) = state.directory().tenant(&tenant) else {
-        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
+    // `common`, `organizations` and `consumers` sign out of whichever tenant: a redirect URI any
+    // tenant registered is followed.
+    let tenants: Vec<_> = if super::is_multi_tenant(&tenant) {
+        state.directory().tenants.iter().collect()
+    } else {
+        match state.directory().tenant(&tenant) {
+            Some(one) => vec![one],
+            None => return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant)),
+        }
     };
     let registered = query.post_logout_redirect_uri.as_deref().filter(|uri| {
-        tenant
-            .applications
-            .iter()
-            .any(|app| app.redirect_uris.iter().any(|r| r == uri))
+        tenants.iter().any(|tenant| {
+            tenant
+                .applications
+                .iter()
+                .any(|app| app.redirect_uris.iter().any(|r| r == uri))
+        })
     });
     if let Some(target) = registered.and_then(|uri| url::Url::parse(uri).ok()) {
         let mut target = target;
@@ -97,15 +106,23 @@ pub async fn unsupported_flow(
     } else {
         "device_code"
     };
-    let Some(tenant_entry) = state.directory().tenant(&tenant) else {
-        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
+    let tenants: Vec<_> = if super::is_multi_tenant(&tenant) {
+        state.directory().tenants.iter().collect()
+    } else {
+        match state.directory().tenant(&tenant) {
+            Some(one) => vec![one],
+            None => return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant)),
+        }
     };
     let form = super::token::Form::parse(&body);
     if flow == "device_code" {
         let Some(client_id) = form.get("client_id") else {
             return aad_error(&state, &ids, &AadError::missing_parameter("client_id"));
         };
-        if tenant_entry.application_by_client_id(client_id).is_none() {
+        if !tenants
+            .iter()
+            .any(|t| t.application_by_client_id(client_id).is_some())
+        {
             return aad_error(
                 &state,
                 &ids,

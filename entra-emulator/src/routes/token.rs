@@ -203,7 +203,7 @@ async fn authenticate<'t>(
             Some(issuer) if issuer.starts_with("https://") || issuer.starts_with("http://") => {
                 let credential = state
                     .federation
-                    .verify(assertion, client, state.now())
+                    .verify(assertion, &tenant.id, client, state.now())
                     .await?;
                 tracing::info!(
                     client = %client.name,
