@@ -192,7 +192,10 @@ async fn kill_9_then_sigterm(db: Db) {
     assert!(status.success());
     let exit = second.child.wait().expect("exits");
     assert_eq!(exit.code(), Some(0), "SIGTERM is a clean stop");
-    println!("resilience: SIGTERM after the restart: exit status 0");
+    println!(
+        "resilience: SIGTERM after the restart on {}: exit status 0",
+        db.name()
+    );
     if let Db::Postgres(url) = &db {
         let log = std::fs::read_to_string(dir.0.join("api.log")).expect("log");
         assert!(
