@@ -3,7 +3,7 @@
 //! writers, and the schema it refuses to touch.
 
 use api_service::settings::DatabaseSettings;
-use api_service::store::{NewTask, Status, StoreError, TaskChange, TaskStore};
+use api_service::store::{NewTask, PgStore, Status, StoreError, TaskChange, TaskStore};
 use mesh_tests::TempDir;
 use mesh_tests::postgres::Db;
 use std::sync::Arc;
@@ -298,4 +298,74 @@ async fn replicas_starting_together_migrate_once() {
     assert_eq!(versions, [1], "applied once");
     drop(client);
     driver.await.ok();
+}
+
+/// Why creates take a lock on PostgreSQL: a create still in flight holds it, so a later create
+/// waits instead of committing a higher `seq` first, and a reader that pages on in the meantime
+/// cannot step past the earlier task's `seq` and miss it. Here a raw transaction stands in for
+/// the create in flight (it takes the lock and inserts, as the store does, then waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paging_reader_never_skips_a_task_that_commits_late() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let dir = TempDir::new("store");
+    let store = Arc::new(TaskStore::open(&settings(&db, &dir)).await.expect("opens"));
+    let Db::Postgres(url) = &db else {
+        unreachable!()
+    };
+    let (mut slow, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("raw");
+    let driver = tokio::spawn(connection);
+    let in_flight = slow.transaction().await.expect("begin");
+    in_flight
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&PgStore::CREATE_LOCK])
+        .await
+        .expect("lock");
+    in_flight
+        .execute(
+            "INSERT INTO tasks (id, title, status, version, created_at, created_by, updated_at, updated_by)
+             VALUES ('00000000-0000-4000-8000-000000000001', 'slow', 'open', 1, 1, 'x', 1, 'x')",
+            &[],
+        )
+        .await
+        .expect("insert");
+
+    let fast = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create(new_task("fast", None), WRITER, 2).await })
+    };
+    let (watcher, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("raw");
+    let watcher_driver = tokio::spawn(connection);
+    mesh_tests::eventually("the second create waits for the lock", || async {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .await
+            .expect("pg_locks")
+            .get(0);
+        waiting == 1
+    })
+    .await;
+    let (page, next) = store.list(0, 10, None).await.expect("list");
+    assert!(
+        page.is_empty() && next.is_none(),
+        "nothing committed yet, so the reader's cursor stays at the start: {page:?}"
+    );
+
+    in_flight.commit().await.expect("the slow create commits");
+    fast.await
+        .expect("joined")
+        .expect("the fast create commits after it");
+    let (page, _) = store.list(0, 10, None).await.expect("list");
+    let titles: Vec<_> = page.iter().map(|t| t.title.as_str()).collect();
+    assert_eq!(titles, ["slow", "fast"], "in commit order, none skipped");
+    drop((slow, watcher));
+    driver.await.ok();
+    watcher_driver.await.ok();
 }

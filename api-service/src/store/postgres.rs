@@ -40,9 +40,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE tasks (
         updated_by  TEXT    NOT NULL
     );"];
 
-/// Advisory lock keys (any bigint, the same in every replica): "tasksmig" and "tasksnew".
+/// Advisory lock key (any bigint, the same in every replica): "tasksmig".
 const MIGRATION_LOCK: i64 = 0x7461_736b_736d_6967;
-const CREATE_LOCK: i64 = 0x7461_736b_736e_6577;
 
 const COLUMNS: &str = "seq, id, title, description, status, external_id, version, created_at, created_by, updated_at, updated_by";
 
@@ -54,6 +53,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The advisory lock every create holds until its commit ("tasksnew"), the same in every
+    /// replica; public so that a test can stand in for a create in flight.
+    pub const CREATE_LOCK: i64 = 0x7461_736b_736e_6577;
+
     /// A pool for `config`; migrates now if the server answers. `timeout` bounds connecting and
     /// waiting for a pooled connection.
     pub async fn open(
@@ -223,7 +226,7 @@ impl PgStore {
     pub async fn create(&self, new: NewTask, client: &str, now: i64) -> Result<Task, StoreError> {
         let mut conn = self.client().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&Self::CREATE_LOCK])
             .await
             .map_err(pg_error)?;
         if let Some(external_id) = &new.external_id
