@@ -6,8 +6,8 @@
 //!
 //! Same semantics as SQLite, where one writer at a time is the rule:
 //! - creates are serialised by a transaction-scoped advisory lock, so `seq` values commit in
-//!   order and a reader paging with `after` never skips a task that committed late; inside it the
-//!   `external_id` check and the insert are atomic (and the UNIQUE constraint backs them);
+//!   order and a reader paging with `after` never skips a task that committed late; the
+//!   `external_id` check is the insert's `ON CONFLICT DO NOTHING` on its UNIQUE constraint;
 //! - a change reads the task `FOR UPDATE`, checks `version` and writes in one transaction.
 //!
 //! Migrations: a `schema_migrations` table, applied in one transaction under
@@ -23,6 +23,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 
 /// Schema versions, applied in order; `schema_migrations` records which ran. Append, never edit.
 /// The same table as SQLite's, column for column.
@@ -225,86 +226,61 @@ impl PgStore {
 
     pub async fn create(&self, new: NewTask, client: &str, now: i64) -> Result<Task, StoreError> {
         let mut conn = self.client().await?;
-        let tx = conn.transaction().await.map_err(pg_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&Self::CREATE_LOCK])
+        // Prepared once per pooled connection and before the lock, so that under the lock only
+        // executions are on the wire.
+        let lock = conn
+            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
             .await
             .map_err(pg_error)?;
-        if let Some(external_id) = &new.external_id
-            && let Some(row) = tx
-                .query_opt(
-                    "SELECT id FROM tasks WHERE external_id = $1",
-                    &[external_id],
-                )
-                .await
-                .map_err(pg_error)?
-        {
-            return Err(StoreError::Duplicate {
-                existing_id: row.try_get(0).map_err(pg_error)?,
-            });
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let statement = tx
+        let insert = conn
             .prepare_cached(&format!(
                 "INSERT INTO tasks (id, title, description, status, external_id, version, created_at, created_by, updated_at, updated_by)
-                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $6, $7) RETURNING {COLUMNS}"
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $6, $7)
+                 ON CONFLICT (external_id) DO NOTHING RETURNING {COLUMNS}"
             ))
             .await
             .map_err(pg_error)?;
-        let inserted = tx
-            .query_one(
-                &statement,
-                &[
-                    &id,
-                    &new.title,
-                    &new.description,
-                    &new.status.as_str(),
-                    &new.external_id,
-                    &now,
-                    &client,
-                ],
-            )
-            .await;
-        let row = match inserted {
-            Ok(row) => row,
-            // Only if something wrote without the lock (a hand-run insert): still a conflict.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                drop(tx);
-                return Err(self.duplicate_of(new.external_id, e).await);
-            }
-            Err(e) => return Err(pg_error(e)),
+        let tx = conn.transaction().await.map_err(pg_error)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        // Pipelined: both go out together and the server runs them in order, so the insert runs
+        // once the lock is granted without another round trip while later creates wait. The
+        // external_id check is the insert's own: a conflict inserts nothing and returns no row.
+        let status = new.status.as_str();
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &id,
+            &new.title,
+            &new.description,
+            &status,
+            &new.external_id,
+            &now,
+            &client,
+        ];
+        let key: [&(dyn ToSql + Sync); 1] = [&Self::CREATE_LOCK];
+        let (_, inserted) =
+            tokio::try_join!(tx.execute(&lock, &key), tx.query_opt(&insert, &params),)
+                .map_err(pg_error)?;
+        let Some(row) = inserted else {
+            let existing = tx
+                .query_opt(
+                    "SELECT id FROM tasks WHERE external_id = $1",
+                    &[&new.external_id],
+                )
+                .await
+                .map_err(pg_error)?;
+            return Err(match existing {
+                Some(row) => StoreError::Duplicate {
+                    existing_id: row.try_get(0).map_err(pg_error)?,
+                },
+                // Deleted between the two statements (deletes take no lock): nothing was created,
+                // and trying again will.
+                None => StoreError::Unavailable(
+                    "the task holding this external_id was deleted meanwhile".into(),
+                ),
+            });
         };
         let task = row_to_task(&row).map_err(pg_error)?.1;
         tx.commit().await.map_err(pg_error)?;
         Ok(task)
-    }
-
-    /// After a unique violation: the task that holds `external_id`, as a duplicate.
-    async fn duplicate_of(
-        &self,
-        external_id: Option<String>,
-        violation: tokio_postgres::Error,
-    ) -> StoreError {
-        let Some(external_id) = external_id else {
-            return pg_error(violation);
-        };
-        let found = async {
-            let client = self.client().await?;
-            client
-                .query_opt(
-                    "SELECT id FROM tasks WHERE external_id = $1",
-                    &[&external_id],
-                )
-                .await
-                .map_err(pg_error)
-        };
-        match found.await {
-            Ok(Some(row)) => match row.try_get(0) {
-                Ok(existing_id) => StoreError::Duplicate { existing_id },
-                Err(e) => pg_error(e),
-            },
-            Ok(None) => pg_error(violation),
-            Err(e) => e,
-        }
     }
 
     pub async fn update(
@@ -316,11 +292,14 @@ impl PgStore {
     ) -> Result<Task, StoreError> {
         let mut conn = self.client().await?;
         let tx = conn.transaction().await.map_err(pg_error)?;
+        let select = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE"
+            ))
+            .await
+            .map_err(pg_error)?;
         let row = tx
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM tasks WHERE id = $1 FOR UPDATE"),
-                &[&id],
-            )
+            .query_opt(&select, &[&id])
             .await
             .map_err(pg_error)?
             .ok_or(StoreError::NotFound)?;
@@ -356,11 +335,11 @@ impl PgStore {
 
     pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
-        match client
-            .execute("DELETE FROM tasks WHERE id = $1", &[&id])
+        let statement = client
+            .prepare_cached("DELETE FROM tasks WHERE id = $1")
             .await
-            .map_err(pg_error)?
-        {
+            .map_err(pg_error)?;
+        match client.execute(&statement, &[&id]).await.map_err(pg_error)? {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }
