@@ -8,7 +8,8 @@
 #
 # Runs, each with `cargo test --locked ... -- --nocapture`: the attack corpus (which rewrites
 # api-service/ATTACK-CORPUS.md when ATTACK_CORPUS_MD is set), the identity-provider storm tests, the
-# end-to-end fault tests, the JWKS-outage and kill -9 tests, the fuzz regression inputs and the
+# end-to-end fault tests, the JWKS-outage, PostgreSQL-outage and kill -9 tests (SQLite and
+# PostgreSQL; REQUIRE_POSTGRES=1, so a missing server fails them), the fuzz regression inputs and the
 # trace-level secrets test; then `scripts/load-api.sh sustained` for $DURATION; and, when
 # FUZZ_SECS is set, `scripts/fuzz.sh $FUZZ_SECS` (otherwise the runs recorded in fuzz/README.md
 # are cited). Every check prints its figures as `resilience: <case>: <figure>` lines; this script
@@ -68,9 +69,10 @@ step sidecar env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test calle
 step workload-identity cargo test --locked -p mesh-tests --test caller workload_identity:: -- --nocapture
 step e2e-faults env REQUIRE_PYTHON=1 cargo test --locked -p mesh-tests --test e2e -- --nocapture \
   faults rotation_load
-step api-faults cargo test --locked -p mesh-tests --test api -- --nocapture \
-  keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed fuzz_regressions
-step durability cargo test --locked -p api-service --test durability -- --nocapture
+step api-faults env REQUIRE_POSTGRES=1 cargo test --locked -p mesh-tests --test api -- --nocapture \
+  keys::an_outage_keeps_the_last_good_keys_for_24_hours_then_fails_closed fuzz_regressions \
+  operations::with_postgres_down_tasks_answer_503_the_rest_works_and_it_recovers_by_itself
+step durability env REQUIRE_POSTGRES=1 cargo test --locked -p api-service --test durability -- --nocapture
 step emulator-fuzz-regressions cargo test --locked -p mesh-tests --test emulator fuzz_regressions -- --nocapture
 step secrets cargo test --locked -p mesh --test secrets -- --nocapture
 step load env DURATION="$DURATION" bash scripts/load-api.sh sustained
@@ -278,10 +280,23 @@ row("JWKS endpoint down for a day",
     cases("JWKS outage"))
 row("`kill -9` of the API under write load",
     "`api-service/tests/durability.rs`: the built binary, 8 writers creating tasks, SIGKILL "
-    "after 300 acknowledgements, restart on the same SQLite file",
-    "every acknowledged (201) task found after the restart; SIGTERM then exits 0",
-    "durability", ["kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0"],
-    cases("kill -9 under write load", "SIGTERM after the restart"))
+    "after 300 acknowledgements, restart on the same SQLite file; the same on PostgreSQL (a real "
+    "server the harness starts)",
+    "every acknowledged (201) task found after the restart, on both; SIGTERM then exits 0",
+    "durability",
+    ["kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0_on_sqlite",
+     "kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0_on_postgres"],
+    cases("kill -9 under write load on sqlite", "SIGTERM after the restart on sqlite",
+          "kill -9 under write load on postgres", "SIGTERM after the restart on postgres"))
+row("PostgreSQL down under the API",
+    "`tests/api/operations.rs`: the API's own PostgreSQL stopped before the API starts, started, "
+    "stopped again mid-run (`pg_ctl stop -m immediate`), started again",
+    "task routes 503 `database_unavailable` with `Retry-After` while it is down, nothing "
+    "acknowledged; whoami and validation unaffected; `/readyz` names the database; recovery "
+    "without restarting the API",
+    "api-faults",
+    ["operations::with_postgres_down_tasks_answer_503_the_rest_works_and_it_recovers_by_itself"],
+    cases("PostgreSQL outage"))
 
 # Fuzz regression inputs and the secrets test print no figures of their own: what they check is
 # the figure.

@@ -1,11 +1,13 @@
 //! Everything the API refuses besides authentication, as RFC 9457 problem+json with a stable
 //! `reason`: malformed bodies (400), unknown tasks (404), conflicts (409), bodies too large (413),
-//! the wrong media type (415), invalid fields (422). Our own failures are logged whole and
-//! answered opaquely (500/503): the client learns that it was us, not how.
+//! the wrong media type (415), invalid fields (422), the database out of reach (503 with
+//! `Retry-After`). Our own failures are logged whole and answered opaquely (500/503): the client
+//! learns that it was us, not how.
 
 use crate::store::StoreError;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use entra_auth::problem_response;
 use serde::Serialize;
@@ -13,6 +15,10 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
 use utoipa::ToSchema;
+
+/// `Retry-After` on `database_unavailable`: long enough for a restart or a failover to finish,
+/// short enough that a retrying job does not wait long after it.
+pub const DATABASE_RETRY_AFTER_SECS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -32,6 +38,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// The task database cannot be reached now; the cause is logged, the client told to retry.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
     /// Ours: logged with its cause chain where it is turned into a response.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -54,6 +63,7 @@ impl ApiError {
             Self::VersionMismatch { .. } => "version_mismatch",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -67,6 +77,7 @@ impl From<StoreError> for ApiError {
             StoreError::VersionMismatch { current } => Self::VersionMismatch {
                 current_version: current,
             },
+            StoreError::Unavailable(cause) => Self::DatabaseUnavailable(cause),
             other => Self::Internal(anyhow::Error::new(other).context("task store")),
         }
     }
@@ -117,6 +128,7 @@ impl ResponseError for ApiError {
             Self::DuplicateExternalId { .. } | Self::VersionMismatch { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +148,12 @@ impl ResponseError for ApiError {
             }
             Self::PayloadTooLarge { limit } => format!("The body is larger than {limit} bytes."),
             Self::UnsupportedMediaType => "Send the body as application/json.".into(),
+            Self::DatabaseUnavailable(cause) => {
+                tracing::warn!(%cause, "task database unavailable: answering 503");
+                "The task database cannot be reached; nothing was changed. Retry after the \
+                 Retry-After seconds."
+                    .into()
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 "The API failed to handle this request; retry later.".into()
@@ -156,7 +174,13 @@ impl ResponseError for ApiError {
             },
             ..Problem::new(status, self.reason(), detail)
         };
-        problem_response(status, &problem)
+        let mut response = problem_response(status, &problem);
+        if let Self::DatabaseUnavailable(_) = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(DATABASE_RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 

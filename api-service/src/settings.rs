@@ -72,19 +72,167 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// The SQLite file. Default `.data/api/tasks.db`; its directory is created if missing.
+    /// The SQLite file when `url` is unset. Default `.data/api/tasks.db`; its directory is
+    /// created if missing.
     pub path: PathBuf,
+    /// Where tasks live, when set (it wins over `path`): a file path or `sqlite:PATH` for SQLite,
+    /// or `postgres://user:password@host:port/dbname` for PostgreSQL, which replicas share.
+    /// Plain TCP only: `sslmode` may be `disable` or `prefer` (which then connects without TLS).
+    pub url: Option<String>,
+    /// PostgreSQL: most connections in this process's pool. Default 16: a statement here takes
+    /// well under a millisecond, so 16 keep a few workers' worth of requests busy, and six
+    /// replicas stay inside PostgreSQL's default `max_connections` of 100.
+    pub max_connections: usize,
+    /// PostgreSQL: how long connecting, or waiting for a free pooled connection, may take before a
+    /// request is answered 503. Default 5 s: a caller learns of an outage within its own usual
+    /// timeouts, and a burst that only queues for the pool is not turned into errors.
+    pub timeout_secs: u64,
+}
+
+/// Never prints the password: settings may be logged whole with `{:?}`.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("path", &self.path)
+            .field("url", &self.url.as_deref().map(mask_url))
+            .field("max_connections", &self.max_connections)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             path: PathBuf::from(".data/api/tasks.db"),
+            url: None,
+            max_connections: 16,
+            timeout_secs: 5,
         }
     }
+}
+
+/// Which store `database` names.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(Box<tokio_postgres::Config>),
+}
+
+impl DatabaseSettings {
+    /// The backend `url` (or `path`) names, or what is wrong with it, naming the key. The URL is
+    /// quoted only masked.
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
+        let Some(url) = self.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(Backend::Sqlite(self.path.clone()));
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let config: tokio_postgres::Config = url.parse().map_err(|e| {
+                ConfigError::key(
+                    "database.url",
+                    format!("is not a PostgreSQL URL ({}): {e}", mask_url(url)),
+                )
+            })?;
+            if config.get_hosts().is_empty() {
+                return Err(ConfigError::key(
+                    "database.url",
+                    format!("names no host ({})", mask_url(url)),
+                ));
+            }
+            return match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable
+                | tokio_postgres::config::SslMode::Prefer => {
+                    Ok(Backend::Postgres(Box::new(config)))
+                }
+                _ => Err(ConfigError::key(
+                    "database.url",
+                    "asks for TLS (sslmode=require), which this build does not support yet for \
+                     PostgreSQL: use sslmode=disable or prefer, on a network you trust",
+                )),
+            };
+        }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(ConfigError::key("database.url", "`sqlite:` names no file"));
+            }
+            return Ok(Backend::Sqlite(PathBuf::from(path)));
+        }
+        if url.contains("://") {
+            return Err(ConfigError::key(
+                "database.url",
+                format!(
+                    "has an unknown scheme ({}): use a file path, sqlite:PATH or postgres://…",
+                    mask_url(url)
+                ),
+            ));
+        }
+        Ok(Backend::Sqlite(PathBuf::from(url)))
+    }
+
+    /// The database as logs and errors may show it: the URL with its password masked, or the
+    /// SQLite file.
+    pub fn shown(&self) -> String {
+        match self.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) => mask_url(url),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(ConfigError::key(
+                "database.timeout_secs",
+                "must be positive",
+            ));
+        }
+        self.backend().map(drop)
+    }
+}
+
+/// `url` with the password replaced by `***`, in the user part (`user:secret@host`) and in a
+/// `password=` query parameter; anything else is kept, so the log still says where it connects.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = format!("{scheme}://");
+    match before_query.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = before_query.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => out.push_str(&format!("{user}:***")),
+                None => out.push_str(userinfo),
+            }
+            out.push_str(host);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&masked.join("&"));
+    }
+    out
 }
 
 impl ApiSettings {
@@ -117,6 +265,7 @@ impl ApiSettings {
         self.entra.validate()?;
         self.auth.validate()?;
         self.keys.validate()?;
+        self.database.validate()?;
         self.server.validate()
     }
 }
@@ -235,6 +384,60 @@ mod tests {
         vars.push(("API__ENTRA__ALLOW_INSECURE_HTTP_ON_LOOPBACK", "true"));
         let err = ApiSettings::load_with_env(None, env(&vars)).expect_err("not loopback");
         assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn the_database_url_picks_the_backend_and_never_shows_the_password() {
+        let backend = |url: &str| {
+            let mut vars = minimal();
+            vars.push(("API__DATABASE__URL", url));
+            ApiSettings::load_with_env(None, env(&vars)).map(|s| s.database.backend())
+        };
+        assert!(matches!(
+            backend("postgres://api:s3cret@db.internal:5432/tasks").expect("loads"),
+            Ok(Backend::Postgres(_))
+        ));
+        assert!(matches!(
+            backend("postgresql://api@db/tasks?sslmode=prefer").expect("loads"),
+            Ok(Backend::Postgres(_))
+        ));
+        match backend("sqlite:/var/lib/api/tasks.db").expect("loads") {
+            Ok(Backend::Sqlite(path)) => assert_eq!(path, PathBuf::from("/var/lib/api/tasks.db")),
+            other => panic!("{other:?}"),
+        }
+        match backend("data/tasks.db").expect("loads") {
+            Ok(Backend::Sqlite(path)) => assert_eq!(path, PathBuf::from("data/tasks.db")),
+            other => panic!("{other:?}"),
+        }
+        let defaults = ApiSettings::load_with_env(None, env(&minimal())).expect("loads");
+        assert!(matches!(
+            defaults.database.backend(),
+            Ok(Backend::Sqlite(_))
+        ));
+
+        for (url, says) in [
+            ("postgres://api:s3cret@db/tasks?sslmode=require", "TLS"),
+            ("mysql://api:s3cret@db/tasks", "unknown scheme"),
+            ("postgres://api:s3cret@db/tasks?bogus=1", "PostgreSQL URL"),
+        ] {
+            let err = backend(url).expect_err("refused").to_string();
+            assert!(err.contains("database.url") && err.contains(says), "{err}");
+            assert!(!err.contains("s3cret"), "the password leaked: {err}");
+        }
+
+        let mut vars = minimal();
+        vars.push(("API__DATABASE__URL", "postgres://api:s3cret@db/tasks"));
+        let settings = ApiSettings::load_with_env(None, env(&vars)).expect("loads");
+        assert!(!format!("{settings:?}").contains("s3cret"));
+        assert_eq!(settings.database.shown(), "postgres://api:***@db/tasks");
+        assert_eq!(
+            mask_url("postgres://db:5432/tasks?user=api&password=s3cret&sslmode=disable"),
+            "postgres://db:5432/tasks?user=api&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            mask_url("postgres://api:p@ss@db/tasks"),
+            "postgres://api:***@db/tasks"
+        );
     }
 
     #[test]

@@ -42,7 +42,12 @@ impl Application {
         )
         .await?;
         let validator = protection.validator.clone();
-        let store = Arc::new(TaskStore::open(&settings.database.path).context("`database.path`")?);
+        let store = Arc::new(
+            TaskStore::open(&settings.database)
+                .await
+                .context("`database`")?,
+        );
+        tracing::info!(backend = store.backend(), database = %settings.database.shown(), "task store open");
         let table = routes::table();
         let tenant = &settings.entra.tenants[0];
         let token_url = format!(

@@ -1,36 +1,19 @@
-//! Tasks in SQLite: the embedded default, so the API runs with nothing else installed.
-//!
-//! Durability: WAL journal with `synchronous = FULL`, so a transaction is on disk (fsync of the
-//! WAL) before `commit` returns and therefore before the handler answers 2xx; a `kill -9` or a
-//! power cut after that cannot lose it. (`NORMAL` would survive `kill -9` but not power loss.)
-//!
-//! Concurrency: one connection behind a `std::sync::Mutex`, used from blocking threads
-//! (`web::block`), never from the async workers. SQLite admits one writer at a time anyway, and
-//! each statement here takes microseconds; a reader pool would only matter for long scans.
-//! Writes take the write lock at `BEGIN IMMEDIATE`, so the read-then-write checks (external_id,
-//! version) stay atomic even if a second process opens the same file by mistake.
+//! The task store the routes call: SQLite, the embedded default for one machine, or PostgreSQL,
+//! which replicas share (`database.url`). Both give the same answers and the same [`StoreError`]s:
+//! `external_id` unique (the existing task named), `version`-checked changes, tasks listed in
+//! creation order with a cursor that never skips one, and a result only once it is committed.
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::settings::{Backend, DatabaseSettings};
 use serde::Serialize;
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 use utoipa::ToSchema;
-
-/// Schema versions, applied in order inside one transaction each; `PRAGMA user_version` records
-/// how many have run. Append, never edit: a deployed database has already run the old ones.
-const MIGRATIONS: &[&str] = &["CREATE TABLE tasks (
-        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-        id          TEXT    NOT NULL UNIQUE,
-        title       TEXT    NOT NULL,
-        description TEXT,
-        status      TEXT    NOT NULL CHECK (status IN ('open', 'in_progress', 'done')),
-        external_id TEXT    UNIQUE,
-        version     INTEGER NOT NULL,
-        created_at  INTEGER NOT NULL,
-        created_by  TEXT    NOT NULL,
-        updated_at  INTEGER NOT NULL,
-        updated_by  TEXT    NOT NULL
-    ) STRICT;"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,12 +25,20 @@ pub enum StoreError {
     /// The caller's `version` is not the task's.
     #[error("task is at version {current}")]
     VersionMismatch { current: i64 },
+    /// The database cannot be reached now (refused, connection lost, no pooled connection in
+    /// time): the request may be retried; nothing was acknowledged.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(tokio_postgres::Error),
     #[error("database: a previous operation panicked")]
     Poisoned,
-    #[error("database file {path}: {reason}")]
+    #[error("database {path}: {reason}")]
     Open { path: String, reason: String },
+    #[error("database: the blocking pool failed: {0}")]
+    Blocking(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
@@ -59,7 +50,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
             Self::InProgress => "in_progress",
@@ -67,7 +58,7 @@ impl Status {
         }
     }
 
-    fn parse(value: &str) -> Self {
+    pub(crate) fn parse(value: &str) -> Self {
         match value {
             "in_progress" => Self::InProgress,
             "done" => Self::Done,
@@ -111,190 +102,125 @@ pub struct TaskChange {
     pub expected_version: Option<i64>,
 }
 
-pub struct TaskStore {
-    conn: Mutex<Connection>,
+/// The one store API the routes use, over either backend.
+pub enum TaskStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(PgStore),
 }
 
-const COLUMNS: &str = "seq, id, title, description, status, external_id, version, created_at, created_by, updated_at, updated_by";
-
 impl TaskStore {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |reason: String| StoreError::Open {
-            path: path.display().to_string(),
-            reason,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    /// Opens the store `settings` names and brings its schema up to date. PostgreSQL unreachable
+    /// at start is not an error: the store opens, task requests answer 503 until it answers, and
+    /// the migrations run then.
+    pub async fn open(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let backend = settings.backend().map_err(|e| StoreError::Open {
+            path: settings.shown(),
+            reason: e.to_string(),
+        })?;
+        match backend {
+            Backend::Sqlite(path) => {
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| StoreError::Blocking(e.to_string()))??;
+                Ok(Self::Sqlite(Arc::new(store)))
+            }
+            Backend::Postgres(config) => Ok(Self::Postgres(
+                PgStore::open(
+                    *config,
+                    settings.shown(),
+                    settings.max_connections,
+                    Duration::from_secs(settings.timeout_secs),
+                )
+                .await?,
+            )),
         }
-        let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(open_error(format!(
-                "cannot use the WAL journal (got `{mode}`)"
-            )));
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+    /// `sqlite` or `postgres`, for readiness and logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
     }
 
-    /// Readiness: the file answers a query.
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.query_row("SELECT 1", [], |_| Ok(()))?;
-        Ok(())
+    /// Readiness: the database answers a query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => blocking(s, SqliteStore::ping).await,
+            Self::Postgres(p) => p.ping().await,
+        }
     }
 
     /// Up to `limit` tasks after the cursor `after` (oldest first), and the next cursor.
-    pub fn list(
+    pub async fn list(
         &self,
         after: i64,
         limit: u32,
         status: Option<Status>,
     ) -> Result<(Vec<Task>, Option<i64>), StoreError> {
-        let conn = self.conn()?;
-        let mut statement = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM tasks WHERE seq > ?1 AND (?2 IS NULL OR status = ?2) ORDER BY seq LIMIT ?3"
-        ))?;
-        let rows = statement.query_map(
-            params![after, status.map(Status::as_str), i64::from(limit) + 1],
-            row_to_task,
-        )?;
-        let mut tasks = rows.collect::<Result<Vec<_>, _>>()?;
-        let next = if tasks.len() > limit as usize {
-            tasks.truncate(limit as usize);
-            tasks.last().map(|(seq, _)| *seq)
-        } else {
-            None
-        };
-        Ok((tasks.into_iter().map(|(_, t)| t).collect(), next))
-    }
-
-    pub fn get(&self, id: &str) -> Result<Task, StoreError> {
-        let conn = self.conn()?;
-        fetch(&conn, id)
-    }
-
-    pub fn create(&self, new: NewTask, client: &str, now: i64) -> Result<Task, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(external_id) = &new.external_id {
-            let existing: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM tasks WHERE external_id = ?1",
-                    [external_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(existing_id) = existing {
-                return Err(StoreError::Duplicate { existing_id });
-            }
+        match self {
+            Self::Sqlite(s) => blocking(s, move |s| s.list(after, limit, status)).await,
+            Self::Postgres(p) => p.list(after, limit, status).await,
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        tx.execute(
-            "INSERT INTO tasks (id, title, description, status, external_id, version, created_at, created_by, updated_at, updated_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?6, ?7)",
-            params![id, new.title, new.description, new.status.as_str(), new.external_id, now, client],
-        )?;
-        let task = fetch(&tx, &id)?;
-        tx.commit()?;
-        Ok(task)
     }
 
-    pub fn update(
+    pub async fn get(&self, id: &str) -> Result<Task, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                let id = id.to_owned();
+                blocking(s, move |s| s.get(&id)).await
+            }
+            Self::Postgres(p) => p.get(id).await,
+        }
+    }
+
+    pub async fn create(&self, new: NewTask, client: &str, now: i64) -> Result<Task, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                let client = client.to_owned();
+                blocking(s, move |s| s.create(new, &client, now)).await
+            }
+            Self::Postgres(p) => p.create(new, client, now).await,
+        }
+    }
+
+    pub async fn update(
         &self,
         id: &str,
         change: TaskChange,
         client: &str,
         now: i64,
     ) -> Result<Task, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current = fetch(&tx, id)?;
-        if let Some(expected) = change.expected_version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: current.version,
-            });
+        match self {
+            Self::Sqlite(s) => {
+                let (id, client) = (id.to_owned(), client.to_owned());
+                blocking(s, move |s| s.update(&id, change, &client, now)).await
+            }
+            Self::Postgres(p) => p.update(id, change, client, now).await,
         }
-        let title = change.title.unwrap_or(current.title);
-        let description = change.description.unwrap_or(current.description);
-        let status = change.status.unwrap_or(current.status);
-        tx.execute(
-            "UPDATE tasks SET title = ?2, description = ?3, status = ?4, version = version + 1,
-             updated_at = ?5, updated_by = ?6 WHERE id = ?1",
-            params![id, title, description, status.as_str(), now, client],
-        )?;
-        let task = fetch(&tx, id)?;
-        tx.commit()?;
-        Ok(task)
     }
 
-    pub fn delete(&self, id: &str) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        match conn.execute("DELETE FROM tasks WHERE id = ?1", [id])? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
+    pub async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                let id = id.to_owned();
+                blocking(s, move |s| s.delete(&id)).await
+            }
+            Self::Postgres(p) => p.delete(id).await,
         }
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let applied = usize::try_from(applied).unwrap_or(0);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Open {
-            path: conn.path().unwrap_or("?").to_owned(),
-            reason: format!(
-                "schema version {applied} is newer than this build knows ({}); refusing to touch it",
-                MIGRATIONS.len()
-            ),
-        });
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
-        tx.commit()?;
-        tracing::info!(version = index + 1, "database schema migrated");
-    }
-    Ok(())
-}
-
-fn fetch(conn: &Connection, id: &str) -> Result<Task, StoreError> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1"))?
-        .query_row([id], row_to_task)
-        .optional()?
-        .map(|(_, task)| task)
-        .ok_or(StoreError::NotFound)
-}
-
-fn row_to_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Task)> {
-    let status: String = row.get(4)?;
-    Ok((
-        row.get(0)?,
-        Task {
-            id: row.get(1)?,
-            title: row.get(2)?,
-            description: row.get(3)?,
-            status: Status::parse(&status),
-            external_id: row.get(5)?,
-            version: row.get(6)?,
-            created_at: rfc3339(row.get(7)?),
-            created_by: row.get(8)?,
-            updated_at: rfc3339(row.get(9)?),
-            updated_by: row.get(10)?,
-        },
-    ))
+/// SQLite calls block: they run on the blocking pool, never on the async workers.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<SqliteStore>,
+    call: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || call(&store))
+        .await
+        .map_err(|e| StoreError::Blocking(e.to_string()))?
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -305,129 +231,4 @@ fn rfc3339(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const WRITER: &str = "a1000000-0000-4000-8000-000000000004";
-    const OTHER: &str = "a1000000-0000-4000-8000-000000000005";
-
-    fn temp_db(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "api-store-{name}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        dir.join("tasks.db")
-    }
-
-    fn new_task(title: &str, external_id: Option<&str>) -> NewTask {
-        NewTask {
-            title: title.into(),
-            description: None,
-            status: Status::Open,
-            external_id: external_id.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn create_update_and_reopen_keeps_everything() {
-        let path = temp_db("reopen");
-        let created = {
-            let store = TaskStore::open(&path).expect("opens");
-            let task = store
-                .create(
-                    new_task("rotate keys", Some("job-1")),
-                    WRITER,
-                    1_800_000_000,
-                )
-                .expect("created");
-            store
-                .update(
-                    &task.id,
-                    TaskChange {
-                        status: Some(Status::Done),
-                        expected_version: Some(1),
-                        ..Default::default()
-                    },
-                    OTHER,
-                    1_800_000_060,
-                )
-                .expect("updated")
-        };
-        let store = TaskStore::open(&path).expect("reopens");
-        let task = store.get(&created.id).expect("still there");
-        assert_eq!(task, created);
-        assert_eq!(task.version, 2);
-        assert_eq!(task.created_by, WRITER);
-        assert_eq!(task.updated_by, OTHER);
-        assert_eq!(task.created_at, "2027-01-15T08:00:00Z");
-        std::fs::remove_dir_all(path.parent().expect("dir")).ok();
-    }
-
-    #[test]
-    fn duplicates_stale_versions_and_missing_tasks_are_told_apart() {
-        let path = temp_db("conflicts");
-        let store = TaskStore::open(&path).expect("opens");
-        let first = store
-            .create(new_task("a", Some("ext")), WRITER, 1)
-            .expect("created");
-        match store.create(new_task("b", Some("ext")), WRITER, 2) {
-            Err(StoreError::Duplicate { existing_id }) => assert_eq!(existing_id, first.id),
-            other => panic!("expected a duplicate, got {other:?}"),
-        }
-        let stale = TaskChange {
-            title: Some("c".into()),
-            expected_version: Some(7),
-            ..Default::default()
-        };
-        assert!(matches!(
-            store.update(&first.id, stale, WRITER, 3),
-            Err(StoreError::VersionMismatch { current: 1 })
-        ));
-        assert!(matches!(store.get("nope"), Err(StoreError::NotFound)));
-        store.delete(&first.id).expect("deleted");
-        assert!(matches!(store.delete(&first.id), Err(StoreError::NotFound)));
-        std::fs::remove_dir_all(path.parent().expect("dir")).ok();
-    }
-
-    #[test]
-    fn listing_pages_through_everything_once() {
-        let path = temp_db("pages");
-        let store = TaskStore::open(&path).expect("opens");
-        for i in 0..5 {
-            store
-                .create(new_task(&format!("t{i}"), None), WRITER, i)
-                .expect("created");
-        }
-        let (page, next) = store.list(0, 2, None).expect("page 1");
-        assert_eq!(page.len(), 2);
-        let (page2, next2) = store.list(next.expect("more"), 2, None).expect("page 2");
-        let (page3, next3) = store.list(next2.expect("more"), 2, None).expect("page 3");
-        assert_eq!(page3.len(), 1);
-        assert_eq!(next3, None);
-        let titles: Vec<_> = [page, page2, page3]
-            .concat()
-            .into_iter()
-            .map(|t| t.title)
-            .collect();
-        assert_eq!(titles, ["t0", "t1", "t2", "t3", "t4"]);
-        let (done, _) = store.list(0, 10, Some(Status::Done)).expect("filtered");
-        assert!(done.is_empty());
-        std::fs::remove_dir_all(path.parent().expect("dir")).ok();
-    }
-
-    #[test]
-    fn a_newer_schema_is_left_alone() {
-        let path = temp_db("newer");
-        drop(TaskStore::open(&path).expect("opens"));
-        let conn = Connection::open(&path).expect("raw");
-        conn.pragma_update(None, "user_version", 99).expect("bump");
-        drop(conn);
-        let err = TaskStore::open(&path).err().expect("refused");
-        assert!(err.to_string().contains("newer"), "{err}");
-        std::fs::remove_dir_all(path.parent().expect("dir")).ok();
-    }
 }

@@ -1,5 +1,7 @@
 //! The built binary under write load: `kill -9` loses no acknowledged task, and SIGTERM ends it
-//! cleanly with exit status 0.
+//! cleanly with exit status 0; on SQLite and on PostgreSQL (a real server the harness starts).
+//! On PostgreSQL the binary logs at `info` into a file, which must show the URL masked and never
+//! the password.
 
 use mesh_tests::api::*;
 use serde_json::{Value, json};
@@ -25,10 +27,33 @@ impl Drop for Running {
 /// Starts `api-service serve` against the wiremock identity provider and waits for its ready
 /// file. Polling is the only way to learn that another process is listening.
 #[allow(clippy::zombie_processes, reason = "Running's Drop reaps the child")]
-fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
+fn start(idp_uri: &str, dir: &std::path::Path, db: &Db) -> Running {
     let ready = dir.join("ready.json");
     std::fs::remove_file(&ready).ok();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_api-service"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_api-service"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("api.log"))
+        .expect("log file");
+    match db {
+        Db::Sqlite => {
+            command.env("API__LOG__FILTER", "warn").stderr(
+                if std::env::var_os("TEST_LOG").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                },
+            );
+        }
+        Db::Postgres(url) => {
+            command
+                .env("API__DATABASE__URL", url)
+                .env("API__LOG__FILTER", "info")
+                .stderr(log);
+        }
+    }
+    let mut child = command
         .args(["serve", "--ready-file"])
         .arg(&ready)
         .env("API__SERVER__PORT", "0")
@@ -39,13 +64,7 @@ fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
         .env("API__AUTH__AUDIENCES", API_CLIENT_ID)
         .env("API__AUTH__ALLOWED_CLIENTS", WRITER_ID)
         .env("API__DATABASE__PATH", dir.join("tasks.db"))
-        .env("API__LOG__FILTER", "warn")
         .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
         .spawn()
         .expect("the binary starts");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -68,7 +87,19 @@ fn start(idp_uri: &str, dir: &std::path::Path) -> Running {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0() {
+async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0_on_sqlite() {
+    kill_9_then_sigterm(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0_on_postgres() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    kill_9_then_sigterm(db).await;
+}
+
+async fn kill_9_then_sigterm(db: Db) {
     let idp = TestIdp::start().await;
     idp.serve_discovery().await;
     let key = TestKey::generate("k1");
@@ -81,7 +112,7 @@ async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0(
         c["roles"] = json!(["Tasks.ReadWrite.All"]);
     });
 
-    let mut first = start(&idp.server.uri(), &dir.0);
+    let mut first = start(&idp.server.uri(), &dir.0, &db);
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let client = reqwest::Client::new();
     let mut writers = Vec::new();
@@ -125,7 +156,7 @@ async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0(
     }
     let acked = acknowledged.lock().expect("lock").clone();
 
-    let mut second = start(&idp.server.uri(), &dir.0);
+    let mut second = start(&idp.server.uri(), &dir.0, &db);
     let mut missing = Vec::new();
     for id in &acked {
         let status = client
@@ -146,8 +177,9 @@ async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0(
         acked.len()
     );
     println!(
-        "resilience: kill -9 under write load: {} creates acknowledged (201) by 8 writers before \
-         SIGKILL, {} of them found after restart, {} lost",
+        "resilience: kill -9 under write load on {}: {} creates acknowledged (201) by 8 writers \
+         before SIGKILL, {} of them found after restart, {} lost",
+        db.name(),
         acked.len(),
         acked.len() - missing.len(),
         missing.len()
@@ -160,5 +192,17 @@ async fn kill_9_under_write_load_loses_no_acknowledged_task_and_sigterm_exits_0(
     assert!(status.success());
     let exit = second.child.wait().expect("exits");
     assert_eq!(exit.code(), Some(0), "SIGTERM is a clean stop");
-    println!("resilience: SIGTERM after the restart: exit status 0");
+    println!(
+        "resilience: SIGTERM after the restart on {}: exit status 0",
+        db.name()
+    );
+    if let Db::Postgres(url) = &db {
+        let log = std::fs::read_to_string(dir.0.join("api.log")).expect("log");
+        assert!(
+            !log.contains(mesh_tests::postgres::PASSWORD),
+            "the password is in the log"
+        );
+        let masked = api_service::settings::mask_url(url);
+        assert!(log.contains(&masked), "the masked URL is logged: {log}");
+    }
 }

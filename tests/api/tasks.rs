@@ -1,4 +1,5 @@
-//! The task API through HTTP: who may do what, what is recorded, and how bad input is answered.
+//! The task API through HTTP: who may do what, what is recorded, and how bad input is answered;
+//! each test on SQLite and on PostgreSQL.
 
 use mesh_tests::api::*;
 use reqwest::Method;
@@ -11,9 +12,17 @@ struct Setup {
     writer: String,
 }
 
-async fn setup() -> Setup {
+mesh_tests::on_both_backends!(
+    the_writer_creates_changes_and_deletes_and_the_reader_lists,
+    a_repeated_external_id_is_a_conflict_naming_the_existing_task,
+    bad_input_is_answered_with_the_field_and_the_right_status,
+    listing_pages_with_a_cursor,
+    tasks_survive_a_restart_on_the_same_database,
+);
+
+async fn setup(db: Db) -> Setup {
     let key = TestKey::generate("k1");
-    let (idp, clock, api) = spawn_api_publishing(&key, 1).await;
+    let (idp, clock, api) = spawn_api_publishing_on(&key, 1, &db).await;
     let now = clock.unix();
     Setup {
         reader: key.mint(now, |_| {}),
@@ -37,9 +46,8 @@ async fn problem(response: reqwest::Response) -> (u16, Value) {
     (status, response.json().await.expect("json"))
 }
 
-#[tokio::test]
-async fn the_writer_creates_changes_and_deletes_and_the_reader_lists() {
-    let s = setup().await;
+async fn the_writer_creates_changes_and_deletes_and_the_reader_lists(db: Db) {
+    let s = setup(db).await;
     let created = s
         .api
         .send_json(
@@ -118,9 +126,8 @@ async fn the_writer_creates_changes_and_deletes_and_the_reader_lists() {
     assert_eq!((status, body["reason"].as_str()), (404, Some("not_found")));
 }
 
-#[tokio::test]
-async fn a_repeated_external_id_is_a_conflict_naming_the_existing_task() {
-    let s = setup().await;
+async fn a_repeated_external_id_is_a_conflict_naming_the_existing_task(db: Db) {
+    let s = setup(db).await;
     let body = json!({ "title": "nightly import 2027-01-15", "external_id": "import:2027-01-15" });
     let first: Value = s
         .api
@@ -146,9 +153,8 @@ async fn a_repeated_external_id_is_a_conflict_naming_the_existing_task() {
     );
 }
 
-#[tokio::test]
-async fn bad_input_is_answered_with_the_field_and_the_right_status() {
-    let s = setup().await;
+async fn bad_input_is_answered_with_the_field_and_the_right_status(db: Db) {
+    let s = setup(db).await;
     let (api, writer) = (&s.api, s.writer.as_str());
     let post = move |body: Value| {
         let request = api.request(Method::POST, "/api/tasks", Some(writer));
@@ -330,9 +336,8 @@ async fn bad_input_is_answered_with_the_field_and_the_right_status() {
     assert_eq!(listed["items"], json!([]), "nothing was stored");
 }
 
-#[tokio::test]
-async fn listing_pages_with_a_cursor() {
-    let s = setup().await;
+async fn listing_pages_with_a_cursor(db: Db) {
+    let s = setup(db).await;
     for i in 0..5 {
         let r = s
             .api
@@ -364,10 +369,9 @@ async fn listing_pages_with_a_cursor() {
     assert_eq!(titles, ["t0", "t1", "t2", "t3", "t4"]);
 }
 
-#[tokio::test]
-async fn tasks_survive_a_restart_on_the_same_file() {
+async fn tasks_survive_a_restart_on_the_same_database(db: Db) {
     let key = TestKey::generate("k1");
-    let (idp, clock, first) = spawn_api_publishing(&key, 2).await;
+    let (idp, clock, first) = spawn_api_publishing_on(&key, 2, &db).await;
     let writer = key.mint(clock.unix(), |c| {
         c["azp"] = json!(WRITER_ID);
         c["roles"] = json!(["Tasks.ReadWrite.All"]);
@@ -384,7 +388,10 @@ async fn tasks_survive_a_restart_on_the_same_file() {
         .await
         .expect("json");
     first.handle.stop(true).await;
-    let second = spawn_api_with(&idp.server.uri(), &clock, first.db.clone(), |_| {}).await;
+    let second = spawn_api_with(&idp.server.uri(), &clock, first.db.clone(), |s| {
+        db.apply(&mut s.database)
+    })
+    .await;
     let path = format!("/api/tasks/{}", created["id"].as_str().expect("id"));
     let fetched = second.get_json(&path, Some(&writer)).await;
     assert_eq!(fetched, created);

@@ -1,9 +1,10 @@
 //! The API under test: wiremock as the identity provider (discovery and JWKS for the demo
 //! tenant), signing keys the tests hold, a clock they move, and the real `api-service`
-//! application on port 0 with its own SQLite file.
+//! application on port 0 with its own SQLite file, or a fresh PostgreSQL database ([`Db`]).
 
 pub use crate::TempDir;
 pub use crate::demo::*;
+pub use crate::postgres::Db;
 use aws_lc_rs::rsa::{KeyPair, PublicKeyComponents};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
@@ -199,6 +200,17 @@ pub async fn spawn_api(idp: &TestIdp, clock: &Arc<ManualClock>) -> TestApi {
     .await
 }
 
+/// As [`spawn_api`], on the database `db` names.
+pub async fn spawn_api_on(idp: &TestIdp, clock: &Arc<ManualClock>, db: &Db) -> TestApi {
+    spawn_api_with(
+        &idp.server.uri(),
+        clock,
+        Arc::new(TempDir::new("db")),
+        |s| db.apply(&mut s.database),
+    )
+    .await
+}
+
 pub async fn spawn_api_with(
     authority_host: &str,
     clock: &Arc<ManualClock>,
@@ -361,10 +373,19 @@ pub async fn spawn_api_publishing(
     key: &TestKey,
     jwks_fetches: u64,
 ) -> (TestIdp, Arc<ManualClock>, TestApi) {
+    spawn_api_publishing_on(key, jwks_fetches, &Db::Sqlite).await
+}
+
+/// As [`spawn_api_publishing`], on the database `db` names.
+pub async fn spawn_api_publishing_on(
+    key: &TestKey,
+    jwks_fetches: u64,
+    db: &Db,
+) -> (TestIdp, Arc<ManualClock>, TestApi) {
     let idp = TestIdp::start().await;
     idp.serve_discovery().await;
     idp.serve_jwks(&[key], jwks_fetches).await;
     let clock = test_clock();
-    let api = spawn_api(&idp, &clock).await;
+    let api = spawn_api_on(&idp, &clock, db).await;
     (idp, clock, api)
 }

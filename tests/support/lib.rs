@@ -8,12 +8,15 @@
 //!   tests mint and forge with their own keys;
 //! - [`caller`]: the real caller (token manager, jobs, daemon) against wiremock playing the token
 //!   endpoint and the target API;
+//! - [`postgres`]: a real PostgreSQL server for the API's store, and [`on_both_backends!`] to run
+//!   a test on SQLite and on PostgreSQL;
 //! - [`TempDir`] and [`eventually`].
 
 pub mod api;
 pub mod caller;
 pub mod demo;
 pub mod emulator;
+pub mod postgres;
 
 /// The one clock the tests move, for every service (see `shared::clock`).
 pub use shared::clock::{Clock, ManualClock};
@@ -95,4 +98,32 @@ where
     })
     .await;
     assert!(met.is_ok(), "not within 10 s: {what}");
+}
+
+/// Runs each named `async fn(Db)` as two tests, `sqlite::NAME` and `postgres::NAME`, so that
+/// every store behaviour is checked on both backends by one body. The PostgreSQL one gets a fresh
+/// database on the binary's shared server, and skips (or fails, under `REQUIRE_POSTGRES`) when
+/// PostgreSQL is not installed.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::postgres::Db::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = $crate::postgres::Db::postgres().await {
+                        super::$name(db).await
+                    }
+                }
+            )+
+        }
+    };
 }

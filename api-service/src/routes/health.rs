@@ -2,6 +2,7 @@
 
 use super::AppState;
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -14,29 +15,45 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready: every accepted tenant's signing keys loaded and fresh enough (not past
-/// `keys.max_stale_secs`), and the task store answers. 503 with what is wrong otherwise.
+/// `keys.max_stale_secs`), and the task database answers. 503 otherwise, the body naming what is
+/// down (`"down": ["keys", "database"]`) and the database's state (`ok`, `unreachable`, `failing`).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Keys loaded and the store answers"),
-              (status = 503, description = "Not ready; the body says why")))]
+    responses((status = 200, description = "Keys loaded and the database answers"),
+              (status = 503, description = "Not ready; `down` names what is wrong")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let keys = state.validator.keys().readiness_report();
-    let store = state.store.clone();
-    let store_ok = match web::block(move || store.ping()).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: the task store does not answer");
-            false
+    let database = match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(StoreError::Unavailable(reason))) => {
+            tracing::warn!(%reason, backend = state.store.backend(), "readiness: the task database is unreachable");
+            "unreachable"
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: no blocking thread for the store check");
-            false
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, backend = state.store.backend(), "readiness: the task database fails");
+            "failing"
+        }
+        Err(_) => {
+            tracing::warn!(
+                backend = state.store.backend(),
+                "readiness: the task database did not answer in time"
+            );
+            "unreachable"
         }
     };
-    let ready = keys["state"] == "ready" && store_ok;
+    let keys_ok = keys["state"] == "ready";
+    let store_ok = database == "ok";
+    let ready = keys_ok && store_ok;
+    let down: Vec<&str> = [("keys", keys_ok), ("database", store_ok)]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "keys": keys,
         "store": if store_ok { "ok" } else { "unavailable" },
+        "database": { "backend": state.store.backend(), "state": database },
+        "down": down,
     });
     if ready {
         HttpResponse::Ok().json(body)
@@ -44,6 +61,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// A readiness probe answers within a couple of seconds, whatever the database does.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]

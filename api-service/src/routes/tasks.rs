@@ -5,12 +5,11 @@
 
 use super::AppState;
 use crate::problem::{ApiError, JsonBody, Problem};
-use crate::store::{NewTask, Status, Task, TaskChange, TaskStore};
+use crate::store::{NewTask, Status, Task, TaskChange};
 use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use entra_auth::AppCaller;
 use serde::{Deserialize, Deserializer, Serialize};
-use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 const TITLE_MAX_CHARS: usize = 200;
@@ -145,25 +144,15 @@ fn task_id(raw: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::NotFound)
 }
 
-/// Runs a store call on the blocking pool: SQLite calls block, the async workers must not.
-async fn on_store<T: Send + 'static>(
-    store: &Arc<TaskStore>,
-    call: impl FnOnce(&TaskStore) -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = Arc::clone(store);
-    web::block(move || call(&store))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("blocking pool: {e}")))?
-        .map_err(ApiError::from)
-}
-
 /// List tasks, oldest first, a page at a time.
 #[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListQuery),
     responses((status = 200, body = TaskPage),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json",
+               description = "The database is unreachable; `Retry-After` says when to retry")))]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -184,8 +173,7 @@ pub async fn list(
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::invalid("after", "after must be a cursor from `next`"))?,
     };
-    let status = query.status;
-    let (items, next) = on_store(&state.store, move |s| s.list(after, limit, status)).await?;
+    let (items, next) = state.store.list(after, limit, query.status).await?;
     Ok(web::Json(TaskPage {
         items,
         next: next.map(|n| n.to_string()),
@@ -201,7 +189,9 @@ pub async fn list(
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 413, body = Problem, content_type = "application/problem+json"),
               (status = 415, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json",
+               description = "The database is unreachable; `Retry-After` says when to retry")))]
 pub async fn create(
     state: web::Data<AppState>,
     caller: AppCaller,
@@ -215,7 +205,7 @@ pub async fn create(
     };
     let now = state.clock.unix();
     let client = caller.client_app_id;
-    let task = on_store(&state.store, move |s| s.create(new, &client, now)).await?;
+    let task = state.store.create(new, &client, now).await?;
     tracing::info!(task_id = %task.id, created_by = %task.created_by, "task created");
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/api/tasks/{}", task.id)))
@@ -228,15 +218,15 @@ pub async fn create(
     responses((status = 200, body = Task),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json",
+               description = "The database is unreachable; `Retry-After` says when to retry")))]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<web::Json<Task>, ApiError> {
     let id = task_id(&id)?;
-    Ok(web::Json(
-        on_store(&state.store, move |s| s.get(&id)).await?,
-    ))
+    Ok(web::Json(state.store.get(&id).await?))
 }
 
 /// Change a task's title, description or status.
@@ -248,7 +238,9 @@ pub async fn get(
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json",
+               description = "The database is unreachable; `Retry-After` says when to retry")))]
 pub async fn update(
     state: web::Data<AppState>,
     caller: AppCaller,
@@ -282,7 +274,7 @@ pub async fn update(
     };
     let now = state.clock.unix();
     let client = caller.client_app_id;
-    let task = on_store(&state.store, move |s| s.update(&id, change, &client, now)).await?;
+    let task = state.store.update(&id, change, &client, now).await?;
     tracing::info!(task_id = %task.id, updated_by = %task.updated_by, version = task.version, "task changed");
     Ok(web::Json(task))
 }
@@ -293,15 +285,16 @@ pub async fn update(
     responses((status = 204, description = "Deleted"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json",
+               description = "The database is unreachable; `Retry-After` says when to retry")))]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: AppCaller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = task_id(&id)?;
-    let logged = id.clone();
-    on_store(&state.store, move |s| s.delete(&id)).await?;
-    tracing::info!(task_id = %logged, deleted_by = %caller.client_app_id, "task deleted");
+    state.store.delete(&id).await?;
+    tracing::info!(task_id = %id, deleted_by = %caller.client_app_id, "task deleted");
     Ok(HttpResponse::NoContent().finish())
 }
