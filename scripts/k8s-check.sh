@@ -3,7 +3,9 @@
 # validates every rendered object against the Kubernetes schema of a pinned version, strictly (an
 # unknown field fails), and checks the wiring the project relies on (scripts/k8s_check.py: the
 # API's replicas, probes, PodDisruptionBudget, security context, resources and termination grace;
-# the CronJob's policy; in the entra overlay, workload identity on every token-acquiring pod
+# its shared PostgreSQL database (in the emulator overlay a StatefulSet on a volumeClaimTemplate,
+# the URL's password from a Secret through $(VAR)); no per-pod SQLite emptyDir; the CronJob's
+# policy; in the entra overlay, workload identity on every token-acquiring pod
 # template and no Secret anywhere), passes each service's shipped settings through the service's
 # own parser when the binaries are built (every key must exist in the code), then breaks the
 # renderings in memory to show each check fails when it should.

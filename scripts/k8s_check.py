@@ -9,11 +9,17 @@ Each overlay's rendering (`kubectl kustomize deploy/k8s/<overlay>`) is checked:
    field fails, and so does a kind the schema does not know), with the kubernetes-validate package;
 2. the wiring this project relies on: the API's replicas, probes, PodDisruptionBudget, security
    context, resources and termination grace (against server.shutdown_timeout_secs in the settings
-   file the Deployment mounts); the CronJob's concurrency policy, backoff limit and deadline; and
-   in the `entra` overlay, Azure Workload Identity on every pod template that acquires tokens and
-   no Secret anywhere;
+   file the Deployment mounts); the API's database: a postgres:// database.url in both overlays
+   and no emptyDir holding an SQLite task store, and in the `emulator` overlay a single-replica
+   PostgreSQL StatefulSet (volumeClaimTemplate, PGDATA below the claimed mount, pg_isready probes,
+   a headless governing Service) that the URL reaches through a ClusterIP Service with the user and
+   database the server creates, the password only as a $(VAR) reference to an earlier variable
+   from the same Secret key as the server's POSTGRES_PASSWORD; the CronJob's concurrency policy,
+   backoff limit and deadline; and in the `entra` overlay, Azure Workload Identity on every pod
+   template that acquires tokens and no Secret anywhere;
 3. with --binaries, each service's shipped settings through the service's own parser, which
-   refuses a key the code does not have.
+   refuses a key the code does not have (the variables as the kubelet would give them: values
+   from ConfigMaps and Secrets, $(VAR) references expanded).
 
 Every failed assertion is one line naming the overlay, the object and the field. --self-test then
 breaks the renderings in memory, one way at a time, and expects each break to be caught.
@@ -29,6 +35,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 
 try:
     import tomllib
@@ -47,6 +54,14 @@ WI_CLIENT_ID = "azure.workload.identity/client-id"
 # one added later) must be wired for workload identity in the entra overlay.
 NO_TOKEN_IMAGES = {"api-service"}
 API_IMAGE = "api-service"
+POSTGRES_IMAGE = "postgres"
+# Where the api-service image keeps its SQLite file (the Dockerfile's API__DATABASE__PATH): an
+# emptyDir there would be a per-pod task store again.
+API_IMAGE_SQLITE_PATH = "/var/lib/api-service/tasks.db"
+# A character a URL's user-info may hold as it is; anything else would need percent-encoding.
+URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+# Kubernetes' dependent-variable reference, $(NAME), and its escape, $$.
+VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
 def image_name(image: str) -> str:
@@ -260,6 +275,173 @@ def check_api(c: Checks, overlay: str, objects: dict) -> None:
                 "must keep at least one API pod and let at least one go (an integer below spec.replicas)")
 
 
+# ---- 2b. the API's database ----------------------------------------------------------------------
+
+
+def expand(value: str, defined: dict[str, str]) -> str:
+    """$(NAME) as Kubernetes expands it in a container's env: replaced when NAME is defined
+    before (in envFrom, or earlier in env), left as written otherwise; $$ is a literal $."""
+    return VAR_REF.sub(lambda m: "$" if m.group(0) == "$$" else defined.get(m.group(1), m.group(0)), value)
+
+
+def api_deployment(objects: dict):
+    """(Deployment, pod template, container) of the API, or None."""
+    for obj in objects.values():
+        if obj.get("kind") != "Deployment":
+            continue
+        for _, template in pod_templates(obj):
+            for _, container in containers(template):
+                if image_name(container.get("image", "")) == API_IMAGE:
+                    return obj, template, container
+    return None
+
+
+def database_setting(objects: dict, template: dict, container: dict, key: str):
+    """database.<key> as the API gets it: (value, where it comes from), the variable winning over
+    the --config file; (None, why) when unset. A value from a Secret is not read here."""
+    variable = f"API__DATABASE__{key.upper()}"
+    for var in container.get("env") or []:
+        if var.get("name") == variable:
+            if "value" in var:
+                return var["value"], f"env[{variable}]"
+            return None, f"env[{variable}] is not a literal value (valueFrom)"
+    for source in container.get("envFrom") or []:
+        config_map = objects.get(("ConfigMap", (source.get("configMapRef") or {}).get("name")))
+        if config_map and variable in (config_map.get("data") or {}):
+            return config_map["data"][variable], f"envFrom[{ref(config_map)}].{variable}"
+    value, where = config_file_value(objects, template, container, "database", key)
+    return value, (where if value is None else f"{where} [database] {key}")
+
+
+def mounted_volume(template: dict, container: dict, path: str):
+    """The volume (and its mount) the container sees `path` on, or (None, None)."""
+    mounts = [m for m in container.get("volumeMounts") or []
+              if path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not mounts:
+        return None, None
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    volume = next((v for v in (template.get("spec") or {}).get("volumes") or [] if v.get("name") == mount["name"]), None)
+    return volume, mount
+
+
+def check_database(c: Checks, overlay: str, objects: dict) -> None:
+    """Both overlays: the API replicas share a PostgreSQL database named by database.url, and no
+    emptyDir holds an SQLite task store. The emulator overlay: that database is its own PostgreSQL
+    StatefulSet on a volumeClaimTemplate, and the URL's password comes from a Secret through a
+    dependent variable, never written in the Deployment."""
+    found = api_deployment(objects)
+    if found is None:
+        return  # check_api says so
+    api, template, container = found
+    field = f"spec.template.spec.containers[{container.get('name')}]"
+
+    # No SQLite file on an emptyDir: neither where the image keeps it nor where the settings say.
+    sqlite_paths = {API_IMAGE_SQLITE_PATH}
+    path, _ = database_setting(objects, template, container, "path")
+    if path:
+        sqlite_paths.add(os.path.join("/", str(path)))
+    url, url_source = database_setting(objects, template, container, "url")
+    if isinstance(url, str) and "://" not in url:
+        sqlite_paths.add(os.path.join("/", url.removeprefix("sqlite:").removeprefix("//")))
+    for sqlite_path in sorted(sqlite_paths):
+        volume, mount = mounted_volume(template, container, os.path.dirname(sqlite_path))
+        c.check(volume is None or "emptyDir" not in volume, overlay, ref(api),
+                f"{field}.volumeMounts[{(mount or {}).get('name')}]",
+                f"an emptyDir at {(mount or {}).get('mountPath')} holds {sqlite_path}: a per-pod SQLite task store "
+                "(the replicas must share the PostgreSQL database)")
+
+    scheme = urllib.parse.urlsplit(url).scheme if isinstance(url, str) else None
+    if not c.check(scheme in ("postgres", "postgresql"), overlay, ref(api), "database.url",
+                   f"must be a postgres:// URL, which the replicas share (is {url!r}: {url_source})"):
+        return
+    if overlay != "emulator":
+        return
+
+    # ---- the emulator overlay: its own PostgreSQL -----------------------------------------------
+    servers = [o for o in objects.values() if o.get("kind") == "StatefulSet"
+               and any(image_name(ct.get("image", "")) == POSTGRES_IMAGE for _, t in pod_templates(o) for _, ct in containers(t))]
+    if not c.check(len(servers) == 1, overlay, "StatefulSet/*", "image",
+                   f"exactly one StatefulSet must run {POSTGRES_IMAGE} (found {len(servers)})"):
+        return
+    server = servers[0]
+    sts = server.get("spec") or {}
+    pg_template = sts.get("template") or {}
+    pg = next(ct for _, ct in containers(pg_template) if image_name(ct.get("image", "")) == POSTGRES_IMAGE)
+    pg_field = f"spec.template.spec.containers[{pg.get('name')}]"
+    c.check(sts.get("replicas") == 1, overlay, ref(server), "spec.replicas",
+            f"must be 1: the image runs one server, not a replicated cluster (is {sts.get('replicas')})")
+    pg_env = {v.get("name"): v for v in pg.get("env") or []}
+    # Its data on a claim from the volumeClaimTemplate, PGDATA a subdirectory of the mount.
+    claims = {(t.get("metadata") or {}).get("name") for t in sts.get("volumeClaimTemplates") or []}
+    if c.check(bool(claims), overlay, ref(server), "spec.volumeClaimTemplates",
+               "must claim a PersistentVolume for the data (an emptyDir loses every task with the pod)"):
+        pgdata = (pg_env.get("PGDATA") or {}).get("value", "/var/lib/postgresql/data")
+        mounts = [m for m in pg.get("volumeMounts") or [] if m.get("name") in claims]
+        under = [m for m in mounts if pgdata.startswith(m["mountPath"].rstrip("/") + "/")]
+        c.check(bool(under), overlay, ref(server), f"{pg_field}.env[PGDATA]",
+                f"is {pgdata}: must be a subdirectory of the claimed volume's mount "
+                f"({', '.join(m['mountPath'] for m in mounts) or 'none mounted'}), as the image recommends")
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = ((pg.get(probe) or {}).get("exec") or {}).get("command") or []
+        c.check(bool(command) and os.path.basename(command[0]) == "pg_isready", overlay, ref(server),
+                f"{pg_field}.{probe}.exec.command", f"must run pg_isready (is {command or 'none'})")
+    governing = objects.get(("Service", sts.get("serviceName")))
+    c.check(governing is not None and (governing.get("spec") or {}).get("clusterIP") == "None", overlay, ref(server),
+            "spec.serviceName", f"must name a headless Service in the overlay (is {sts.get('serviceName')!r})")
+
+    # The URL: host a Service in front of the server, its user and database the server's.
+    parts = urllib.parse.urlsplit(url)
+    pg_labels = (pg_template.get("metadata") or {}).get("labels") or {}
+    service = objects.get(("Service", parts.hostname))
+    c.check(service is not None and (service.get("spec") or {}).get("clusterIP") != "None"
+            and selects({"matchLabels": (service.get("spec") or {}).get("selector") or {}}, pg_labels)
+            and any(p.get("port") == (parts.port or 5432) for p in (service.get("spec") or {}).get("ports") or []),
+            overlay, ref(api), f"{field}.env[API__DATABASE__URL]",
+            f"host {parts.hostname}:{parts.port or 5432} must be a ClusterIP Service selecting {ref(server)}'s pods on that port")
+    for variable, value in (("POSTGRES_USER", parts.username), ("POSTGRES_DB", parts.path.lstrip("/"))):
+        expected = (pg_env.get(variable) or {}).get("value")
+        c.check(expected is not None and value == expected, overlay, ref(api), f"{field}.env[API__DATABASE__URL]",
+                f"names {value!r} where {ref(server)} creates {variable}={expected!r}")
+
+    # The password: only a $(VAR) reference in the URL, VAR defined before it from the Secret key
+    # the server's POSTGRES_PASSWORD comes from.
+    password = parts.password or ""
+    reference = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)", password)
+    if not c.check(bool(reference), overlay, ref(api), f"{field}.env[API__DATABASE__URL]",
+                   "the password must be a $(VAR) reference to a variable from a Secret, not written in the Deployment "
+                   f"(is {'***' if password else 'none'})"):
+        return
+    name = reference.group(1)
+    env = container.get("env") or []
+    position = {v.get("name"): i for i, v in enumerate(env)}
+    var = env[position[name]] if name in position else {}
+    secret_ref = (var.get("valueFrom") or {}).get("secretKeyRef") or {}
+    if not c.check(bool(secret_ref), overlay, ref(api), f"{field}.env[{name}].valueFrom.secretKeyRef",
+                   f"$({name}) in API__DATABASE__URL must come from a Secret (secretKeyRef)"):
+        return
+    c.check(position[name] < position.get("API__DATABASE__URL", -1), overlay, ref(api), f"{field}.env[{name}]",
+            "must come before API__DATABASE__URL in env: Kubernetes expands $(VAR) only from variables defined earlier")
+    server_ref = ((pg_env.get("POSTGRES_PASSWORD") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    c.check((secret_ref.get("name"), secret_ref.get("key")) == (server_ref.get("name"), server_ref.get("key")),
+            overlay, ref(api), f"{field}.env[{name}].valueFrom.secretKeyRef",
+            f"is {secret_ref.get('name')}/{secret_ref.get('key')}: must be the Secret key {ref(server)}'s POSTGRES_PASSWORD "
+            f"comes from ({server_ref.get('name')}/{server_ref.get('key')})")
+    secret = objects.get(("Secret", secret_ref.get("name"))) or {}
+    value = secret_value(secret, secret_ref.get("key"))
+    if c.check(value is not None, overlay, ref(api), f"{field}.env[{name}].valueFrom.secretKeyRef",
+               f"Secret/{secret_ref.get('name')} with key {secret_ref.get('key')} is not in the overlay"):
+        c.check(bool(URL_SAFE.fullmatch(value)), overlay, f"Secret/{secret_ref.get('name')}", f"data.{secret_ref.get('key')}",
+                "goes into a URL as it is: only letters, digits and -._~ (anything else would need percent-encoding)")
+
+
+def secret_value(secret: dict, key: str | None):
+    if key in (secret.get("stringData") or {}):
+        return secret["stringData"][key]
+    if key in (secret.get("data") or {}):
+        return base64.b64decode(secret["data"][key]).decode()
+    return None
+
+
 def check_cronjobs(c: Checks, overlay: str, objects: dict) -> None:
     cronjobs = [o for o in objects.values() if o.get("kind") == "CronJob"]
     c.check(len(cronjobs) >= 1, overlay, "CronJob/*", "kind", "the writer CronJob is missing")
@@ -343,6 +525,7 @@ def check_overlay(c: Checks, overlay: str, objects: list[dict], version: str | N
         for path, template in pod_templates(obj):
             check_pod_security(c, overlay, obj, path, template)
     check_api(c, overlay, by_name)
+    check_database(c, overlay, by_name)
     check_cronjobs(c, overlay, by_name)
     if overlay == "entra":
         check_entra(c, overlay, by_name)
@@ -356,8 +539,9 @@ STAND_IN = "a1000000-0000-4000-8000-000000000001"
 
 
 def container_env(objects: dict, container: dict) -> dict[str, str]:
-    """The variables the manifests give the container (values from ConfigMaps and Secrets
-    included; none is computed at run time here)."""
+    """The variables the manifests give the container, as the kubelet would: envFrom ConfigMaps
+    and Secrets, then env in order, a secretKeyRef or configMapKeyRef read from the rendered
+    object, a value's $(VAR) references expanded from the variables defined before it."""
     env: dict[str, str] = {}
     for source in container.get("envFrom") or []:
         if "configMapRef" in source:
@@ -368,7 +552,18 @@ def container_env(objects: dict, container: dict) -> dict[str, str]:
             env.update(secret.get("stringData") or {})
     for var in container.get("env") or []:
         if "value" in var:
-            env[var["name"]] = var["value"]
+            env[var["name"]] = expand(var["value"], env)
+            continue
+        source = var.get("valueFrom") or {}
+        if "secretKeyRef" in source:
+            value = secret_value(objects.get(("Secret", source["secretKeyRef"].get("name"))) or {}, source["secretKeyRef"].get("key"))
+        elif "configMapKeyRef" in source:
+            config_map = objects.get(("ConfigMap", source["configMapKeyRef"].get("name"))) or {}
+            value = (config_map.get("data") or {}).get(source["configMapKeyRef"].get("key"))
+        else:
+            value = None
+        if value is not None:
+            env[var["name"]] = value
     return env
 
 
@@ -443,6 +638,36 @@ def api_toml(objects):
     return next(o for o in objects if o.get("kind") == "ConfigMap" and "api.toml" in (o.get("data") or {}))
 
 
+def api_env(objects, name):
+    return next(v for v in api_pod(objects)["spec"]["containers"][0]["env"] if v["name"] == name)
+
+
+def postgres_container(objects):
+    return find(objects, "StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]
+
+
+def with_sqlite_emptydir(objects):
+    """The API pod as it was before PostgreSQL: its SQLite directory on an emptyDir."""
+    spec = api_pod(objects)["spec"]
+    spec["containers"][0].setdefault("volumeMounts", []).append({"name": "data", "mountPath": "/var/lib/api-service"})
+    spec.setdefault("volumes", []).append({"name": "data", "emptyDir": {"sizeLimit": "256Mi"}})
+
+
+def api_database_url(objects, url):
+    """API__DATABASE__URL set to `url` wherever the overlay sets it (env or a ConfigMap)."""
+    for var in api_pod(objects)["spec"]["containers"][0].get("env") or []:
+        if var["name"] == "API__DATABASE__URL":
+            var["value"] = url
+            return
+    config_map = next(o for o in objects if o.get("kind") == "ConfigMap" and "API__DATABASE__URL" in (o.get("data") or {}))
+    config_map["data"]["API__DATABASE__URL"] = url
+
+
+def secret_data(objects, name_prefix, key, value):
+    secret = next(o for o in objects if o.get("kind") == "Secret" and o["metadata"]["name"].startswith(name_prefix))
+    secret["data"][key] = base64.b64encode(value.encode()).decode()
+
+
 BREAKS = [
     # (overlay, what is broken, how, a pattern the failure line must match, what the check needs:
     # None, "schema" or "binaries")
@@ -485,6 +710,57 @@ BREAKS = [
     ("emulator", "a misspelt key in the shipped api.toml",
      lambda o: api_toml(o)["data"].update({"api.toml": api_toml(o)["data"]["api.toml"].replace("workers = 2", "worker = 2")}),
      r"Deployment/api: spec\.template\.spec\.containers\[api\] settings: refused by api-service's own parser", "binaries"),
+    # The API's database.
+    ("emulator", "an SQLite emptyDir back in the API pod",
+     with_sqlite_emptydir, r"Deployment/api: .*volumeMounts\[data\]: an emptyDir at /var/lib/api-service", None),
+    ("entra", "an SQLite emptyDir back in the API pod",
+     with_sqlite_emptydir, r"Deployment/api: .*volumeMounts\[data\]: an emptyDir at /var/lib/api-service", None),
+    ("entra", "one API replica",
+     lambda o: find(o, "Deployment", "api")["spec"].update(replicas=1), r"Deployment/api: spec\.replicas", None),
+    ("entra", "no database URL (each replica back on its own SQLite file)",
+     lambda o: next(c for c in o if c.get("kind") == "ConfigMap" and "API__DATABASE__URL" in (c.get("data") or {}))["data"].pop("API__DATABASE__URL"),
+     r"Deployment/api: database\.url: must be a postgres:// URL", None),
+    ("emulator", "an sqlite: database URL",
+     lambda o: api_database_url(o, "sqlite:/var/lib/api-service/tasks.db"), r"Deployment/api: database\.url: must be a postgres:// URL", None),
+    ("emulator", "no PostgreSQL StatefulSet",
+     lambda o: o.remove(find(o, "StatefulSet", "postgres")), r"StatefulSet/\*: image: exactly one StatefulSet must run postgres", None),
+    ("emulator", "PostgreSQL without its volumeClaimTemplate",
+     lambda o: find(o, "StatefulSet", "postgres")["spec"].pop("volumeClaimTemplates"), r"StatefulSet/postgres: spec\.volumeClaimTemplates", None),
+    ("emulator", "two PostgreSQL replicas",
+     lambda o: find(o, "StatefulSet", "postgres")["spec"].update(replicas=2), r"StatefulSet/postgres: spec\.replicas", None),
+    ("emulator", "PGDATA at the volume's root",
+     lambda o: next(v for v in postgres_container(o)["env"] if v["name"] == "PGDATA").update(value="/var/lib/postgresql/data"),
+     r"StatefulSet/postgres: .*env\[PGDATA\]: is /var/lib/postgresql/data: must be a subdirectory", None),
+    ("emulator", "a PostgreSQL readiness probe that is not pg_isready",
+     lambda o: postgres_container(o).update(readinessProbe={"tcpSocket": {"port": 5432}}),
+     r"StatefulSet/postgres: .*readinessProbe\.exec\.command: must run pg_isready", None),
+    ("emulator", "a StatefulSet governed by the ClusterIP Service",
+     lambda o: find(o, "StatefulSet", "postgres")["spec"].update(serviceName="postgres"),
+     r"StatefulSet/postgres: spec\.serviceName: must name a headless Service", None),
+    ("emulator", "the database URL's host not a Service",
+     lambda o: api_env(o, "API__DATABASE__URL").update(value="postgres://tasks:$(DB_PASSWORD)@db:5432/tasks"),
+     r"Deployment/api: .*env\[API__DATABASE__URL\]: host db:5432 must be a ClusterIP Service", None),
+    ("emulator", "the database URL naming another user than the server creates",
+     lambda o: api_env(o, "API__DATABASE__URL").update(value="postgres://postgres:$(DB_PASSWORD)@postgres:5432/tasks"),
+     r"Deployment/api: .*env\[API__DATABASE__URL\]: names 'postgres' where StatefulSet/postgres creates POSTGRES_USER", None),
+    ("emulator", "the password written in the database URL",
+     lambda o: api_env(o, "API__DATABASE__URL").update(value="postgres://tasks:hunter2@postgres:5432/tasks"),
+     r"Deployment/api: .*env\[API__DATABASE__URL\]: the password must be a \$\(VAR\) reference", None),
+    ("emulator", "the password variable as a plain value, not from a Secret",
+     lambda o: api_env(o, "DB_PASSWORD").update(value="hunter2") or api_env(o, "DB_PASSWORD").pop("valueFrom"),
+     r"Deployment/api: .*env\[DB_PASSWORD\]\.valueFrom\.secretKeyRef: \$\(DB_PASSWORD\) in API__DATABASE__URL must come from a Secret", None),
+    ("emulator", "the URL before the password variable (not expanded)",
+     lambda o: api_pod(o)["spec"]["containers"][0]["env"].reverse(),
+     r"Deployment/api: .*env\[DB_PASSWORD\]: must come before API__DATABASE__URL", None),
+    ("emulator", "the API's password from another key than the server's",
+     lambda o: api_env(o, "DB_PASSWORD")["valueFrom"]["secretKeyRef"].update(key="PASSWORD"),
+     r"Deployment/api: .*env\[DB_PASSWORD\]\.valueFrom\.secretKeyRef: is postgres-\w+/PASSWORD: must be the Secret key", None),
+    ("emulator", "a password that needs percent-encoding in the URL",
+     lambda o: secret_data(o, "postgres-", "POSTGRES_PASSWORD", "p@ss/word"),
+     r"Secret/postgres-\w+: data\.POSTGRES_PASSWORD: goes into a URL as it is", None),
+    ("emulator", "a database URL asking for TLS",
+     lambda o: api_env(o, "API__DATABASE__URL").update(value=api_env(o, "API__DATABASE__URL")["value"] + "?sslmode=require"),
+     r"Deployment/api: spec\.template\.spec\.containers\[api\] settings: refused by api-service's own parser .*sslmode=require", "binaries"),
     ("entra", "a variable the caller does not know",
      lambda o: cronjob_pod(o)["spec"]["containers"][0]["env"].append({"name": "CALLER__IDENTITY__KIND", "value": "x"}),
      r"CronJob/writer: .*settings: refused by caller-service's own parser", "binaries"),
