@@ -88,32 +88,24 @@ pub struct KeySummary {
 }
 
 impl KeyStore {
-    /// Loads `keys.json` from the data directory, creating two keys on first start.
+    /// Loads `keys.json` from the data directory, creating two keys on first start. Two processes
+    /// starting together on a fresh directory (`serve` and `project-token`) agree on one set: the
+    /// file is created only if absent, and the one that finds it already made loads it.
     pub fn open(data_dir: &Path, now: i64) -> anyhow::Result<Self> {
         let path = data_dir.join("keys.json");
         let keys = if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let stored: StoredKeys = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{}: not a key file written by this emulator",
-                    path.display()
-                )
-            })?;
-            stored
-                .keys
-                .into_iter()
-                .map(SigningKey::from_stored)
-                .collect::<anyhow::Result<Vec<_>>>()
-                .with_context(|| format!("loading keys from {}", path.display()))?
+            load_keys(&path)?
         } else {
             let keys = vec![
                 SigningKey::generate(KeyState::Active, now)?,
                 SigningKey::generate(KeyState::Published, now)?,
             ];
-            write_keys(&path, &keys)?;
-            tracing::info!(path = %path.display(), "created signing keys");
-            keys
+            if crate::fsutil::create_private(&path, &keys_json(&keys)?)? {
+                tracing::info!(path = %path.display(), "created signing keys");
+                keys
+            } else {
+                load_keys(&path)?
+            }
         };
         if keys.iter().filter(|k| k.state == KeyState::Active).count() != 1 {
             anyhow::bail!("{}: exactly one key must be active", path.display());
@@ -258,10 +250,30 @@ fn self_signed_certificate(key: &rcgen::KeyPair) -> anyhow::Result<Vec<u8>> {
     Ok(params.self_signed(key)?.der().to_vec())
 }
 
-fn write_keys(path: &Path, keys: &[SigningKey]) -> anyhow::Result<()> {
+fn keys_json(keys: &[SigningKey]) -> anyhow::Result<Vec<u8>> {
     let stored = StoredKeys {
         keys: keys.iter().map(|k| k.stored.clone()).collect(),
     };
-    let json = serde_json::to_vec_pretty(&stored)?;
-    crate::fsutil::write_private(path, &json)
+    Ok(serde_json::to_vec_pretty(&stored)?)
+}
+
+fn write_keys(path: &Path, keys: &[SigningKey]) -> anyhow::Result<()> {
+    crate::fsutil::write_private(path, &keys_json(keys)?)
+}
+
+fn load_keys(path: &Path) -> anyhow::Result<Vec<SigningKey>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let stored: StoredKeys = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a key file written by this emulator",
+            path.display()
+        )
+    })?;
+    stored
+        .keys
+        .into_iter()
+        .map(SigningKey::from_stored)
+        .collect::<anyhow::Result<Vec<_>>>()
+        .with_context(|| format!("loading keys from {}", path.display()))
 }

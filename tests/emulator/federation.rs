@@ -361,3 +361,27 @@ async fn an_issuer_that_cannot_be_reached_is_aadsts50166() {
     )
     .await;
 }
+
+/// `serve` and `project-token` starting together on a fresh data directory: both open the cluster
+/// keys at once, and they must agree on one set (the second finds the first's file and loads it).
+#[test]
+fn two_openers_of_a_fresh_data_directory_agree_on_one_key_set() {
+    for _ in 0..5 {
+        let dir = Arc::new(TempDir::new("race"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    ClusterIssuer::open(&dir.0, "https://localhost:8443", 0)
+                        .expect("opens")
+                        .jwks()
+                })
+            })
+            .collect();
+        let sets: Vec<Value> = openers
+            .into_iter()
+            .map(|t| t.join().expect("joins"))
+            .collect();
+        assert!(sets.windows(2).all(|w| w[0] == w[1]), "{sets:?}");
+    }
+}
