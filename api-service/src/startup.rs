@@ -111,6 +111,10 @@ impl Application {
                 }))
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Idle keep-alive connections stay open 75 s (nginx's default) rather than actix-web's 5 s:
+        // a client calling every few seconds on a pooled connection would otherwise race the
+        // server's close (a 408, or the connection closed under its request).
+        .keep_alive(std::time::Duration::from_secs(75))
         .listen(listener)?;
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);

@@ -49,6 +49,13 @@ pub fn build_client_with(
         .redirect(redirects)
         .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .timeout(Duration::from_secs(settings.request_timeout_secs))
+        // An idle connection is dropped before the shortest keep-alive servers commonly keep
+        // (actix-web's and Node's: 5 s). Reused past it, a request races the server closing the
+        // connection and fails (408, or "connection closed before message completed"): a job
+        // every 5 s hit exactly that. These clients make a request every few seconds at most
+        // (scheduled jobs, token and key fetches), so a new connection then costs nothing that
+        // matters; the token sidecar's proxy keeps its own pool.
+        .pool_idle_timeout(Duration::from_secs(4))
         .user_agent(concat!("m2m-entra/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &settings.extra_ca_file {
         builder = builder.tls_certs_merge(read_ca_bundle(path)?);
