@@ -102,6 +102,32 @@ pub struct TaskChange {
     pub expected_version: Option<i64>,
 }
 
+/// A task's fields after a change: what both backends write.
+pub(crate) struct Changed {
+    pub title: String,
+    pub description: Option<String>,
+    pub status: Status,
+}
+
+impl TaskChange {
+    /// The change applied to `current`, read inside the writing transaction: refused when the
+    /// caller's `expected_version` is not the task's (a lost update).
+    pub(crate) fn apply(self, current: Task) -> Result<Changed, StoreError> {
+        if let Some(expected) = self.expected_version
+            && expected != current.version
+        {
+            return Err(StoreError::VersionMismatch {
+                current: current.version,
+            });
+        }
+        Ok(Changed {
+            title: self.title.unwrap_or(current.title),
+            description: self.description.unwrap_or(current.description),
+            status: self.status.unwrap_or(current.status),
+        })
+    }
+}
+
 /// The one store API the routes use, over either backend.
 pub enum TaskStore {
     Sqlite(Arc<SqliteStore>),

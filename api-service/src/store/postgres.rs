@@ -304,16 +304,11 @@ impl PgStore {
             .map_err(pg_error)?
             .ok_or(StoreError::NotFound)?;
         let current = row_to_task(&row).map_err(pg_error)?.1;
-        if let Some(expected) = change.expected_version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: current.version,
-            });
-        }
-        let title = change.title.unwrap_or(current.title);
-        let description = change.description.unwrap_or(current.description);
-        let status = change.status.unwrap_or(current.status);
+        let super::Changed {
+            title,
+            description,
+            status,
+        } = change.apply(current)?;
         let statement = tx
             .prepare_cached(&format!(
                 "UPDATE tasks SET title = $2, description = $3, status = $4, version = version + 1,

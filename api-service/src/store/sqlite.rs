@@ -139,16 +139,11 @@ impl SqliteStore {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current = fetch(&tx, id)?;
-        if let Some(expected) = change.expected_version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionMismatch {
-                current: current.version,
-            });
-        }
-        let title = change.title.unwrap_or(current.title);
-        let description = change.description.unwrap_or(current.description);
-        let status = change.status.unwrap_or(current.status);
+        let super::Changed {
+            title,
+            description,
+            status,
+        } = change.apply(current)?;
         tx.execute(
             "UPDATE tasks SET title = ?2, description = ?3, status = ?4, version = version + 1,
              updated_at = ?5, updated_by = ?6 WHERE id = ?1",
