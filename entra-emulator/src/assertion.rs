@@ -67,6 +67,33 @@ pub(crate) struct AssertionClaims {
     pub jti: Option<String>,
 }
 
+/// An assertion's times as whole Unix seconds: `exp` (required), `nbf`, `iat`.
+pub(crate) struct Times {
+    pub exp: i64,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+}
+
+impl AssertionClaims {
+    /// Its times, each held to a real date (AADSTS50027 otherwise, and when `exp` is missing).
+    pub(crate) fn times(&self) -> Result<Times, AadError> {
+        let optional = |value: Option<f64>| match value {
+            Some(v) => unix_seconds(v)
+                .map(Some)
+                .ok_or_else(AadError::assertion_malformed),
+            None => Ok(None),
+        };
+        Ok(Times {
+            exp: self
+                .exp
+                .and_then(unix_seconds)
+                .ok_or_else(AadError::assertion_malformed)?,
+            nbf: optional(self.nbf)?,
+            iat: optional(self.iat)?,
+        })
+    }
+}
+
 /// `jti`s seen, with the time after which they may be forgotten (at most
 /// `MAX_REMAINING_SECS + SKEW_SECS` ahead). Only clients holding a registered certificate key can
 /// add entries, and each needs a fresh signature (~1 ms of the client's CPU), so the map holds at
@@ -155,14 +182,7 @@ pub fn verify(
     if !aud_ok {
         return Err(AadError::assertion_audience());
     }
-    let exp = claims
-        .exp
-        .and_then(unix_seconds)
-        .ok_or_else(AadError::assertion_malformed)?;
-    let nbf = match claims.nbf {
-        Some(n) => Some(unix_seconds(n).ok_or_else(AadError::assertion_malformed)?),
-        None => None,
-    };
+    let Times { exp, nbf, .. } = claims.times()?;
     if exp + SKEW_SECS < now
         || exp - now > MAX_REMAINING_SECS
         || nbf.is_some_and(|n| n - SKEW_SECS > now)
@@ -181,7 +201,7 @@ pub fn verify(
 
 /// A JSON number as whole Unix seconds, if it is a time at all (years 1970–9999). Out-of-range
 /// values are refused rather than saturated, so later arithmetic cannot overflow.
-pub(crate) fn unix_seconds(value: f64) -> Option<i64> {
+fn unix_seconds(value: f64) -> Option<i64> {
     (value.is_finite() && (0.0..253_402_300_800.0).contains(&value)).then_some(value as i64)
 }
 

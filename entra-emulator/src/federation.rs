@@ -14,7 +14,7 @@
 //! emulator runs, as `az ad app federated-credential delete` would.
 
 use crate::aadsts::AadError;
-use crate::assertion::{AssertionClaims as Claims, Audience, SKEW_SECS, unix_seconds};
+use crate::assertion::{AssertionClaims as Claims, Audience, SKEW_SECS, Times};
 use crate::directory::{Application, Directory, FederatedIssuer};
 use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
@@ -185,18 +185,7 @@ impl Federation {
 
         let credential = self.matching(tenant_id, &client.client_id, issuer, subject, audiences)?;
 
-        let exp = claims
-            .exp
-            .and_then(unix_seconds)
-            .ok_or_else(AadError::assertion_malformed)?;
-        let nbf = match claims.nbf {
-            Some(n) => Some(unix_seconds(n).ok_or_else(AadError::assertion_malformed)?),
-            None => None,
-        };
-        let iat = match claims.iat {
-            Some(i) => Some(unix_seconds(i).ok_or_else(AadError::assertion_malformed)?),
-            None => None,
-        };
+        let Times { exp, nbf, iat } = claims.times()?;
         // Issued in the future, or valid before it was issued: neither is a time range Entra takes.
         if exp + SKEW_SECS < now
             || nbf.is_some_and(|n| n - SKEW_SECS > now)

@@ -6,6 +6,7 @@
 
 use super::{RequestIds, aad_error};
 use crate::aadsts::AadError;
+use crate::directory::Tenant;
 use crate::state::AppState;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -29,13 +30,8 @@ pub async fn logout(
     let ids = RequestIds::of(&req);
     // `common`, `organizations` and `consumers` sign out of whichever tenant: a redirect URI any
     // tenant registered is followed.
-    let tenants: Vec<_> = if super::is_multi_tenant(&tenant) {
-        state.directory().tenants.iter().collect()
-    } else {
-        match state.directory().tenant(&tenant) {
-            Some(one) => vec![one],
-            None => return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant)),
-        }
+    let Some(tenants) = tenants_named(&state, &tenant) else {
+        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
     };
     let registered = query.post_logout_redirect_uri.as_deref().filter(|uri| {
         tenants.iter().any(|tenant| {
@@ -106,13 +102,8 @@ pub async fn unsupported_flow(
     } else {
         "device_code"
     };
-    let tenants: Vec<_> = if super::is_multi_tenant(&tenant) {
-        state.directory().tenants.iter().collect()
-    } else {
-        match state.directory().tenant(&tenant) {
-            Some(one) => vec![one],
-            None => return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant)),
-        }
+    let Some(tenants) = tenants_named(&state, &tenant) else {
+        return aad_error(&state, &ids, &AadError::tenant_not_found(&tenant));
     };
     let form = super::token::Form::parse(&body);
     if flow == "device_code" {
@@ -131,6 +122,15 @@ pub async fn unsupported_flow(
         }
     }
     aad_error(&state, &ids, &AadError::unsupported_grant_type(flow))
+}
+
+/// The tenants a path names: every one for `common`, `organizations` and `consumers`, else the one
+/// with that ID or domain; `None` when there is no such tenant.
+fn tenants_named<'s>(state: &'s AppState, tenant: &str) -> Option<Vec<&'s Tenant>> {
+    if super::is_multi_tenant(tenant) {
+        return Some(state.directory().tenants.iter().collect());
+    }
+    state.directory().tenant(tenant).map(|one| vec![one])
 }
 
 fn html(status: StatusCode, title: &str, body: &str) -> HttpResponse {
