@@ -43,30 +43,13 @@ cd "$root"
 echo "load-api: building release binaries" >&2
 cargo build --release --locked -q -p entra-emulator -p api-service
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-wait_for() {
-  for _ in $(seq 1 300); do
-    [[ -s "$1" ]] && return 0
-    sleep 0.1
-  done
-  echo "load-api: $2 did not start" >&2
-  exit 1
-}
-
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+SCRIPT=load-api
+. scripts/lib/procs.sh
 
 EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
-  target/release/entra-emulator serve --ready-file "$work/emulator.json" &
+  target/release/entra-emulator serve --ready-file "$work/emulator.json" 2>"$work/emulator.log" &
 pids+=($!)
-wait_for "$work/emulator.json" "entra-emulator"
+wait_for "$work/emulator.json" "$!" "entra-emulator" "$work/emulator.log"
 idp=$(json "$work/emulator.json" public_url)
 ca=$(json "$work/emulator.json" ca_cert)
 
@@ -78,10 +61,11 @@ token=$(curl -sS --cacert "$ca" "$idp/72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f/oauth
 
 API__SERVER__PORT=0 API__ENTRA__AUTHORITY_HOST="$idp" API__HTTP__EXTRA_CA_FILE="$ca" \
   API__DATABASE__PATH="$work/tasks.db" API__LOG__FILTER=warn \
-  target/release/api-service --config api-service/demo/api.toml serve --ready-file "$work/api.json" &
+  target/release/api-service --config api-service/demo/api.toml serve --ready-file "$work/api.json" \
+  2>"$work/api.log" &
 api_pid=$!
 pids+=($api_pid)
-wait_for "$work/api.json" "api-service"
+wait_for "$work/api.json" "$api_pid" "api-service" "$work/api.log"
 api=$(json "$work/api.json" url)
 
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$api/api/whoami")

@@ -32,44 +32,30 @@ cd "$root"
 echo "load-tasks: building release binaries" >&2
 cargo build --release --locked -q -p entra-emulator -p api-service
 
-work=$(mktemp -d)
+SCRIPT=load-tasks
+. scripts/lib/procs.sh
 chmod 755 "$work"
-pids=()
 as_pg=()
 [[ $(id -u) == 0 ]] && as_pg=(runuser -u nobody --)
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -d $work/pg/data ]] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" stop -m immediate >/dev/null 2>&1 || true
-  rm -rf "$work"
+# pg_ctl daemonises the server: the pid list cannot stop it.
+before_removing_work() {
+  [[ -d $work/pg/data ]] && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" stop -m immediate >/dev/null 2>&1
 }
-trap cleanup EXIT INT TERM
-
-wait_for() {
-  for _ in $(seq 1 300); do
-    [[ -s "$1" ]] && return 0
-    sleep 0.1
-  done
-  echo "load-tasks: $2 did not start" >&2
-  exit 1
-}
-
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
 # PostgreSQL: the server's defaults (fsync, synchronous_commit on), so a commit is as durable as
 # SQLite's synchronous=FULL one.
 mkdir -p "$work/pg"
 [[ ${#as_pg[@]} -gt 0 ]] && chown -R nobody: "$work/pg"
-pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pgport=$(free_ports 1)
 (cd "$work/pg" && "${as_pg[@]}" "$pgbin/initdb" -D "$work/pg/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null)
 (cd "$work/pg" && "${as_pg[@]}" "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/server.log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $pgport -k $work/pg" start >/dev/null)
 (cd "$work/pg" && "${as_pg[@]}" "$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U postgres tasks)
 
 EMULATOR__DATA_DIR="$work/emulator" EMULATOR__SERVER__HTTPS_PORT=0 EMULATOR__LOG__FILTER=warn \
-  target/release/entra-emulator serve --ready-file "$work/emulator.json" &
+  target/release/entra-emulator serve --ready-file "$work/emulator.json" 2>"$work/emulator.log" &
 pids+=($!)
-wait_for "$work/emulator.json" "entra-emulator"
+wait_for "$work/emulator.json" "$!" "entra-emulator" "$work/emulator.log"
 idp=$(json "$work/emulator.json" public_url)
 ca=$(json "$work/emulator.json" ca_cert)
 
@@ -86,9 +72,10 @@ writer=$(token 1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f 'wrt8Q~demo.writer.secret.no
 start() {
   env API__SERVER__PORT=0 API__ENTRA__AUTHORITY_HOST="$idp" API__HTTP__EXTRA_CA_FILE="$ca" \
     API__LOG__FILTER=warn "$2=$3" \
-    target/release/api-service --config api-service/demo/api.toml serve --ready-file "$work/$1.json" &
+    target/release/api-service --config api-service/demo/api.toml serve --ready-file "$work/$1.json" \
+    2>"$work/$1.log" &
   pids+=($!)
-  wait_for "$work/$1.json" "api-service on $1"
+  wait_for "$work/$1.json" "$!" "api-service on $1" "$work/$1.log"
 }
 start sqlite API__DATABASE__PATH "$work/tasks.db"
 start postgres API__DATABASE__URL "postgres://postgres@127.0.0.1:$pgport/tasks"

@@ -27,18 +27,25 @@ async fn caller_with_env(config: &Path, env: &[(&str, String)], args: &[&str]) -
         .expect("joins")
 }
 
-/// `caller.toml` in `dir`: the managed identity nightly-mi as the identity, then `extra`.
-fn managed_identity_config(dir: &TempDir, extra: &str) -> std::path::PathBuf {
+/// `caller.toml` in `dir`: the managed identity `client_id` as the identity, then `extra`.
+fn managed_identity_config(dir: &TempDir, client_id: &str, extra: &str) -> std::path::PathBuf {
     let config = dir.0.join("caller.toml");
     std::fs::write(
         &config,
         format!(
-            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{}\"\n{extra}",
-            nightly_mi::CLIENT_ID
+            "[identity]\ncredential = \"managed_identity\"\nclient_id = \"{client_id}\"\n{extra}"
         ),
     )
     .expect("write");
     config
+}
+
+/// App Service's managed-identity variables: the endpoint and the identity header.
+fn app_service_env(endpoint: String, header: &str) -> [(&'static str, String); 2] {
+    [
+        ("IDENTITY_ENDPOINT", endpoint),
+        ("IDENTITY_HEADER", header.to_owned()),
+    ]
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -194,16 +201,8 @@ async fn managed_identity_gets_its_token_from_the_app_service_endpoint() {
         .expect(1)
         .mount(&msi)
         .await;
-    let config = dir.0.join("caller.toml");
-    std::fs::write(
-        &config,
-        format!("[identity]\ncredential = \"managed_identity\"\nclient_id = \"{READER_ID}\"\n"),
-    )
-    .expect("write");
-    let env = [
-        ("IDENTITY_ENDPOINT", format!("{}/msi/token", msi.uri())),
-        ("IDENTITY_HEADER", "msi-header-value".to_owned()),
-    ];
+    let config = managed_identity_config(&dir, READER_ID, "");
+    let env = app_service_env(format!("{}/msi/token", msi.uri()), "msi-header-value");
     let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
@@ -228,14 +227,11 @@ async fn managed_identity_gets_a_real_token_from_the_emulator() {
         },
     )
     .await;
-    let config = managed_identity_config(&dir, "");
-    let env = [
-        (
-            "IDENTITY_ENDPOINT",
-            format!("{}/msi/token", emulator.http_url),
-        ),
-        ("IDENTITY_HEADER", "cli-test-identity-header".to_owned()),
-    ];
+    let config = managed_identity_config(&dir, nightly_mi::CLIENT_ID, "");
+    let env = app_service_env(
+        format!("{}/msi/token", emulator.http_url),
+        "cli-test-identity-header",
+    );
     let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
@@ -245,13 +241,10 @@ async fn managed_identity_gets_a_real_token_from_the_emulator() {
     assert_eq!(described["roles"], serde_json::json!(["Tasks.Read.All"]));
 
     // A wrong header: the SDK's error, named on one line, and exit status 1.
-    let env = [
-        (
-            "IDENTITY_ENDPOINT",
-            format!("{}/msi/token", emulator.http_url),
-        ),
-        ("IDENTITY_HEADER", "not-the-identity-header".to_owned()),
-    ];
+    let env = app_service_env(
+        format!("{}/msi/token", emulator.http_url),
+        "not-the-identity-header",
+    );
     let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
@@ -267,17 +260,13 @@ async fn managed_identity_gets_a_real_token_from_the_emulator() {
 #[tokio::test]
 async fn an_unreachable_managed_identity_endpoint_is_named_on_one_line() {
     let dir = TempDir::new("cli");
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = closed.local_addr().expect("addr").port();
-    drop(closed);
-    let config = managed_identity_config(&dir, "");
-    let env = [
-        (
-            "IDENTITY_ENDPOINT",
-            format!("http://127.0.0.1:{port}/msi/token"),
-        ),
-        ("IDENTITY_HEADER", "cli-test-identity-header".to_owned()),
-    ];
+    // Nothing listens there: the port was free a moment ago.
+    let port = mesh_tests::free_port();
+    let config = managed_identity_config(&dir, nightly_mi::CLIENT_ID, "");
+    let env = app_service_env(
+        format!("http://127.0.0.1:{port}/msi/token"),
+        "cli-test-identity-header",
+    );
     let output = caller_with_env(&config, &env, &["token", "--scope", SCOPE]).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
@@ -302,15 +291,18 @@ async fn imds_unreachable_is_a_bounded_failure_on_one_line() {
             .is_ok_and(|o| o.status.success())
     });
     let Some(flags) = flags else {
-        assert!(
-            std::env::var_os("REQUIRE_NETNS").is_none(),
-            "REQUIRE_NETNS is set but `unshare -n` and `unshare -rn` are refused here"
+        mesh_tests::skip_unless_required(
+            "REQUIRE_NETNS",
+            "no network namespace can be made here (`unshare -n` and `unshare -rn` refused)",
         );
-        println!("skipped: no network namespace can be made here (unshare -n, -rn refused)");
         return;
     };
     let dir = TempDir::new("cli");
-    let config = managed_identity_config(&dir, "\n[token_manager]\nacquire_timeout_secs = 2\n");
+    let config = managed_identity_config(
+        &dir,
+        nightly_mi::CLIENT_ID,
+        "\n[token_manager]\nacquire_timeout_secs = 2\n",
+    );
     let mut command = Command::new("unshare");
     command
         .env_clear()

@@ -8,6 +8,8 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # A script with something the pid list cannot stop (a daemonised server) defines this.
+  if declare -F before_removing_work >/dev/null; then before_removing_work || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -416,22 +416,13 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
 #[tokio::test]
 async fn nginx_auth_request_in_front_of_a_python_app() {
     let Some(nginx) = nginx_binary() else {
-        assert!(
-            std::env::var_os("REQUIRE_NGINX").is_none(),
-            "REQUIRE_NGINX is set but nginx is not installed"
+        mesh_tests::skip_unless_required(
+            "REQUIRE_NGINX",
+            "nginx is not installed (apt-get install nginx-light; .ci/run does)",
         );
-        eprintln!("skipped: nginx is not installed (apt-get install nginx-light; .ci/run does)");
         return;
     };
     let Some(python) = mesh_tests::python3_or_skip() else {
@@ -439,7 +430,7 @@ async fn nginx_auth_request_in_front_of_a_python_app() {
     };
     let setup = setup(&python).await;
     let dir = TempDir::new("nginx");
-    let port = free_port();
+    let port = mesh_tests::free_port();
     let conf = dir.0.join("nginx.conf");
     std::fs::write(
         &conf,

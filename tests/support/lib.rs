@@ -50,17 +50,35 @@ impl Drop for TempDir {
     }
 }
 
+/// A test whose real component (`missing`) this machine lacks: it skips, saying so on stderr, unless
+/// `required_by` is set (`.ci/run` sets every such variable), in which case it fails.
+pub fn skip_unless_required(required_by: &str, missing: &str) {
+    assert!(
+        std::env::var_os(required_by).is_none(),
+        "{required_by} is set but {missing}"
+    );
+    eprintln!("skipped: {missing}");
+}
+
+/// A free loopback port (bound, then released) for a server that cannot take port 0.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
 /// `python3` for a test that runs a Python service, or `None` when there is none and the test
 /// should skip (it says so on stderr). With `REQUIRE_PYTHON` set (`.ci/run` sets it) a missing
 /// python3 fails the test instead.
 pub fn python3_or_skip() -> Option<PathBuf> {
     let found = mesh::find_python();
     if found.is_none() {
-        assert!(
-            std::env::var_os("REQUIRE_PYTHON").is_none(),
-            "REQUIRE_PYTHON is set but no python3 is on PATH"
+        skip_unless_required(
+            "REQUIRE_PYTHON",
+            "no python3 is on PATH for the Python service this test runs",
         );
-        eprintln!("skipped: no python3 on PATH for the Python service this test runs");
     }
     found
 }

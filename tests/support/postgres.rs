@@ -70,12 +70,9 @@ pub fn binaries_or_skip() -> Option<PathBuf> {
                 .unwrap_or(0)
         });
     if newest.is_none() {
-        assert!(
-            std::env::var_os("REQUIRE_POSTGRES").is_none(),
-            "REQUIRE_POSTGRES is set but PostgreSQL is not installed (/usr/lib/postgresql/*/bin)"
-        );
-        eprintln!(
-            "skipped: PostgreSQL is not installed (apt-get install postgresql; .ci/run does)"
+        crate::skip_unless_required(
+            "REQUIRE_POSTGRES",
+            "PostgreSQL is not installed under /usr/lib/postgresql (apt-get install postgresql; .ci/run does)",
         );
     }
     newest
@@ -118,7 +115,7 @@ impl PgServer {
             .map(|m| m.uid() == 0)
             .unwrap_or(false);
         let server = Self {
-            port: free_port(),
+            port: crate::free_port(),
             bin,
             root,
             data,
@@ -285,12 +282,4 @@ impl Drop for PgServer {
             child.wait().ok();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
 }
