@@ -1,7 +1,7 @@
 //! The whole mesh at trace level: nothing secret may appear in anything it prints.
 //!
 //! The launcher runs the emulator, the API, the gateway with the Python reports service behind
-//! it, three caller daemons and a user's PKCE sign-in with `RUST_LOG=trace` (every library's logs
+//! it, four caller daemons and a user's PKCE sign-in with `RUST_LOG=trace` (every library's logs
 //! included), until every job has run twice; then its stdout and stderr are searched for the directory's client secrets, any PEM private key, the
 //! emulator's private signing-key material and anything shaped like a JWT.
 
