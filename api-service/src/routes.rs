@@ -99,4 +99,6 @@ pub struct AppState {
     pub clock: SharedClock,
     /// The OpenAPI document, rendered once at start; each answer shares these bytes.
     pub openapi: actix_web::web::Bytes,
+    /// Set once a stop has begun with `server.drain_secs`: `/readyz` answers 503.
+    pub draining: crate::startup::Draining,
 }

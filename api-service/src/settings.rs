@@ -36,6 +36,13 @@ pub struct ServerSettings {
     /// On SIGTERM/SIGINT, in-flight requests get this long to finish. Default 30 s, inside
     /// Kubernetes' default 30 s termination grace period together with the preStop delay.
     pub shutdown_timeout_secs: u64,
+    /// On SIGTERM/SIGINT, first answer `/readyz` 503 (`draining`) and go on serving for this
+    /// long, then stop as above: a load balancer that polls readiness takes the replica out of
+    /// rotation before its listener closes, so a rolling restart loses no request. Default 0 (stop
+    /// at once), right where something else does this: Kubernetes' preStop sleep
+    /// (deploy/k8s). Set it above the balancer's time to mark a server down (HAProxy: `inter` ×
+    /// `fall`). A second signal stops at once.
+    pub drain_secs: u64,
     /// Largest accepted JSON body. Default 64 KiB: a task is at most ~4.5 KiB of text.
     pub max_body_bytes: usize,
     /// Stop on SIGTERM/SIGINT by itself. Default true; false when embedded in a process that
@@ -55,6 +62,12 @@ impl ServerSettings {
         if self.workers == Some(0) {
             return Err(ConfigError::key("server.workers", "must be at least 1"));
         }
+        if self.drain_secs > 300 {
+            return Err(ConfigError::key(
+                "server.drain_secs",
+                "must be at most 300: a stop that waits longer is a hang",
+            ));
+        }
         Ok(())
     }
 }
@@ -66,6 +79,7 @@ impl Default for ServerSettings {
             port: 8080,
             workers: None,
             shutdown_timeout_secs: 30,
+            drain_secs: 0,
             max_body_bytes: 64 * 1024,
             handle_signals: true,
         }

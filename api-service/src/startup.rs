@@ -14,6 +14,8 @@ use entra_auth::{AppOnly, Protection, Validator};
 use shared::clock::SharedClock;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub struct Application {
     server: Server,
@@ -21,6 +23,42 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Keeps the key store refreshing while the server runs.
     protection: Protection,
+    /// `server.drain_secs`, when signals are ours to handle and it is set.
+    drain_on_signal: Option<Duration>,
+}
+
+/// Whether a stop has begun draining: shared by `/readyz` and [`Drain`].
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A stop in two steps: not ready at once, still serving for the drain period, then the
+/// graceful stop (the listener closed, in-flight requests given `server.shutdown_timeout_secs`).
+#[derive(Clone)]
+pub struct Drain {
+    draining: Draining,
+    server: ServerHandle,
+    clock: SharedClock,
+    period: Duration,
+}
+
+impl Drain {
+    /// Drains for `period` on the application's clock, then stops the server gracefully.
+    pub async fn drain_and_stop(self) {
+        self.draining.0.store(true, Ordering::Relaxed);
+        tracing::info!(
+            drain_secs = self.period.as_secs(),
+            "draining: /readyz answers 503, serving on until the load balancer has moved away"
+        );
+        shared::clock::sleep(&*self.clock, self.period).await;
+        tracing::info!("drained: closing the listener, in-flight requests finishing");
+        self.server.stop(true).await;
+    }
 }
 
 impl Application {
@@ -70,6 +108,7 @@ impl Application {
             openapi: serde_json::to_vec(&document)
                 .context("rendering the OpenAPI document")?
                 .into(),
+            draining: Draining::default(),
         });
         let metrics = web::Data::new(Metrics::new());
 
@@ -119,7 +158,11 @@ impl Application {
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
-        if !settings.server.handle_signals {
+        let drain_period = Duration::from_secs(settings.server.drain_secs);
+        let drain_on_signal =
+            (settings.server.handle_signals && !drain_period.is_zero()).then_some(drain_period);
+        // Draining on a signal is ours to do; actix-web's own handling would stop at once.
+        if !settings.server.handle_signals || drain_on_signal.is_some() {
             server = server.disable_signals();
         }
         tracing::info!(%address, tenants = ?settings.entra.tenants, authority = %settings.entra.authority_host, "api-service listening");
@@ -128,6 +171,7 @@ impl Application {
             address,
             state,
             protection,
+            drain_on_signal,
         })
     }
 
@@ -147,12 +191,60 @@ impl Application {
         self.state.validator.clone()
     }
 
+    /// A two-step stop of this server over `period` (see [`Drain`]): what SIGTERM does when
+    /// `server.drain_secs` is set; the mesh launcher and tests call it themselves.
+    pub fn drain(&self, period: Duration) -> Drain {
+        Drain {
+            draining: self.state.draining.clone(),
+            server: self.server.handle(),
+            clock: self.state.clock.clone(),
+            period,
+        }
+    }
+
     /// Serves until SIGINT/SIGTERM (or the handle stops it): stops accepting, lets in-flight
-    /// requests finish within `server.shutdown_timeout_secs`, then returns.
+    /// requests finish within `server.shutdown_timeout_secs`, then returns. With
+    /// `server.drain_secs`, the signal first drains (see [`Drain`]); a second one stops at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let watcher = self.drain_on_signal.map(|period| {
+            let drain = self.drain(period);
+            tokio::spawn(async move {
+                if shutdown_signal().await.is_err() {
+                    return;
+                }
+                let server = drain.server.clone();
+                tokio::select! {
+                    () = drain.drain_and_stop() => {}
+                    _ = shutdown_signal() => {
+                        tracing::warn!("a second signal: stopping without the rest of the drain");
+                        server.stop(true).await;
+                    }
+                }
+            })
+        });
         let result = self.server.await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         drop(self.protection);
         tracing::info!("api-service stopped");
         result
+    }
+}
+
+/// SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = terminate.recv() => Ok(()),
+            result = tokio::signal::ctrl_c() => result,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
     }
 }

@@ -131,6 +131,11 @@ impl Clock for ManualClock {
     }
 }
 
+/// Completes once `duration` has passed on `clock`.
+pub fn sleep(clock: &dyn Clock, duration: Duration) -> Sleep {
+    clock.sleep_until(clock.now() + duration)
+}
+
 /// `future`, or `None` once `duration` has passed on `clock`.
 pub async fn timeout<F: Future>(
     clock: &dyn Clock,

@@ -30,6 +30,20 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
     assert_eq!(body["store"], "ok");
     assert_eq!(body["database"]["state"], "ok");
     assert_eq!(body["down"], json!(["keys"]));
+    // A check can be left out of the verdict, still reported; a check that does not exist is a 400.
+    let excluding = api.get("/readyz?exclude=keys", None).await;
+    assert_eq!(excluding.status(), 200);
+    let body: Value = excluding.json().await.expect("json");
+    assert_eq!(
+        (&body["down"], &body["excluded"]),
+        (&json!(["keys"]), &json!(["keys"]))
+    );
+    assert_eq!(
+        api.get("/readyz?exclude=database", None).await.status(),
+        503
+    );
+    let (status, _, reason) = refusal(api.get("/readyz?exclude=disk", None).await).await;
+    assert_eq!((status, reason.as_str()), (400, "malformed_request"));
 
     let token = key.mint(clock.unix(), |_| {});
     let refused = api.get("/api/whoami", Some(&token)).await;
@@ -242,6 +256,12 @@ async fn with_postgres_down_tasks_answer_503_the_rest_works_and_it_recovers_by_i
     assert_unavailable(create().await).await;
     assert_unavailable(api.get("/api/tasks", Some(&writer)).await).await;
     assert_down(api.get("/readyz", None).await).await;
+    // What a load balancer in front of replicas sharing this database asks: still worth sending
+    // requests to (whoami works, task routes say 503 with Retry-After).
+    assert_eq!(
+        api.get("/readyz?exclude=database", None).await.status(),
+        200
+    );
     assert_eq!(api.get("/api/whoami", Some(&writer)).await.status(), 200);
     let (status, _, reason) = refusal(
         api.send_json(
@@ -290,5 +310,65 @@ async fn with_postgres_down_tasks_answer_503_the_rest_works_and_it_recovers_by_i
          whoami 200 and validation 422 meanwhile, /readyz down [database]; after each restart \
          served again without restarting the API, the task created once",
         unavailable.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// `server.drain_secs`, as SIGTERM runs it: `/readyz` answers 503 `draining` at once (whatever is
+/// excluded) while requests are still served, and the server stops only once the period is over.
+#[tokio::test]
+async fn a_drain_turns_readiness_off_at_once_serves_on_then_stops() {
+    let key = TestKey::generate("k1");
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    idp.serve_jwks(&[&key], 1).await;
+    let clock = test_clock();
+    let dir = TempDir::new("db");
+    let mut settings = api_settings(&idp.server.uri(), &dir.0);
+    settings.server.drain_secs = 5;
+    let app = api_service::Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("api starts");
+    let url = format!("http://{}", app.address());
+    let drain = app.drain(std::time::Duration::from_secs(5));
+    let running = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let token = key.mint(clock.unix(), |_| {});
+    let ready = |path: &'static str| {
+        let request = client.get(format!("{url}{path}"));
+        async move { request.send().await.expect("answers") }
+    };
+    assert_eq!(ready("/readyz").await.status(), 200);
+
+    let waiting = clock.sleepers();
+    let draining = tokio::spawn(drain.drain_and_stop());
+    mesh_tests::eventually("the drain waits on the clock", || async {
+        clock.sleepers() > waiting
+    })
+    .await;
+    for path in ["/readyz", "/readyz?exclude=database&exclude=keys"] {
+        let answer = ready(path).await;
+        assert_eq!(answer.status(), 503, "{path}");
+        let body: Value = answer.json().await.expect("json");
+        assert_eq!(body["draining"], true);
+        assert_eq!(body["down"], json!(["draining"]), "{body}");
+    }
+    let whoami = client
+        .get(format!("{url}/api/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("still served while draining");
+    assert_eq!(whoami.status(), 200);
+
+    clock.advance_secs(5);
+    draining.await.expect("drained");
+    running.await.expect("joined").expect("stopped cleanly");
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "the listener is closed"
     );
 }

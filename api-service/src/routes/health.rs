@@ -2,6 +2,7 @@
 
 use super::AppState;
 use crate::metrics::Metrics;
+use crate::problem::ApiError;
 use crate::store::StoreError;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -14,13 +15,43 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// The checks `/readyz` makes, by the names its body and `exclude` use.
+const CHECKS: [&str; 2] = ["keys", "database"];
+
 /// Ready: every accepted tenant's signing keys loaded and fresh enough (not past
-/// `keys.max_stale_secs`), and the task database answers. 503 otherwise, the body naming what is
-/// down (`"down": ["keys", "database"]`) and the database's state (`ok`, `unreachable`, `failing`).
+/// `keys.max_stale_secs`), the task database answers, and the server is not draining. 503
+/// otherwise, the body naming what is down (`"down": ["keys", "database"]`, or `["draining"]`
+/// once SIGTERM has begun `server.drain_secs`) and the database's state (`ok`, `unreachable`,
+/// `failing`).
+///
+/// `?exclude=database` (repeatable, as kube-apiserver's `/readyz?exclude=etcd`) still reports
+/// the check but does not let it fail the answer. A load balancer in front of replicas that share
+/// one database checks with it: a database outage hits every replica alike, and taking them all
+/// out of rotation would turn 503s on task routes into no answer at all, `whoami` included.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
+    params(("exclude" = Option<String>, Query,
+        description = "A check (`keys` or `database`) reported but not counted; repeatable")),
     responses((status = 200, description = "Keys loaded and the database answers"),
+              (status = 400, description = "`exclude` names no check"),
               (status = 503, description = "Not ready; `down` names what is wrong")))]
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(
+    state: web::Data<AppState>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let mut excluded = Vec::new();
+    for (name, value) in query.into_inner() {
+        if name != "exclude" {
+            return Err(ApiError::BadRequest(format!(
+                "`{name}`: unknown parameter; `/readyz` takes only `exclude`"
+            )));
+        }
+        let Some(check) = CHECKS.into_iter().find(|c| *c == value) else {
+            return Err(ApiError::BadRequest(format!(
+                "`exclude`: no check is named `{value}`; the checks are keys and database"
+            )));
+        };
+        excluded.push(check);
+    }
     let keys = state.validator.keys().readiness_report();
     let database = match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => "ok",
@@ -42,24 +73,31 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     let keys_ok = keys["state"] == "ready";
     let store_ok = database == "ok";
-    let ready = keys_ok && store_ok;
-    let down: Vec<&str> = [("keys", keys_ok), ("database", store_ok)]
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(name, _)| name)
-        .collect();
+    let draining = state.draining.is_draining();
+    let down: Vec<&str> = [
+        ("keys", keys_ok),
+        ("database", store_ok),
+        ("draining", !draining),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(name, _)| name)
+    .collect();
+    let ready = down.iter().all(|name| excluded.contains(name));
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "keys": keys,
         "store": if store_ok { "ok" } else { "unavailable" },
         "database": { "backend": state.store.backend(), "state": database },
+        "draining": draining,
         "down": down,
+        "excluded": excluded,
     });
-    if ready {
+    Ok(if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
-    }
+    })
 }
 
 /// A readiness probe answers within a couple of seconds, whatever the database does.

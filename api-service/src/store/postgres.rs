@@ -58,8 +58,8 @@ impl PgStore {
     /// replica; public so that a test can stand in for a create in flight.
     pub const CREATE_LOCK: i64 = 0x7461_736b_736e_6577;
 
-    /// A pool for `config`; migrates now if the server answers. `timeout` bounds connecting and
-    /// waiting for a pooled connection.
+    /// A pool for `config`; migrates now if the server answers. `timeout` bounds connecting,
+    /// waiting for a pooled connection, and how long a request may go unacknowledged.
     pub async fn open(
         mut config: tokio_postgres::Config,
         shown: String,
@@ -67,6 +67,16 @@ impl PgStore {
         timeout: Duration,
     ) -> Result<Self, StoreError> {
         config.connect_timeout(timeout);
+        // A partition (the server's packets dropped, not refused) must not hang a request on a
+        // pooled connection until the kernel gives up minutes later: a request unacknowledged for
+        // `timeout` closes its connection (TCP_USER_TIMEOUT; a slow query is acknowledged at once
+        // and unaffected), and an idle one is probed after `timeout`, so the pool drops it.
+        config
+            .tcp_user_timeout(timeout)
+            .keepalives(true)
+            .keepalives_idle(timeout)
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3);
         if config.get_application_name().is_none() {
             config.application_name("api-service");
         }
