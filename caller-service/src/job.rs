@@ -22,6 +22,10 @@ pub struct Job {
     pub timeout: Duration,
     pub success_status: Vec<u16>,
     pub overlap: OverlapPolicy,
+    /// Repeat a run once after no answer or a 429/502/503/504, where that is safe.
+    pub retry: bool,
+    /// The body field that carries each run's idempotency key (the tasks API's `external_id`).
+    pub external_id_field: Option<String>,
 }
 
 impl Job {
@@ -32,6 +36,54 @@ impl Job {
             self.success_status.contains(&status)
         }
     }
+
+    /// Whether sending this job's request twice has the effect of sending it once: the methods
+    /// RFC 9110 calls idempotent, or any method whose body carries a per-run idempotency key.
+    pub fn repeatable(&self) -> bool {
+        use reqwest::Method;
+        self.external_id_field.is_some()
+            || [
+                Method::GET,
+                Method::HEAD,
+                Method::OPTIONS,
+                Method::PUT,
+                Method::DELETE,
+            ]
+            .contains(&self.method)
+    }
+
+    /// The body of one run: the configured body, with a fresh idempotency key in
+    /// `external_id_field` when one is set (the same key goes with the run's retry).
+    pub fn body_for_run(&self, now: OffsetDateTime) -> Option<serde_json::Value> {
+        let (Some(field), Some(serde_json::Value::Object(body))) =
+            (&self.external_id_field, &self.body)
+        else {
+            return self.body.clone();
+        };
+        let mut body = body.clone();
+        body.insert(field.clone(), run_key(&self.name, now).into());
+        Some(body.into())
+    }
+}
+
+/// A key unique to one run: the job's name (in the characters the tasks API accepts for
+/// `external_id`, at most 64), the run's start in milliseconds and 64 random bits, e.g.
+/// `create-task:1764990000123:9f86d081884c7d65`. At most 103 characters (the API takes 128).
+pub fn run_key(job: &str, now: OffsetDateTime) -> String {
+    let name: String = job
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let millis = now.unix_timestamp_nanos() / 1_000_000;
+    let random: u64 = rand::rng().random();
+    format!("{name}:{millis}:{random:016x}")
 }
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub serving_stale: IntGaugeVec,
     pub job_runs: IntCounterVec,
     pub job_duration: HistogramVec,
+    pub job_retries: IntCounterVec,
     /// Requests the sidecar forwarded, by upstream and the status the app got (`502`/`503`/`504`
     /// when the sidecar answered itself).
     pub sidecar_requests: IntCounterVec,
@@ -86,6 +87,14 @@ impl Metrics {
             &["job"],
         )
         .expect("valid metric");
+        let job_retries = IntCounterVec::new(
+            Opts::new(
+                "caller_job_retries_total",
+                "Job runs repeated once after no answer or a 429/502/503/504, by job and cause.",
+            ),
+            &["job", "cause"],
+        )
+        .expect("valid metric");
         let sidecar_requests = IntCounterVec::new(
             Opts::new(
                 "caller_sidecar_requests_total",
@@ -136,6 +145,7 @@ impl Metrics {
             Box::new(serving_stale.clone()),
             Box::new(job_runs.clone()),
             Box::new(job_duration.clone()),
+            Box::new(job_retries.clone()),
             Box::new(sidecar_requests.clone()),
             Box::new(sidecar_duration.clone()),
             Box::new(sidecar_authorization_replaced.clone()),
@@ -152,6 +162,7 @@ impl Metrics {
             serving_stale,
             job_runs,
             job_duration,
+            job_retries,
             sidecar_requests,
             sidecar_duration,
             sidecar_authorization_replaced,

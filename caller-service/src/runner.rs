@@ -1,5 +1,7 @@
 //! Running one job: token, call, outcome. A 401 `invalid_token` from the API drops the token once
-//! (rate-limited by the token manager) and the call is retried once with a fresh one.
+//! (rate-limited by the token manager) and the call is retried once with a fresh one. A call that
+//! got no answer, or a 429/502/503/504, is repeated once a second later when that is safe (the
+//! job's `retry`, [`Job::repeatable`]): what a replica lost behind a load balancer costs a job.
 
 use crate::job::Job;
 use crate::metrics::Metrics;
@@ -38,8 +40,17 @@ pub struct JobReport {
     pub reason: Option<String>,
     /// The first answer was 401 `invalid_token` and the call was repeated with a new token.
     pub retried_with_new_token: bool,
+    /// The run was repeated once because its first attempt got no answer (`no_answer`) or this
+    /// status (`status_503`); the report is the second attempt's.
+    pub retried_after: Option<String>,
     pub detail: Option<String>,
+    /// The answer's `Retry-After`, in seconds, when it had one.
+    retry_after: Option<Duration>,
 }
+
+/// The wait before repeating a run: a second, or the answer's `Retry-After` up to this.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(10);
 
 impl JobReport {
     pub fn succeeded(&self) -> bool {
@@ -85,6 +96,7 @@ impl JobRunner {
                 latency_ms,
                 token_age_secs,
                 retried_with_new_token = report.retried_with_new_token,
+                retried_after = report.retried_after.as_deref(),
                 "job succeeded"
             ),
             Outcome::Failure | Outcome::Error => tracing::warn!(
@@ -96,6 +108,7 @@ impl JobRunner {
                 latency_ms,
                 token_age_secs,
                 retried_with_new_token = report.retried_with_new_token,
+                retried_after = report.retried_after.as_deref(),
                 "job failed"
             ),
         }
@@ -103,6 +116,37 @@ impl JobRunner {
     }
 
     async fn run_inner(&self, job: &Job) -> JobReport {
+        let clock = self.tokens.clock();
+        let body = job.body_for_run(clock.now());
+        let first = self.attempt(job, body.as_ref()).await;
+        let Some(cause) = retry_cause(job, &first) else {
+            return first;
+        };
+        let delay = first
+            .retry_after
+            .map_or(RETRY_DELAY, |d| d.clamp(RETRY_DELAY, RETRY_AFTER_CAP));
+        tracing::info!(job = %job.name, %cause, delay_ms = delay.as_millis() as u64, status = first.status, detail = first.detail.as_deref(), "repeating the run once");
+        self.metrics
+            .job_retries
+            .with_label_values(&[job.name.as_str(), cause.as_str()])
+            .inc();
+        shared::clock::sleep(&**clock, delay).await;
+        let mut second = self.attempt(job, body.as_ref()).await;
+        second.retried_after = Some(cause);
+        second.retried_with_new_token |= first.retried_with_new_token;
+        if job.external_id_field.is_some()
+            && second.status == Some(409)
+            && second.reason.as_deref() == Some("duplicate_external_id")
+        {
+            // The first attempt was committed before its answer was lost.
+            second.outcome = Outcome::Success;
+            second.detail = Some("the first attempt had landed (409 duplicate_external_id)".into());
+        }
+        second
+    }
+
+    /// One attempt at the call, with the retry after a 401 `invalid_token`.
+    async fn attempt(&self, job: &Job, body: Option<&serde_json::Value>) -> JobReport {
         let mut report = JobReport {
             job: job.name.clone(),
             outcome: Outcome::Error,
@@ -111,7 +155,9 @@ impl JobRunner {
             token_age: None,
             reason: None,
             retried_with_new_token: false,
+            retried_after: None,
             detail: None,
+            retry_after: None,
         };
         let mut token = match self.tokens.get_token(&job.scope).await {
             Ok(token) => token,
@@ -120,7 +166,7 @@ impl JobRunner {
                 return report;
             }
         };
-        let mut response = self.send(job, &token).await;
+        let mut response = self.send(job, &token, body).await;
         if let Ok(first) = &response
             && is_invalid_token(first)
             && self.tokens.invalidate(&job.scope, &token)
@@ -129,7 +175,7 @@ impl JobRunner {
                 Ok(fresh) => {
                     token = fresh;
                     report.retried_with_new_token = true;
-                    response = self.send(job, &token).await;
+                    response = self.send(job, &token, body).await;
                 }
                 Err(error) => {
                     report.status = Some(401);
@@ -148,6 +194,12 @@ impl JobRunner {
         };
         let status = response.status().as_u16();
         report.status = Some(status);
+        report.retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         if job.is_success(status) {
             report.outcome = Outcome::Success;
             return report;
@@ -173,16 +225,33 @@ impl JobRunner {
         &self,
         job: &Job,
         token: &Arc<CachedToken>,
+        body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let mut request = self
             .http
             .request(job.method.clone(), job.url.clone())
             .bearer_auth(token.secret())
             .timeout(job.timeout);
-        if let Some(body) = &job.body {
+        if let Some(body) = body {
             request = request.json(body);
         }
         request.send().await
+    }
+}
+
+/// Why the run deserves a second attempt (`no_answer`, `status_503`), or `None`: the job does not
+/// retry, it cannot be repeated safely, it got a token-less error (the token manager has its own
+/// retries), or the answer was a decision.
+fn retry_cause(job: &Job, first: &JobReport) -> Option<String> {
+    if !job.retry || !job.repeatable() || first.outcome == Outcome::Success {
+        return None;
+    }
+    match first.status {
+        Some(status @ (429 | 502 | 503 | 504)) => Some(format!("status_{status}")),
+        Some(_) => None,
+        // No status: either no token (nothing was sent), or the call went unanswered.
+        None if first.token_age.is_some() => Some("no_answer".into()),
+        None => None,
     }
 }
 

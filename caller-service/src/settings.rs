@@ -449,6 +449,21 @@ pub struct JobSettings {
     pub success_status: Vec<u16>,
     #[serde(default)]
     pub overlap: OverlapPolicy,
+    /// Repeat a run once, a second later (or after the answer's `Retry-After`, up to 10 s), when
+    /// the call got no answer (connection refused or reset, a timeout) or a 429, 502, 503 or 504,
+    /// and sending it twice is safe: GET, HEAD, OPTIONS, PUT and DELETE, or any method with
+    /// `external_id_field`. Default true: a replica lost behind a load balancer costs no run.
+    #[serde(default = "default_retry")]
+    pub retry: bool,
+    /// A field of the JSON `body` that makes the call idempotent on the API's side, as the tasks
+    /// API's `external_id`: each run puts a fresh key there (`{job}:{unix ms}:{random}`), the same
+    /// on its retry, and a 409 `duplicate_external_id` answering the retry counts as success (the
+    /// first attempt landed). Needs `body` to be a JSON object. Default none.
+    pub external_id_field: Option<String>,
+}
+
+fn default_retry() -> bool {
+    true
 }
 
 fn default_method() -> String {
@@ -515,6 +530,17 @@ impl JobSettings {
                 &format!("{bad} is not an HTTP status"),
             ));
         }
+        if let Some(name) = &self.external_id_field {
+            if name.trim().is_empty() {
+                return Err(field("external_id_field", &"must name a body field"));
+            }
+            if !matches!(self.body, Some(serde_json::Value::Object(_))) {
+                return Err(field(
+                    "external_id_field",
+                    &"needs `body` to be a JSON object to put the key in",
+                ));
+            }
+        }
         Ok(Job {
             name: self.name.clone(),
             schedule,
@@ -525,6 +551,8 @@ impl JobSettings {
             timeout: Duration::from_secs(self.timeout_secs),
             success_status: self.success_status.clone(),
             overlap: self.overlap,
+            retry: self.retry,
+            external_id_field: self.external_id_field.clone(),
         })
     }
 }
@@ -755,6 +783,8 @@ mod tests {
             timeout_secs: 30,
             success_status: vec![],
             overlap: OverlapPolicy::Skip,
+            retry: true,
+            external_id_field: None,
         }
     }
 
@@ -878,6 +908,22 @@ mod tests {
                     ..job("j")
                 },
                 "`jitter_secs`",
+            ),
+            (
+                JobSettings {
+                    method: "POST".into(),
+                    external_id_field: Some("external_id".into()),
+                    ..job("k")
+                },
+                "`external_id_field` needs `body`",
+            ),
+            (
+                JobSettings {
+                    body: Some(serde_json::json!({"title": "x"})),
+                    external_id_field: Some(" ".into()),
+                    ..job("l")
+                },
+                "`external_id_field`",
             ),
         ];
         for (settings, field) in cases {

@@ -1083,6 +1083,8 @@ async fn start_caller(
                 timeout_secs: 10,
                 success_status: job.success_status.clone(),
                 overlap: OverlapPolicy::Skip,
+                retry: true,
+                external_id_field: None,
             })
         })
         .collect::<anyhow::Result<_>>()?;

@@ -395,6 +395,8 @@ pub fn interval_job(name: &str, url: String) -> caller_service::settings::JobSet
         timeout_secs: 30,
         success_status: vec![],
         overlap: caller_service::settings::OverlapPolicy::Skip,
+        retry: true,
+        external_id_field: None,
     }
 }
 
