@@ -41,7 +41,9 @@ pub struct ServerSettings {
     /// rotation before its listener closes, so a rolling restart loses no request. Default 0 (stop
     /// at once), right where something else does this: Kubernetes' preStop sleep
     /// (deploy/k8s). Set it above the balancer's time to mark a server down (HAProxy: `inter` ×
-    /// `fall`). A second signal stops at once.
+    /// `fall`). A second signal stops at once. Also the lead before the signing keys' stale bound
+    /// (`keys.max_stale_secs`) at which `/readyz` answers 503 `keys_expiring`, for the same reason:
+    /// the balancer moves away before the keys fail closed.
     pub drain_secs: u64,
     /// Largest accepted JSON body. Default 64 KiB: a task is at most ~4.5 KiB of text.
     pub max_body_bytes: usize,

@@ -27,13 +27,30 @@ pub struct Application {
     drain_on_signal: Option<Duration>,
 }
 
-/// Whether a stop has begun draining: shared by `/readyz` and [`Drain`].
+/// Whether a stop has begun draining, shared by `/readyz` and [`Drain`]; and the drain period,
+/// which is also how long before its signing keys pass their stale bound `/readyz` turns a replica
+/// away (`keys_expiring`), so that the balancer has moved before the keys fail closed.
 #[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
+pub struct Draining {
+    flag: Arc<AtomicBool>,
+    lead_secs: i64,
+}
 
 impl Draining {
+    pub fn new(lead_secs: u64) -> Self {
+        Self {
+            flag: Arc::default(),
+            lead_secs: i64::try_from(lead_secs).unwrap_or(i64::MAX),
+        }
+    }
+
     pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// `server.drain_secs`, as a lead before the keys' stale bound.
+    pub fn lead_secs(&self) -> i64 {
+        self.lead_secs
     }
 }
 
@@ -50,7 +67,7 @@ pub struct Drain {
 impl Drain {
     /// Drains for `period` on the application's clock, then stops the server gracefully.
     pub async fn drain_and_stop(self) {
-        self.draining.0.store(true, Ordering::Relaxed);
+        self.draining.flag.store(true, Ordering::Relaxed);
         tracing::info!(
             drain_secs = self.period.as_secs(),
             "draining: /readyz answers 503, serving on until the load balancer has moved away"
@@ -108,7 +125,7 @@ impl Application {
             openapi: serde_json::to_vec(&document)
                 .context("rendering the OpenAPI document")?
                 .into(),
-            draining: Draining::default(),
+            draining: Draining::new(settings.server.drain_secs),
         });
         let metrics = web::Data::new(Metrics::new());
 

@@ -372,3 +372,60 @@ async fn a_drain_turns_readiness_off_at_once_serves_on_then_stops() {
         "the listener is closed"
     );
 }
+
+/// With `server.drain_secs`, a replica whose keys near their stale bound leaves the rotation
+/// first: `/readyz` answers 503 `keys_expiring` in the last `drain_secs` before it while the keys
+/// still serve (their own state `ready`); past the bound, `stale`, and tokens are refused.
+#[tokio::test]
+async fn keys_nearing_their_stale_bound_turn_readiness_off_before_they_fail_closed() {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    let key = TestKey::generate("k1");
+    TestIdp::on_jwks(TestIdp::publishing(&[&key]))
+        .up_to_n_times(1)
+        .mount(&idp.server)
+        .await;
+    TestIdp::on_jwks(ResponseTemplate::new(500))
+        .mount(&idp.server)
+        .await;
+    let clock = test_clock();
+    let api = spawn_api_with(
+        &idp.server.uri(),
+        &clock,
+        std::sync::Arc::new(TempDir::new("db")),
+        |s| {
+            s.server.drain_secs = 5;
+            s.keys.max_stale_secs = 90;
+        },
+    )
+    .await;
+    clock.advance_secs(85);
+    let ready = api.get_json("/readyz?exclude=database", None).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+
+    clock.advance_secs(1);
+    let answer = api.get("/readyz?exclude=database", None).await;
+    let status = answer.status();
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["down"], json!(["keys_expiring"]), "{body}");
+    assert_eq!(body["keys"]["state"], "ready");
+    let token = key.mint(clock.unix(), |_| {});
+    assert_eq!(
+        api.get("/api/whoami", Some(&token)).await.status(),
+        200,
+        "still serving"
+    );
+    assert_eq!(
+        api.get("/readyz?exclude=keys", None).await.status(),
+        200,
+        "excluding keys excludes their lead"
+    );
+
+    clock.advance_secs(5);
+    let body = api.get_json("/readyz", None).await;
+    assert_eq!(body["keys"]["state"], "stale", "{body}");
+    let token = key.mint(clock.unix(), |_| {});
+    let (status, _, reason) = refusal(api.get("/api/whoami", Some(&token)).await).await;
+    assert_eq!((status, reason.as_str()), (503, "keys_unavailable"));
+}

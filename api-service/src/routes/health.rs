@@ -22,10 +22,13 @@ const CHECKS: [&str; 2] = ["keys", "database"];
 /// `keys.max_stale_secs`), the task database answers, and the server is not draining. 503
 /// otherwise, the body naming what is down (`"down": ["keys", "database"]`, or `["draining"]`
 /// once SIGTERM has begun `server.drain_secs`) and the database's state (`ok`, `unreachable`,
-/// `failing`).
+/// `failing`). With `server.drain_secs` set, also `keys_expiring` in the last `drain_secs` before
+/// the keys' stale bound (they still serve; the keys' own state says `ready` until the bound):
+/// a balancer takes the replica out before it starts refusing tokens.
 ///
-/// `?exclude=database` (repeatable, as kube-apiserver's `/readyz?exclude=etcd`) still reports
-/// the check but does not let it fail the answer. A load balancer in front of replicas that share
+/// `?exclude=database` (repeatable, as kube-apiserver's `/readyz?exclude=etcd`) leaves the check
+/// out of the answer: the database is not asked (`"state": "not_checked"`), and keys are reported
+/// but not counted. A load balancer in front of replicas that share
 /// one database checks with it: a database outage hits every replica alike, and taking them all
 /// out of rotation would turn 503s on task routes into no answer at all, `whoami` included.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
@@ -53,7 +56,57 @@ pub async fn readyz(
         excluded.push(check);
     }
     let keys = state.validator.keys().readiness_report();
-    let database = match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+    // An excluded database is not even asked: a partitioned one would hold the answer for the
+    // ping's timeout, as long as a balancer's check may take, and fail every replica's check.
+    let database = if excluded.contains(&"database") {
+        "not_checked"
+    } else {
+        database_state(&state).await
+    };
+    let keys_ok = keys["state"] == "ready";
+    // Within `server.drain_secs` of the stale bound: still serving, but out of rotation first.
+    let lead = state.draining.lead_secs();
+    let bound = state.validator.keys().max_stale_secs();
+    let expiring = keys_ok
+        && lead > 0
+        && keys["age_secs"]
+            .as_i64()
+            .is_some_and(|age| age > bound.saturating_sub(lead));
+    let store_ok = matches!(database, "ok" | "not_checked");
+    let draining = state.draining.is_draining();
+    let down: Vec<&str> = [
+        ("keys", keys_ok),
+        ("keys_expiring", !expiring),
+        ("database", store_ok),
+        ("draining", !draining),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(name, _)| name)
+    .collect();
+    // `exclude=keys` covers `keys_expiring` too.
+    let ready = down
+        .iter()
+        .all(|name| excluded.contains(&name.trim_end_matches("_expiring")));
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "keys": keys,
+        "store": if store_ok { "ok" } else { "unavailable" },
+        "database": { "backend": state.store.backend(), "state": database },
+        "draining": draining,
+        "down": down,
+        "excluded": excluded,
+    });
+    Ok(if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    })
+}
+
+/// `ok`, `unreachable` or `failing`, within [`PING_TIMEOUT`].
+async fn database_state(state: &AppState) -> &'static str {
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => "ok",
         Ok(Err(StoreError::Unavailable(reason))) => {
             tracing::warn!(%reason, backend = state.store.backend(), "readiness: the task database is unreachable");
@@ -70,34 +123,7 @@ pub async fn readyz(
             );
             "unreachable"
         }
-    };
-    let keys_ok = keys["state"] == "ready";
-    let store_ok = database == "ok";
-    let draining = state.draining.is_draining();
-    let down: Vec<&str> = [
-        ("keys", keys_ok),
-        ("database", store_ok),
-        ("draining", !draining),
-    ]
-    .into_iter()
-    .filter(|(_, ok)| !ok)
-    .map(|(name, _)| name)
-    .collect();
-    let ready = down.iter().all(|name| excluded.contains(name));
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "keys": keys,
-        "store": if store_ok { "ok" } else { "unavailable" },
-        "database": { "backend": state.store.backend(), "state": database },
-        "draining": draining,
-        "down": down,
-        "excluded": excluded,
-    });
-    Ok(if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    })
+    }
 }
 
 /// A readiness probe answers within a couple of seconds, whatever the database does.
