@@ -28,37 +28,10 @@ TRAFFIC_TIMEOUT=${SMOKE_TRAFFIC_TIMEOUT:-90}
 OUTAGE_SECS=${SMOKE_OUTAGE_SECS:-25} # how long the callers must ride the emulator's absence
 SERVICES=(emulator api reports gateway reader writer stranger sidecar nightly projector archiver)
 
-started=$SECONDS
-failures=0
-checks=0
-say() { printf 'compose-smoke: %s\n' "$*"; }
-pass() {
-  checks=$((checks + 1))
-  printf 'PASS: %s\n' "$*"
-}
-fail() {
-  checks=$((checks + 1))
-  failures=$((failures + 1))
-  printf 'FAIL: %s\n' "$*"
-}
-# check <0|1> <what passed> <what failed>
-check() { if (($1)); then pass "$2"; else fail "$3"; fi; }
-# A failure after which nothing else can be checked.
-abort() {
-  fail "$*"
-  exit 1
-}
+NAME=compose-smoke
+# shellcheck source=scripts/lib/compose.sh
+source scripts/lib/compose.sh
 
-if docker compose version >/dev/null 2>&1; then
-  COMPOSE=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-  COMPOSE=(docker-compose)
-else
-  abort "neither \`docker compose\` nor \`docker-compose\` is installed"
-fi
-docker info >/dev/null 2>&1 || abort "no Docker Engine reachable (docker info failed)"
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 API_PORT=${API_PORT:-$(free_port)}
 EMULATOR_PORT=${EMULATOR_PORT:-$(free_port)}
 GATEWAY_PORT=${GATEWAY_PORT:-$(free_port)}
@@ -105,15 +78,6 @@ fi
 pass "images built and containers started in $((SECONDS - t0)) s"
 
 # 2. Every container healthy.
-health() {
-  local id
-  id=$(compose ps -a -q "$1" 2>/dev/null)
-  [[ -n $id ]] || {
-    echo missing
-    return
-  }
-  docker inspect -f '{{if and .State.Running .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing
-}
 t0=$SECONDS
 deadline=$((SECONDS + HEALTH_TIMEOUT))
 while :; do

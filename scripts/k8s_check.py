@@ -243,8 +243,9 @@ def check_api(c: Checks, overlay: str, objects: dict) -> None:
             "spec.replicas", f"must be at least 2 (is {spec.get('replicas')})")
     container = next(ct for _, ct in containers(template) if image_name(ct.get("image", "")) == API_IMAGE)
     name = f"spec.template.spec.containers[{container.get('name')}]"
-    c.check(probe_path(container, "readinessProbe") == "/readyz", overlay, ref(api),
-            f"{name}.readinessProbe.httpGet.path", f"must be /readyz (is {probe_path(container, 'readinessProbe')})")
+    c.check(probe_path(container, "readinessProbe") == "/readyz?exclude=database", overlay, ref(api),
+            f"{name}.readinessProbe.httpGet.path",
+            f"must be /readyz?exclude=database, the shared database not counted (is {probe_path(container, 'readinessProbe')})")
     c.check(probe_path(container, "livenessProbe") == "/healthz", overlay, ref(api),
             f"{name}.livenessProbe.httpGet.path", f"must be /healthz (is {probe_path(container, 'livenessProbe')})")
 

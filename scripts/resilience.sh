@@ -76,6 +76,13 @@ step durability env REQUIRE_POSTGRES=1 cargo test --locked -p api-service --test
 step emulator-fuzz-regressions cargo test --locked -p mesh-tests --test emulator fuzz_regressions -- --nocapture
 step secrets cargo test --locked -p mesh --test secrets -- --nocapture
 step load env DURATION="$DURATION" bash scripts/load-api.sh sustained
+# The replicas in containers under faults: needs a Docker Engine (and, where nothing can be pulled,
+# the stand-in base images: scripts/docker-base-images.sh). Without one, its rows are left out.
+if docker info >/dev/null 2>&1; then
+  step replicas bash scripts/replicas-faults.sh
+else
+  echo "resilience: replicas: skipped, no Docker Engine reachable" >&2
+fi
 if [[ -n $FUZZ_SECS ]]; then
   step fuzz bash scripts/fuzz.sh "$FUZZ_SECS"
 fi
@@ -106,7 +113,8 @@ def status(step):
 # Test outcomes (`test <path> ... ok`) and `resilience: <case>: <figure>` lines, per step.
 outcomes, figures = {}, []
 steps = ["attack-corpus", "storms", "sidecar", "workload-identity", "e2e-faults", "api-faults", "durability",
-         "emulator-fuzz-regressions", "secrets", "load"] + (["fuzz"] if fuzz_secs else [])
+         "emulator-fuzz-regressions", "secrets", "load"] + (["fuzz"] if fuzz_secs else []) + \
+    (["replicas"] if os.path.exists(os.path.join(logs, "replicas.status")) else [])
 for step in steps:
     text = read(f"{step}.out") + "\n" + read(f"{step}.err")
     for name, result in re.findall(r"test (\S+) \.\.\. (ok|FAILED|ignored)", text):
@@ -324,6 +332,46 @@ row(f"Sustained authenticated load ({duration if not duration.isdigit() else dur
     "0 errors (wrk non-2xx/3xx and socket errors; the API's non-200 answers and refused tokens); "
     "resident memory after ≤ before + 8 MiB (`RSS_GROWTH_MIB`)",
     "load", [], cases("sustained load"))
+
+if "replicas" in steps:
+    replicas_how = ("`scripts/replicas-faults.sh`: `docker-compose.replicas.yml` (three API replicas on "
+                    "one PostgreSQL behind HAProxy, the emulator, a reader and a writer job calling "
+                    "every second through HAProxy) plus a probe from the host (whoami and a create "
+                    "with its own external_id, 5 of each a second, one repeat after no answer or a "
+                    "502/503/504)")
+    replicas_out = read("replicas.out")
+
+    def replicas_ok(*prefixes):
+        return not any(re.search(r"^FAIL: " + re.escape(p), replicas_out, re.M) for p in prefixes)
+
+    why = "a check of this scenario failed (target/resilience/replicas.out)"
+    row("`kill -9` of one API replica's process under load", replicas_how,
+        "0 job runs and 0 probe calls failed beyond their one repeat; Docker restarts it and "
+        "HAProxy sends to it again",
+        "replicas", [], cases("replicas, kill -9"), replicas_ok("kill -9"), why)
+    row("One API replica cut off from the identity provider past its key refresh",
+        replicas_how + "; `docker network disconnect` of the replica from the emulator's network; "
+        "keys refreshed every 60 s, trusted 90 s without a refresh (`deploy/replicas/api.env`)",
+        "it serves on its last good keys and stays ready until their age passes the bound, then "
+        "readiness says stale and HAProxy takes it out; reconnected, back in rotation; 0 failed "
+        "runs or calls beyond their repeat",
+        "replicas", [], cases("replicas, cut off from the IdP"), replicas_ok("cut off"), why)
+    row("The shared PostgreSQL cut off from the replicas",
+        replicas_how + "; `docker network disconnect` of PostgreSQL for 20 s",
+        "task routes 503 with `Retry-After`, whoami 200, through HAProxy; after the heal every "
+        "acknowledged create is stored, and none twice",
+        "replicas", [], cases("replicas, database cut off"),
+        replicas_ok("database cut off", "every acknowledged"), why)
+    row("Rolling restart of the three replicas under load",
+        replicas_how + "; `restart` of each replica in turn (SIGTERM: `/readyz` 503 for "
+        "`server.drain_secs` = 5 s while serving, then close), the next once HAProxy has it UP",
+        "0 failed job runs and 0 failed probe calls, not even before a repeat",
+        "replicas", [], cases("replicas, rolling restart"), replicas_ok("rolling restart"), why)
+    row("The balancer's own view across all of the above",
+        replicas_how + "; HAProxy's log: every request with the replica it went to, and every "
+        "replica's DOWN and UP, in order",
+        "no request sent to a replica while HAProxy had it out",
+        "replicas", [], cases("replicas, the balancer's view"), replicas_ok("the balancer"), why)
 
 fuzz_section = []
 if fuzz_secs:
