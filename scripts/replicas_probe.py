@@ -10,15 +10,22 @@ means the first attempt landed. Each call is one JSON line on stdout:
 
 `first`/`final` are statuses, or "no_answer". The token (writer-job's, Tasks.ReadWrite.All) is
 read once from --token-file.
+
+With --burst SECS, instead: N threads (--threads) call GET /api/whoami back to back on kept-alive
+connections for SECS seconds, with no repeat of their own, and one JSON line sums them up:
+{"calls": 12345, "non_200": 0, "no_answer": 0}. The fault script kills a replica in the middle
+of one, so that requests are in flight on it.
 """
 
 import argparse
+import http.client
 import json
 import signal
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 stop = threading.Event()
@@ -82,14 +89,53 @@ def worker(op, base, token, every, run_id):
         stop.wait(max(0.0, every - (time.time() - started)))
 
 
+def burst(url, token, seconds, threads):
+    target = urllib.parse.urlsplit(url)
+    totals = {"calls": 0, "non_200": 0, "no_answer": 0}
+    deadline = time.time() + seconds
+
+    def run():
+        counts = {"calls": 0, "non_200": 0, "no_answer": 0}
+        connection = None
+        while time.time() < deadline:
+            if connection is None:
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+            counts["calls"] += 1
+            try:
+                connection.request("GET", "/api/whoami", headers={"Authorization": "Bearer " + token})
+                answer = connection.getresponse()
+                answer.read()
+                if answer.status != 200:
+                    counts["non_200"] += 1
+            except (OSError, http.client.HTTPException):
+                counts["no_answer"] += 1
+                connection.close()
+                connection = None
+        with lock:
+            for key, value in counts.items():
+                totals[key] += value
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker_thread in workers:
+        worker_thread.start()
+    for worker_thread in workers:
+        worker_thread.join()
+    emit(totals)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--token-file", required=True)
     parser.add_argument("--every", type=float, default=0.2)
+    parser.add_argument("--burst", type=float)
+    parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     with open(args.token_file) as f:
         token = f.read().strip()
+    if args.burst:
+        burst(args.url, token, args.burst, args.threads)
+        return
     run_id = str(int(time.time()))
     threads = [threading.Thread(target=worker, args=(op, args.url.rstrip("/"), token, args.every, run_id))
                for op in ("whoami", "create")]
