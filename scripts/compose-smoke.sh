@@ -57,11 +57,7 @@ teardown() {
   timeout 180 "${COMPOSE[@]}" -p "$PROJECT" down -v --rmi local --remove-orphans >/dev/null 2>&1 ||
     say "warning: \`down -v\` did not finish cleanly; see \`${COMPOSE[*]} -p $PROJECT ps\`"
   rm -rf "$WORK"
-  local verdict=PASS
-  ((status == 0 && failures == 0)) || verdict=FAIL
-  say "$verdict: $((checks - failures)) of $checks checks passed in $((SECONDS - started)) s"
-  ((status != 0)) && exit "$status"
-  ((failures == 0)) || exit 1
+  finish "$status"
 }
 trap teardown EXIT
 trap 'exit 130' INT TERM

@@ -1,6 +1,6 @@
 # Sourced by the scripts that run the mesh in containers (compose-smoke.sh, replicas-faults.sh),
 # after `cd` to the repository and with NAME naming the script for its messages: PASS/FAIL lines
-# counted in `checks` and `failures`; the Compose command (`docker compose`, else Debian's
+# counted in `checks` and `failures`, and the verdict (`finish`); the Compose command (`docker compose`, else Debian's
 # `docker-compose` 1.29) in COMPOSE, the engine checked; a free loopback port; a service's health.
 # The script defines `compose` (its project and files) before calling `health`.
 
@@ -46,4 +46,14 @@ health() {
     return
   }
   docker inspect -f '{{if and .State.Running .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing
+}
+
+# The end of a run, from its EXIT trap: the verdict line, and the exit status (the script's own
+# when it failed, 1 when a check failed).
+finish() {
+  local status=$1 verdict=PASS
+  ((status == 0 && failures == 0)) || verdict=FAIL
+  say "$verdict: $((checks - failures)) of $checks checks passed in $((SECONDS - started)) s"
+  ((status != 0)) && exit "$status"
+  ((failures == 0)) || exit 1
 }

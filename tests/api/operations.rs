@@ -65,16 +65,8 @@ async fn not_ready_until_keys_load_then_ready_without_a_restart() {
 
 #[tokio::test]
 async fn during_a_jwks_outage_old_keys_serve_until_the_bound_then_fail_closed() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    TestIdp::on_jwks(TestIdp::publishing(&[&key]))
-        .up_to_n_times(1)
-        .mount(&idp.server)
-        .await;
-    TestIdp::on_jwks(ResponseTemplate::new(500))
-        .mount(&idp.server)
-        .await;
+    let idp = publishing_once_then_failing(&key).await;
     let clock = test_clock();
     let api = spawn_api(&idp, &clock).await;
     api.validator
@@ -378,16 +370,8 @@ async fn a_drain_turns_readiness_off_at_once_serves_on_then_stops() {
 /// still serve (their own state `ready`); past the bound, `stale`, and tokens are refused.
 #[tokio::test]
 async fn keys_nearing_their_stale_bound_turn_readiness_off_before_they_fail_closed() {
-    let idp = TestIdp::start().await;
-    idp.serve_discovery().await;
     let key = TestKey::generate("k1");
-    TestIdp::on_jwks(TestIdp::publishing(&[&key]))
-        .up_to_n_times(1)
-        .mount(&idp.server)
-        .await;
-    TestIdp::on_jwks(ResponseTemplate::new(500))
-        .mount(&idp.server)
-        .await;
+    let idp = publishing_once_then_failing(&key).await;
     let clock = test_clock();
     let api = spawn_api_with(
         &idp.server.uri(),
@@ -428,4 +412,18 @@ async fn keys_nearing_their_stale_bound_turn_readiness_off_before_they_fail_clos
     let token = key.mint(clock.unix(), |_| {});
     let (status, _, reason) = refusal(api.get("/api/whoami", Some(&token)).await).await;
     assert_eq!((status, reason.as_str()), (503, "keys_unavailable"));
+}
+
+/// An identity provider that publishes `key` once (the API's start) and answers 500 after.
+async fn publishing_once_then_failing(key: &TestKey) -> TestIdp {
+    let idp = TestIdp::start().await;
+    idp.serve_discovery().await;
+    TestIdp::on_jwks(TestIdp::publishing(&[key]))
+        .up_to_n_times(1)
+        .mount(&idp.server)
+        .await;
+    TestIdp::on_jwks(ResponseTemplate::new(500))
+        .mount(&idp.server)
+        .await;
+    idp
 }
