@@ -85,10 +85,10 @@ lb_status() {
   curl -fsS --max-time 2 "http://127.0.0.1:$LB_STATS_PORT/stats;csv" 2>/dev/null |
     awk -F, -v s="$1" '$1 == "api" && $2 == s { print $18 }'
 }
-# until SECS WHAT COMMAND…: polls every half second; fails the check after SECS.
+# until_true SECS COMMAND…: polls every half second; false once SECS have passed.
 until_true() {
-  local secs=$1 what=$2 deadline
-  shift 2
+  local secs=$1 deadline
+  shift
   deadline=$((SECONDS + secs))
   until "$@"; do
     ((SECONDS < deadline)) || return 1
@@ -110,6 +110,8 @@ caller_counts() {
     END { printf "%d %d %d\n", runs, failed, retries }'
 }
 now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
+# Seconds from time $1 to time $2 (both from `now`), one decimal.
+secs_between() { python3 -c "print(f'{$2 - $1:.1f}')"; }
 # The probe's calls between two times: "calls failed_first failed_final" (op filter optional).
 probe_window() {
   python3 - "$WORK/probe.jsonl" "$1" "$2" "${3:-}" <<'EOF'
@@ -143,8 +145,8 @@ healthy_all() {
   local s
   for s in "${services[@]}"; do [[ $(health "$s") == healthy ]] || return 1; done
 }
-until_true 240 "healthy" healthy_all || abort "not all healthy after 240 s: $(for s in "${services[@]}"; do printf '%s=%s ' "$s" "$(health "$s")"; done)"
-until_true 30 "in rotation" all_up || abort "HAProxy does not have the three replicas UP: $(lb_status api-1)/$(lb_status api-2)/$(lb_status api-3)"
+until_true 240 healthy_all || abort "not all healthy after 240 s: $(for s in "${services[@]}"; do printf '%s=%s ' "$s" "$(health "$s")"; done)"
+until_true 30 all_up || abort "HAProxy does not have the three replicas UP: $(lb_status api-1)/$(lb_status api-2)/$(lb_status api-3)"
 pass "${#services[@]} containers healthy and HAProxy has api-1..3 UP, $((SECONDS - t0)) s after start"
 
 compose exec -T emulator cat /var/lib/mesh-ca/ca.pem >"$WORK/ca.pem"
@@ -160,7 +162,7 @@ token=$(cat "$WORK/token")
 
 python3 scripts/replicas_probe.py --url "$LB" --token-file "$WORK/token" >"$WORK/probe.jsonl" 2>"$WORK/probe.err" &
 probe_pid=$!
-until_true 20 "the probe's first calls" test -s "$WORK/probe.jsonl" || abort "the probe wrote nothing: $(tail -1 "$WORK/probe.err")"
+until_true 20 test -s "$WORK/probe.jsonl" || abort "the probe wrote nothing: $(tail -1 "$WORK/probe.err")"
 sleep 5
 read -r runs0 failed0 retries0 < <(caller_counts)
 ((runs0 > 0)) || abort "the callers report no job runs"
@@ -195,10 +197,10 @@ sleep 3
 t_kill=$(now)
 kill -9 "$(docker inspect -f '{{.State.Pid}}' "$(cid api-2)")"
 restarted() { (($(docker inspect -f '{{.RestartCount}}' "$(cid api-2)") > restarts)); }
-until_true 30 "restarted" restarted || fail "Docker did not restart api-2 within 30 s"
+until_true 30 restarted || fail "Docker did not restart api-2 within 30 s"
 t_restarted=$(now)
 back() { [[ $(health api-2) == healthy ]] && is_up api-2; }
-until_true 90 "back" back || fail "api-2 not healthy and back in rotation within 90 s"
+until_true 90 back || fail "api-2 not healthy and back in rotation within 90 s"
 t_back=$(now)
 wait "$burst_pid" || true
 read -r burst_calls burst_bad < <(python3 -c 'import json, sys; b = json.load(open(sys.argv[1])); print(b["calls"], b["non_200"] + b["no_answer"])' "$WORK/burst.json" 2>/dev/null || echo "0 -1")
@@ -206,7 +208,7 @@ figure "kill -9" "a burst of whoami from 16 threads across the kill (8 s, no rep
 check $((burst_calls > 0 && burst_bad == 0)) "kill -9 mid-burst: all $burst_calls whoami calls answered 200 (HAProxy resent the ones api-2 died holding)" \
   "kill -9 mid-burst: $burst_bad of $burst_calls whoami calls not answered 200"
 downs=$(($(compose logs --no-color lb 2>/dev/null | grep -cE "[0-9] Server api/api-2 is DOWN" || true) - downs_before))
-figure "kill -9" "api-2 restarted by Docker after $(python3 -c "print(f'{$t_restarted - $t_kill:.1f}')") s, healthy and in rotation after $(python3 -c "print(f'{$t_back - $t_kill:.1f}')") s; HAProxy marked it DOWN $downs time(s) meanwhile"
+figure "kill -9" "api-2 restarted by Docker after $(secs_between "$t_kill" "$t_restarted") s, healthy and in rotation after $(secs_between "$t_kill" "$t_back") s; HAProxy marked it DOWN $downs time(s) meanwhile"
 sleep 5
 report "kill -9"
 check $((FAILED_RUNS == 0 && PROBE_FINAL == 0)) "kill -9: 0 job runs and 0 probe calls failed beyond their one repeat; api-2 back in rotation" \
@@ -217,15 +219,19 @@ check $((FAILED_RUNS == 0 && PROBE_FINAL == 0)) "kill -9: 0 job runs and 0 probe
 #    /readyz answers 503 keys_expiring, so HAProxy has taken it out before it starts refusing.
 say "2. api-2 cut off from the emulator (docker network disconnect ${PROJECT}_idp)"
 DRAIN_SECS=5 # deploy/replicas/api.env
-ready_json() { compose exec -T api-2 curl -sS --max-time 3 'http://127.0.0.1:8080/readyz?exclude=database' 2>/dev/null; }
-keys_field() { ready_json | python3 -c "import json, sys; k = json.load(sys.stdin)['keys']; print(k.get('$1', ''))" 2>/dev/null; }
+# api-2's keys as its /readyz reports them: "state age_secs" ("? ?" when it does not answer).
+keys_now() {
+  compose exec -T api-2 curl -sS --max-time 3 'http://127.0.0.1:8080/readyz?exclude=database' 2>/dev/null |
+    python3 -c "import json, sys; k = json.load(sys.stdin)['keys']; print(k['state'], k.get('age_secs', '?'))" 2>/dev/null ||
+    echo "? ?"
+}
 docker network disconnect "${PROJECT}_idp" "$(cid api-2)"
-age_at_cut=$(keys_field age_secs)
+read -r _ age_at_cut < <(keys_now)
 # Each second: the keys' state and age, and whether HAProxy still sends to api-2.
 last_ready_age=$age_at_cut out_age= early=0
 deadline=$((SECONDS + MAX_STALE_SECS + 90))
 while :; do
-  read -r state age < <(ready_json | python3 -c "import json, sys; k = json.load(sys.stdin)['keys']; print(k['state'], k.get('age_secs', ''))" 2>/dev/null || echo "? ?")
+  read -r state age < <(keys_now)
   [[ $state == stale ]] && break
   if [[ $state == ready ]]; then
     last_ready_age=$age
@@ -237,7 +243,7 @@ while :; do
   ((SECONDS < deadline)) || break
   sleep 1
 done
-stale_age=$(keys_field age_secs)
+stale_age=$age
 refresh_failures=$(compose logs --no-color api-2 2>/dev/null | grep -c "fetching this tenant's signing keys failed" || true)
 check $([[ $state == stale && -n $out_age ]] && ((early == 0)) && echo 1 || echo 0) \
   "cut off: keys ready (serving) up to age $last_ready_age s and stale at $stale_age s (bound $MAX_STALE_SECS s); HAProxy took api-2 out at key age $out_age s, before the bound" \
@@ -245,9 +251,9 @@ check $([[ $state == stale && -n $out_age ]] && ((early == 0)) && echo 1 || echo
 figure "cut off from the IdP" "keys $age_at_cut s old at the cut; $refresh_failures failed refreshes while cut off; ready and serving up to key age $last_ready_age s; out of rotation at age ${out_age:-?} s (keys_expiring: drain_secs $DRAIN_SECS s before the bound); stale at $stale_age s"
 docker network connect --alias api-2 "${PROJECT}_idp" "$(cid api-2)"
 t_heal=$(now)
-until_true 60 "back" is_up api-2 || fail "api-2 not back in rotation within 60 s of reconnecting"
+until_true 60 is_up api-2 || fail "api-2 not back in rotation within 60 s of reconnecting"
 t_back=$(now)
-figure "cut off from the IdP" "back in rotation $(python3 -c "print(f'{$t_back - $t_heal:.1f}')") s after reconnecting (refetch every 10 s while failing)"
+figure "cut off from the IdP" "back in rotation $(secs_between "$t_heal" "$t_back") s after reconnecting (refetch every 10 s while failing)"
 report "cut off from the IdP"
 check $((FAILED_RUNS == 0 && PROBE_FINAL == 0)) "cut off from the IdP: 0 job runs and 0 probe calls failed beyond their one repeat" \
   "cut off from the IdP: $FAILED_RUNS job runs and $PROBE_FINAL probe calls failed after their repeat"
@@ -268,9 +274,9 @@ check $([[ $tasks_status == 503 && -n $retry_after && $whoami_status == 200 ]] &
 read -r c_calls c_first c_final < <(probe_window "$t_cut" "$t_heal" create)
 read -r w_calls w_first w_final < <(probe_window "$t_cut" "$t_heal" whoami)
 tasks_ok() { [[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $token" "$LB/api/tasks?limit=1") == 200 ]]; }
-until_true 60 "tasks again" tasks_ok || fail "task routes not back 60 s after the database was reconnected"
+until_true 60 tasks_ok || fail "task routes not back 60 s after the database was reconnected"
 t_back=$(now)
-figure "database cut off" "20 s: probe creates $c_calls, refused $c_final (503 database_unavailable with Retry-After); whoami $w_calls, failed $w_final; task routes back $(python3 -c "print(f'{$t_back - $t_heal:.1f}')") s after the heal"
+figure "database cut off" "20 s: probe creates $c_calls, refused $c_final (503 database_unavailable with Retry-After); whoami $w_calls, failed $w_final; task routes back $(secs_between "$t_heal" "$t_back") s after the heal"
 check $((w_final == 0)) "database cut off: whoami kept answering 200 ($w_calls calls)" "database cut off: $w_final of $w_calls whoami calls failed"
 report "database cut off"
 
@@ -280,8 +286,8 @@ say "4. rolling restart of api-1, api-2, api-3"
 for replica in api-1 api-2 api-3; do
   t0=$(now)
   compose restart -t 20 "$replica" >/dev/null 2>&1 || fail "restarting $replica failed"
-  until_true 60 "back" is_up "$replica" || fail "$replica not back in rotation within 60 s"
-  figure "rolling restart" "$replica stopped, started and back in rotation in $(python3 -c "print(f'{$(now) - $t0:.1f}')") s"
+  until_true 60 is_up "$replica" || fail "$replica not back in rotation within 60 s"
+  figure "rolling restart" "$replica stopped, started and back in rotation in $(secs_between "$t0" "$(now)") s"
 done
 report "rolling restart"
 check $((FAILED_RUNS == 0 && PROBE_FIRST == 0)) "rolling restart: 0 job runs failed and 0 probe calls failed, not even before a repeat" \
@@ -351,7 +357,7 @@ if ((BENCH)); then
   }
   read -r three p99_three < <(bench "$LB")
   compose stop api-2 api-3 >/dev/null 2>&1
-  until_true 30 "out" is_out api-3 || fail "api-3 not out after stopping"
+  until_true 30 is_out api-3 || fail "api-3 not out after stopping"
   read -r one p99_one < <(bench "$LB")
   read -r direct p99_direct < <(bench "http://127.0.0.1:$API1_PORT")
   figure "bench whoami (wrk -t2 -c32, ${BENCH_SECS:-15} s each)" "HAProxy→3 replicas $three req/s p99 $p99_three; HAProxy→1 replica $one req/s p99 $p99_one; api-1 direct $direct req/s p99 $p99_direct"

@@ -23,8 +23,10 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Keeps the key store refreshing while the server runs.
     protection: Protection,
-    /// `server.drain_secs`, when signals are ours to handle and it is set.
-    drain_on_signal: Option<Duration>,
+    /// `server.drain_secs`.
+    drain_period: Duration,
+    /// Signals are ours to handle (`server.handle_signals`) and a drain is set.
+    drain_on_signal: bool,
 }
 
 /// Whether a stop has begun draining, shared by `/readyz` and [`Drain`]; and the drain period,
@@ -176,10 +178,9 @@ impl Application {
             server = server.workers(workers);
         }
         let drain_period = Duration::from_secs(settings.server.drain_secs);
-        let drain_on_signal =
-            (settings.server.handle_signals && !drain_period.is_zero()).then_some(drain_period);
+        let drain_on_signal = settings.server.handle_signals && !drain_period.is_zero();
         // Draining on a signal is ours to do; actix-web's own handling would stop at once.
-        if !settings.server.handle_signals || drain_on_signal.is_some() {
+        if !settings.server.handle_signals || drain_on_signal {
             server = server.disable_signals();
         }
         tracing::info!(%address, tenants = ?settings.entra.tenants, authority = %settings.entra.authority_host, "api-service listening");
@@ -188,6 +189,7 @@ impl Application {
             address,
             state,
             protection,
+            drain_period,
             drain_on_signal,
         })
     }
@@ -208,14 +210,14 @@ impl Application {
         self.state.validator.clone()
     }
 
-    /// A two-step stop of this server over `period` (see [`Drain`]): what SIGTERM does when
-    /// `server.drain_secs` is set; the mesh launcher and tests call it themselves.
-    pub fn drain(&self, period: Duration) -> Drain {
+    /// A two-step stop of this server over `server.drain_secs` (see [`Drain`]): what SIGTERM
+    /// does when it is set; for an embedding process that handles signals itself, and tests.
+    pub fn drain(&self) -> Drain {
         Drain {
             draining: self.state.draining.clone(),
             server: self.server.handle(),
             clock: self.state.clock.clone(),
-            period,
+            period: self.drain_period,
         }
     }
 
@@ -223,16 +225,14 @@ impl Application {
     /// requests finish within `server.shutdown_timeout_secs`, then returns. With
     /// `server.drain_secs`, the signal first drains (see [`Drain`]); a second one stops at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let watcher = self.drain_on_signal.map(|period| {
-            let drain = self.drain(period);
+        let watcher = self.drain_on_signal.then(|| {
+            let drain = self.drain();
             tokio::spawn(async move {
-                if shutdown_signal().await.is_err() {
-                    return;
-                }
+                shared::signal::shutdown_signal().await;
                 let server = drain.server.clone();
                 tokio::select! {
                     () = drain.drain_and_stop() => {}
-                    _ = shutdown_signal() => {
+                    _ = shared::signal::shutdown_signal() => {
                         tracing::warn!("a second signal: stopping without the rest of the drain");
                         server.stop(true).await;
                     }
@@ -246,22 +246,5 @@ impl Application {
         drop(self.protection);
         tracing::info!("api-service stopped");
         result
-    }
-}
-
-/// SIGTERM (what orchestrators send) or SIGINT (Ctrl-C).
-async fn shutdown_signal() -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = terminate.recv() => Ok(()),
-            result = tokio::signal::ctrl_c() => result,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::settings::OverlapPolicy;
 use rand::Rng;
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -54,15 +55,15 @@ impl Job {
 
     /// The body of one run: the configured body, with a fresh idempotency key in
     /// `external_id_field` when one is set (the same key goes with the run's retry).
-    pub fn body_for_run(&self, now: OffsetDateTime) -> Option<serde_json::Value> {
+    pub fn body_for_run(&self, now: OffsetDateTime) -> Option<Cow<'_, serde_json::Value>> {
         let (Some(field), Some(serde_json::Value::Object(body))) =
             (&self.external_id_field, &self.body)
         else {
-            return self.body.clone();
+            return self.body.as_ref().map(Cow::Borrowed);
         };
         let mut body = body.clone();
         body.insert(field.clone(), run_key(&self.name, now).into());
-        Some(body.into())
+        Some(Cow::Owned(body.into()))
     }
 }
 

@@ -118,7 +118,7 @@ impl JobRunner {
     async fn run_inner(&self, job: &Job) -> JobReport {
         let clock = self.tokens.clock();
         let body = job.body_for_run(clock.now());
-        let first = self.attempt(job, body.as_ref()).await;
+        let first = self.attempt(job, body.as_deref()).await;
         let Some(cause) = retry_cause(job, &first) else {
             return first;
         };
@@ -131,7 +131,7 @@ impl JobRunner {
             .with_label_values(&[job.name.as_str(), cause.as_str()])
             .inc();
         shared::clock::sleep(&**clock, delay).await;
-        let mut second = self.attempt(job, body.as_ref()).await;
+        let mut second = self.attempt(job, body.as_deref()).await;
         second.retried_after = Some(cause);
         second.retried_with_new_token |= first.retried_with_new_token;
         if job.external_id_field.is_some()

@@ -238,7 +238,7 @@ impl Application {
         let mut stop = shutdown.subscribe();
         let jobs = tokio::spawn(scheduler.run(shutdown.subscribe()));
         tokio::select! {
-            signal = shutdown_signal(), if handle_signals => {
+            signal = shared::signal::shutdown_signal(), if handle_signals => {
                 tracing::info!(signal, "stopping: no new job runs; waiting for running ones");
                 shutdown.send_replace(true);
             }
@@ -266,27 +266,5 @@ impl Application {
         server_task.await.context("operator endpoint")??;
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
     }
 }

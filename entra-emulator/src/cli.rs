@@ -158,7 +158,7 @@ pub async fn project_token(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown_signal() => {
+            _ = shared::signal::shutdown_signal() => {
                 tracing::info!("projector stopped");
                 return Ok(());
             }
@@ -180,16 +180,5 @@ pub async fn project_token(
                 wait = std::time::Duration::from_secs(10);
             }
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

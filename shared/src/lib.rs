@@ -15,6 +15,7 @@ pub mod managed_identity;
 pub mod proxy;
 pub mod ready;
 pub mod secret;
+pub mod signal;
 pub mod telemetry;
 
 pub use secret::{Secret, fingerprint};

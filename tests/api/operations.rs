@@ -321,7 +321,7 @@ async fn a_drain_turns_readiness_off_at_once_serves_on_then_stops() {
         .await
         .expect("api starts");
     let url = format!("http://{}", app.address());
-    let drain = app.drain(std::time::Duration::from_secs(5));
+    let drain = app.drain();
     let running = tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::new();
     let token = key.mint(clock.unix(), |_| {});
