@@ -168,7 +168,7 @@ impl JobRunner {
         };
         let mut response = self.send(job, &token, body).await;
         if let Ok(first) = &response
-            && is_invalid_token(first)
+            && is_invalid_token(first.status().as_u16(), first.headers())
             && self.tokens.invalidate(&job.scope, &token)
         {
             match self.tokens.get_token(&job.scope).await {
@@ -188,7 +188,7 @@ impl JobRunner {
         let response = match response {
             Ok(response) => response,
             Err(error) => {
-                report.detail = Some(one_line(&error));
+                report.detail = Some(shared::proxy::error_chain(&error));
                 return report;
             }
         };
@@ -256,23 +256,10 @@ fn retry_cause(job: &Job, first: &JobReport) -> Option<String> {
 }
 
 /// RFC 6750 §3.1: the resource server says the token itself is the problem.
-pub(crate) fn is_invalid_token(response: &reqwest::Response) -> bool {
-    response.status() == reqwest::StatusCode::UNAUTHORIZED
-        && response
-            .headers()
+pub(crate) fn is_invalid_token(status: u16, headers: &reqwest::header::HeaderMap) -> bool {
+    status == 401
+        && headers
             .get_all(reqwest::header::WWW_AUTHENTICATE)
             .iter()
             .any(|v| v.to_str().is_ok_and(|v| v.contains("invalid_token")))
-}
-
-/// reqwest's error with its causes, on one line (it never contains the bearer token).
-fn one_line(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -23,9 +23,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::managed_identity::{self, TokenRequest};
-use shared::proxy::{ClientRecipe, declared_body, error_chain, forwardable, relay, stream_body};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use shared::proxy::{declared_body, forwardable, relay};
+use shared::upstream::{self, CertificateDer, Client, HeaderMap, OutBody, Recipe, SendError};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// An idempotent request's body up to this size is kept, so that it can be resent after a 401;
@@ -44,32 +45,42 @@ pub struct SidecarState {
     /// Bound beyond loopback (`sidecar.allow_non_loopback`): the `Host` check is off.
     exposed: bool,
     /// One per upstream, in the same order: each reads with its own upstream's timeout.
-    recipes: Vec<ClientRecipe>,
+    recipes: Vec<Recipe>,
 }
 
-/// One worker's upstream clients, one per upstream (see [`ClientRecipe`]).
-#[derive(Clone)]
-pub struct WorkerClient(Vec<reqwest::Client>);
+/// One worker's upstream clients, one per upstream, each with its own connection pool (see
+/// [`Recipe::client`]).
+pub struct WorkerClient(Vec<Client>);
 
 impl SidecarState {
+    /// Fails (naming the upstream's key) when an `https` upstream's TLS cannot be set up.
     pub fn new(
         sidecar: &Sidecar,
         tokens: TokenManager,
         metrics: Metrics,
         client_id: String,
-        extra_roots: Vec<reqwest::Certificate>,
-    ) -> Self {
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> anyhow::Result<Self> {
+        let tls = if sidecar.upstreams.iter().any(|u| u.url.scheme() == "https") {
+            Some(upstream::tls_config(extra_roots).map_err(anyhow::Error::msg)?)
+        } else {
+            None
+        };
         let recipes = sidecar
             .upstreams
             .iter()
-            .map(|upstream| ClientRecipe {
-                connect_timeout: Duration::from_secs(5).min(upstream.timeout),
-                read_timeout: upstream.timeout,
-                max_idle: 64,
-                extra_roots: extra_roots.clone(),
+            .map(|u| {
+                Recipe::new(
+                    &u.url,
+                    tls.as_ref(),
+                    Duration::from_secs(5).min(u.timeout),
+                    u.timeout,
+                    64,
+                )
+                .map_err(|e| anyhow::anyhow!("sidecar.upstreams.{}.url {e}", u.name))
             })
-            .collect();
-        Self {
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
             tokens,
             metrics,
             upstreams: sidecar.upstreams.clone(),
@@ -78,17 +89,12 @@ impl SidecarState {
             max_body_bytes: sidecar.max_body_bytes,
             exposed: sidecar.exposed,
             recipes,
-        }
+        })
     }
 
-    /// Builds a worker's client; fails only when TLS cannot be set up, which the first call (at
-    /// start) reports.
-    pub fn worker_client(&self) -> reqwest::Result<WorkerClient> {
-        self.recipes
-            .iter()
-            .map(ClientRecipe::build)
-            .collect::<reqwest::Result<_>>()
-            .map(WorkerClient)
+    /// The clients of the server worker this runs on.
+    pub fn worker_client(&self) -> WorkerClient {
+        WorkerClient(self.recipes.iter().map(Recipe::client).collect())
     }
 }
 
@@ -180,21 +186,26 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// The app's end-to-end headers minus `Host` (the upstream's is set from its URL) and minus
-/// `Authorization` (ours replaces it).
-fn upstream_headers(req: &HttpRequest) -> reqwest::header::HeaderMap {
-    forwardable(
+/// The app's end-to-end headers minus `Host` (the upstream's is set from its URL), with
+/// `Authorization` replaced by ours.
+fn upstream_headers(req: &HttpRequest, token: &CachedToken) -> HeaderMap {
+    let mut headers = forwardable(
         req.headers(),
         |name| name == "host" || name == "authorization",
-        1,
-    )
+        2,
+    );
+    if let Ok(mut value) = upstream::HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
+        value.set_sensitive(true);
+        headers.insert(upstream::header::AUTHORIZATION, value);
+    }
+    headers
 }
 
 /// The request body as sent upstream: none, kept (resendable), or streamed (sent once).
 enum Body {
     Empty,
     Kept(web::Bytes),
-    Streamed(Option<reqwest::Body>),
+    Streamed(Option<OutBody>),
 }
 
 impl Body {
@@ -202,11 +213,11 @@ impl Body {
         !matches!(self, Self::Streamed(_))
     }
 
-    fn take(&mut self) -> Option<reqwest::Body> {
+    fn take(&mut self) -> OutBody {
         match self {
-            Self::Empty => None,
-            Self::Kept(bytes) => Some(reqwest::Body::from(bytes.clone())),
-            Self::Streamed(body) => body.take(),
+            Self::Empty => OutBody::Empty,
+            Self::Kept(bytes) => OutBody::Full(Some(bytes.clone())),
+            Self::Streamed(body) => body.take().unwrap_or(OutBody::Empty),
         }
     }
 }
@@ -257,7 +268,7 @@ async fn forward(
     req: &HttpRequest,
     payload: web::Payload,
     state: &SidecarState,
-    client: &reqwest::Client,
+    client: &Client,
     upstream: &SidecarUpstream,
 ) -> HttpResponse {
     let (_, rest) = split_upstream(req.uri().path());
@@ -268,13 +279,11 @@ async fn forward(
             "The path has a `.` or `..` segment, which would leave the upstream's base path.",
         );
     }
-    let mut target = upstream.url.clone();
-    target.set_path(&format!(
-        "{}{rest}",
-        upstream.url.path().trim_end_matches('/')
-    ));
-    target.set_query(req.uri().query());
-    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+    let target = match req.uri().query() {
+        Some(query) => client.recipe().path(&format!("{rest}?{query}")),
+        None => client.recipe().path(rest),
+    };
+    let Ok(method) = upstream::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return problem(
             StatusCode::NOT_IMPLEMENTED,
             "method_not_supported",
@@ -292,7 +301,7 @@ async fn forward(
     if declared_length.is_some_and(|length| length > state.max_body_bytes) {
         return too_large(state.max_body_bytes);
     }
-    let too_big = Arc::new(AtomicBool::new(false));
+    let over_limit = Rc::new(Cell::new(false));
     let mut body = if !has_body {
         Body::Empty
     } else if is_idempotent(req.method())
@@ -303,10 +312,10 @@ async fn forward(
             Err(response) => return response,
         }
     } else {
-        Body::Streamed(Some(stream_body(
+        Body::Streamed(Some(OutBody::payload(
             payload,
             state.max_body_bytes,
-            too_big.clone(),
+            over_limit.clone(),
         )))
     };
     let mut token = match state.tokens.get_token(&upstream.scope).await {
@@ -314,18 +323,11 @@ async fn forward(
         Err(error) => return no_token(upstream, &error),
     };
     // The headers are built for each send (the second one is rare) rather than cloned for both.
-    let send = |token: &CachedToken, body: Option<reqwest::Body>| {
-        let mut request = client
-            .request(method.clone(), target.clone())
-            .headers(upstream_headers(req))
-            .bearer_auth(token.secret());
-        if let Some(body) = body {
-            request = request.body(body);
-        }
-        tokio::time::timeout(upstream.timeout, request.send())
+    let send = |token: &CachedToken, body: OutBody| {
+        client.send(method.clone(), &target, upstream_headers(req, token), body)
     };
     let mut sent = send(&token, body.take()).await;
-    let refused = matches!(&sent, Ok(Ok(first)) if is_invalid_token(first));
+    let refused = matches!(&sent, Ok(first) if is_invalid_token(first.status(), first.headers()));
     if refused {
         // The refused token goes whatever the method (only if it is still the cached one and
         // none was dropped very recently), so the app's next request gets a new one.
@@ -353,12 +355,11 @@ async fn forward(
         }
     }
     let answer = match sent {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(_)) if too_big.load(Ordering::Relaxed) => return too_large(state.max_body_bytes),
-        Ok(Err(e)) if !e.is_timeout() => {
-            // Without the URL: the app's query string may hold a signature or a key.
-            let e = e.without_url();
-            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream unreachable");
+        Ok(answer) => answer,
+        Err(_) if over_limit.get() => return too_large(state.max_body_bytes),
+        Err(SendError::Failed(error)) => {
+            // The error names no URL: the app's query string may hold a signature or a key.
+            tracing::warn!(upstream = %upstream.name, %error, "upstream unreachable");
             return problem(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
@@ -368,7 +369,7 @@ async fn forward(
                 ),
             );
         }
-        Ok(Err(_)) | Err(_) => {
+        Err(SendError::Timeout) => {
             return problem(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
@@ -382,9 +383,8 @@ async fn forward(
     };
     match relay(req.method(), answer).await {
         Ok(response) => response,
-        Err(e) => {
-            let e = e.without_url();
-            tracing::warn!(upstream = %upstream.name, error = %error_chain(&e), "upstream answer cut short");
+        Err(error) => {
+            tracing::warn!(upstream = %upstream.name, %error, "upstream answer cut short");
             problem(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",

@@ -150,7 +150,7 @@ impl Application {
         client_id: String,
     ) -> anyhow::Result<(u16, actix_web::dev::Server)> {
         let extra_roots = match &settings.http.extra_ca_file {
-            Some(path) => shared::http::read_ca_bundle(path)
+            Some(path) => shared::upstream::read_roots(path)
                 .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
             None => Vec::new(),
         };
@@ -160,12 +160,7 @@ impl Application {
             core.metrics.clone(),
             client_id,
             extra_roots,
-        );
-        // Fails here, at start, if it ever fails. Building the same client again does not fail;
-        // if it ever did, that worker shares this first pool.
-        let first = state
-            .worker_client()
-            .context("building the sidecar's upstream client")?;
+        )?;
         let state = web::Data::new(state);
         let address = (sidecar.host.as_str(), sidecar.port);
         let listener = TcpListener::bind(address)
@@ -179,7 +174,7 @@ impl Application {
             );
         }
         let server = HttpServer::new(move || {
-            let client = state.worker_client().unwrap_or_else(|_| first.clone());
+            let client = state.worker_client();
             App::new().configure(crate::sidecar::configure(state.clone(), client))
         })
         .workers(sidecar.workers)

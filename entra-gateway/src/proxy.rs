@@ -1,6 +1,6 @@
 //! The reverse proxy: a request the policy lets in is streamed to the upstream, and the upstream's
-//! answer streamed back. Neither body is ever held whole: the request body goes through a small
-//! channel (backpressure: at most a few chunks in flight), the response body straight through.
+//! answer streamed back. Neither body is ever held whole: the request body is read as the upstream
+//! connection takes it (backpressure), the response body goes straight through.
 //!
 //! On the way in: hop-by-hop headers (and those `Connection` names) are dropped, every `X-Entra-*`
 //! header a client sent is removed before the gateway's own are set, `Authorization` is removed
@@ -16,19 +16,19 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use entra_auth::AppCaller;
 use shared::config::ConfigError;
 use shared::http::HttpClientSettings;
-use shared::proxy::{ClientRecipe, declared_body, error_chain, forwardable, relay, stream_body};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use shared::proxy::{declared_body, forwardable, relay};
+use shared::upstream::{
+    self, Client, HeaderMap, HeaderName, HeaderValue, OutBody, Recipe, SendError,
+};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// The one upstream, with its pooled keep-alive client.
+/// The one upstream: where it is and how it is reached (each server worker has its own pool of
+/// connections to it, [`WorkerUpstream`]).
 pub struct Upstream {
-    client: reqwest::Client,
-    /// The upstream URL without a trailing `/`; the request's path and query are appended.
-    base: String,
-    timeout: Duration,
+    recipe: Recipe,
     forward_authorization: bool,
-    recipe: ClientRecipe,
 }
 
 impl Upstream {
@@ -37,47 +37,39 @@ impl Upstream {
         http: &HttpClientSettings,
     ) -> Result<Self, ConfigError> {
         let url = settings.validate()?;
-        let timeout = Duration::from_secs(settings.timeout_secs);
-        let extra_roots = match &http.extra_ca_file {
-            Some(path) => shared::http::read_ca_bundle(path)
-                .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
-            None => Vec::new(),
+        let tls = if url.scheme() == "https" {
+            let roots = match &http.extra_ca_file {
+                Some(path) => upstream::read_roots(path)
+                    .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
+                None => Vec::new(),
+            };
+            Some(upstream::tls_config(roots).map_err(|e| ConfigError::key("upstream.url", e))?)
+        } else {
+            None
         };
-        let recipe = ClientRecipe {
-            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-            read_timeout: timeout,
-            max_idle: settings.max_idle_connections,
-            extra_roots,
-        };
-        let client = recipe
-            .build()
-            .map_err(|e| ConfigError::key("upstream", format!("cannot build its client: {e}")))?;
+        let recipe = Recipe::new(
+            &url,
+            tls.as_ref(),
+            Duration::from_millis(settings.connect_timeout_ms),
+            Duration::from_secs(settings.timeout_secs),
+            settings.max_idle_connections,
+        )
+        .map_err(|e| ConfigError::key("upstream.url", e))?;
         Ok(Self {
-            client,
-            base: url.as_str().trim_end_matches('/').to_owned(),
-            timeout,
-            forward_authorization: settings.forward_authorization,
             recipe,
+            forward_authorization: settings.forward_authorization,
         })
     }
 
-    /// The same upstream with a connection pool of its own, for one server worker (see
-    /// [`ClientRecipe`]). Building the same client a second time does not fail; if it ever did,
-    /// the worker shares the first pool.
-    pub fn for_worker(&self) -> Self {
-        Self {
-            client: self.recipe.build().unwrap_or_else(|_| self.client.clone()),
-            base: self.base.clone(),
-            timeout: self.timeout,
-            forward_authorization: self.forward_authorization,
-            recipe: self.recipe.clone(),
-        }
+    /// A connection pool of its own, for one server worker (see [`Recipe::client`]).
+    pub fn for_worker(&self) -> Client {
+        self.recipe.client()
     }
 }
 
-/// The upstream of one server worker (see [`Upstream::for_worker`]); `None` for a forward-auth
-/// only gateway.
-pub struct WorkerUpstream(pub Option<Upstream>);
+/// The upstream client of one server worker (see [`Upstream::for_worker`]); `None` for a
+/// forward-auth only gateway.
+pub struct WorkerUpstream(pub Option<Client>);
 
 /// What goes to the upstream: the caller's end-to-end headers without `Host`, without any
 /// `X-Entra-*` it sent, without `Authorization` unless configured, then the identity and
@@ -87,7 +79,7 @@ fn upstream_headers(
     caller: &AppCaller,
     forward_authorization: bool,
     id: &str,
-) -> reqwest::header::HeaderMap {
+) -> HeaderMap {
     // `Forwarded` goes too: the X-Forwarded-* set below say what this gateway saw, and an
     // upstream that reads `Forwarded` first would otherwise take the client's word for it.
     let mut out = forwardable(
@@ -100,14 +92,15 @@ fn upstream_headers(
         },
         10,
     );
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = reqwest::header::HeaderValue::from_str(value) {
-            out.insert(name, value);
+    // Names built at compile time: a `&str` name would be parsed again on every request.
+    let mut set = |name: &HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            out.insert(name.clone(), value);
         }
     };
-    for (name, value) in identity::values(caller) {
+    for ((_, value), name) in identity::values(caller).iter().zip(&IDENTITY) {
         if !value.is_empty() {
-            set(name, &value);
+            set(name, value);
         }
     }
     if let Some(peer) = req.peer_addr() {
@@ -116,14 +109,14 @@ fn upstream_headers(
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
         {
-            Some(earlier) => set("x-forwarded-for", &format!("{earlier}, {}", peer.ip())),
-            None => set("x-forwarded-for", &peer.ip().to_string()),
+            Some(earlier) => set(&FORWARDED_FOR, &format!("{earlier}, {}", peer.ip())),
+            None => set(&FORWARDED_FOR, &peer.ip().to_string()),
         }
     }
     // This listener's own scheme: `connection_info()` would believe a client's `Forwarded` or
     // `X-Forwarded-Proto`.
     set(
-        "x-forwarded-proto",
+        &FORWARDED_PROTO,
         if req.app_config().secure() {
             "https"
         } else {
@@ -135,11 +128,25 @@ fn upstream_headers(
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
     {
-        set("x-forwarded-host", host);
+        set(&FORWARDED_HOST, host);
     }
-    set("x-request-id", id);
+    set(&UPSTREAM_REQUEST_ID, id);
     out
 }
+
+/// [`identity::ALL`]'s names, in its order (a test holds them equal).
+static IDENTITY: [HeaderName; 6] = [
+    HeaderName::from_static(identity::CLIENT_ID),
+    HeaderName::from_static(identity::TENANT_ID),
+    HeaderName::from_static(identity::OBJECT_ID),
+    HeaderName::from_static(identity::ROLES),
+    HeaderName::from_static(identity::TOKEN_VERSION),
+    HeaderName::from_static(identity::TOKEN_ID),
+];
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The default service: everything that is not one of the gateway's own paths.
 pub async fn forward(
@@ -149,7 +156,7 @@ pub async fn forward(
     worker: web::Data<WorkerUpstream>,
 ) -> HttpResponse {
     let id = request_id(&req);
-    let Some(upstream) = &worker.0 else {
+    let (Some(client), Some(upstream)) = (&worker.0, &state.upstream) else {
         return problem(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -157,13 +164,9 @@ pub async fn forward(
             &id,
         );
     };
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let decision = state
-        .decide("proxy", req.method(), &target, req.headers())
+        .decide("proxy", req.method(), target, req.headers())
         .await;
     let caller = match decision.verdict {
         Ok(caller) => caller,
@@ -177,7 +180,7 @@ pub async fn forward(
     let headers = upstream_headers(&req, &caller, upstream.forward_authorization, &id);
     // The same token on both sides (actix parsed it already): never another method than the one
     // the policy judged.
-    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+    let Ok(method) = upstream::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return problem(
             StatusCode::NOT_IMPLEMENTED,
             "method_not_supported",
@@ -185,52 +188,45 @@ pub async fn forward(
             &id,
         );
     };
-    let too_big = Arc::new(AtomicBool::new(false));
-    let mut request = upstream
-        .client
-        .request(method, format!("{}{target}", upstream.base))
-        .headers(headers);
-    if has_body {
-        request = request.body(stream_body(payload, state.max_body_bytes, too_big.clone()));
-    }
+    let over_limit = Rc::new(Cell::new(false));
+    let body = if has_body {
+        OutBody::payload(payload, state.max_body_bytes, over_limit.clone())
+    } else {
+        OutBody::Empty
+    };
 
     let started = Instant::now();
-    let sent = tokio::time::timeout(upstream.timeout, request.send()).await;
+    let sent = client
+        .send(method, &client.recipe().path(target), headers, body)
+        .await;
     let route = decision.route;
     let answer = match sent {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(_)) if too_big.load(Ordering::Relaxed) => {
-            return too_large(state.max_body_bytes, &id);
-        }
-        Ok(Err(e)) if e.is_timeout() => {
+        Ok(answer) => answer,
+        Err(_) if over_limit.get() => return too_large(state.max_body_bytes, &id),
+        Err(SendError::Timeout) => {
             state
                 .metrics
                 .upstream_answered(route, 504, started.elapsed());
             return upstream_timeout(&id);
         }
-        Err(_elapsed) => {
-            state
-                .metrics
-                .upstream_answered(route, 504, started.elapsed());
-            return upstream_timeout(&id);
-        }
-        Ok(Err(e)) => {
+        Err(SendError::Failed(error)) => {
             state
                 .metrics
                 .upstream_answered(route, 502, started.elapsed());
-            // Without the URL: the caller's query string may hold a signature or a key.
-            tracing::warn!(route, error = %error_chain(&e.without_url()), "upstream unreachable");
+            // The error names no URL: the caller's query string may hold a signature or a key.
+            tracing::warn!(route, %error, "upstream unreachable");
             return unavailable(&id);
         }
     };
     state
         .metrics
-        .upstream_answered(route, answer.status().as_u16(), started.elapsed());
+        .upstream_answered(route, answer.status(), started.elapsed());
     match relay(req.method(), answer).await {
         Ok(response) if response.headers().contains_key(crate::REQUEST_ID) => response,
         Ok(response) => with_request_id(response, &id),
-        Err(e) => {
-            tracing::warn!(error = %error_chain(&e.without_url()), "upstream answer cut short");
+        Err(SendError::Timeout) => upstream_timeout(&id),
+        Err(SendError::Failed(error)) => {
+            tracing::warn!(%error, "upstream answer cut short");
             unavailable(&id)
         }
     }
@@ -261,4 +257,26 @@ fn upstream_timeout(id: &str) -> HttpResponse {
         "The service behind this gateway did not answer in time; retry later.",
         id,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_header_names_are_identity_all_in_order() {
+        let names: Vec<&str> = IDENTITY.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, identity::ALL);
+        let caller = AppCaller {
+            client_app_id: "app".into(),
+            tenant_id: "tenant".into(),
+            object_id: None,
+            roles: vec![],
+            version: shared::claims::TokenVersion::V2,
+            token_id: None,
+        };
+        let values = identity::values(&caller);
+        let values: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
+        assert_eq!(values, identity::ALL);
+    }
 }

@@ -17,5 +17,6 @@ pub mod ready;
 pub mod secret;
 pub mod signal;
 pub mod telemetry;
+pub mod upstream;
 
 pub use secret::{Secret, fingerprint};
