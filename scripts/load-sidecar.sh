@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load on the caller's token sidecar over loopback with wrk, against the same requests sent
 # directly with a token in hand, in the same run (only 127.0.0.1 is touched; bounded in time:
-# six runs of $DURATION plus a few seconds of setup).
+# seven runs of $DURATION plus a few seconds of setup).
 #
 #   scripts/load-sidecar.sh                 # DURATION=15s CONNECTIONS=64 THREADS=1
 #   DURATION=5s scripts/load-sidecar.sh     # a quick check that everything works
@@ -19,11 +19,15 @@
 #   4. API via sidecar      again
 #   5. nginx direct         GET / with the token header        (the floor: nothing checks it)
 #   6. nginx via sidecar    GET /static/                       (what the sidecar alone costs)
+#   7. API via nginx        GET /tasks/api/whoami to a second nginx (2 workers, keepalive 64)
+#                           that adds the same token, fixed in its configuration: the best a
+#                           forwarding hop does on this machine, with no token manager at all
 #
 # Before the load each target must answer 200 once; else exit 1 with a one-line reason.
 # Prints a Markdown table (requests/s, p50/p99 latency, errors: non-2xx/3xx plus socket errors),
 # the ratios via sidecar / direct (the API's the mean of the two pairs; target >= 70%, recorded,
-# not asserted: wrk, the API, nginx and the sidecar share the same cores), the sidecar's resident
+# not asserted: wrk, the API, nginx and the sidecar share the same cores), nginx as the hop / direct
+# and the sidecar / nginx as the hop, the sidecar's resident
 # memory (VmRSS) before, at its peak (sampled once a second) and after, its identity-provider
 # requests (1 expected: one token for the whole run), and the machine.
 #
@@ -138,6 +142,43 @@ token=$(curl -sS --max-time 10 --cacert "$ca" "$idp/72f1c3d4-5b6a-4c8d-9e0f-1a2b
   --data-urlencode 'scope=api://tasks-api/.default' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])') || fail "no token from the emulator"
 auth=(-H "Authorization: Bearer $token")
+
+# 7. nginx as the forwarding hop: the same token, fixed in its configuration.
+read -r egress_port <<<"$(free_ports 1)"
+egress="http://127.0.0.1:$egress_port"
+mkdir -p "$work/egress"
+cat >"$work/egress/nginx.conf" <<EGRESS_CONF
+daemon off;
+worker_processes 2;
+pid $work/egress/nginx.pid;
+error_log $work/egress/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $work/egress/body;
+  proxy_temp_path $work/egress/proxy;
+  fastcgi_temp_path $work/egress/fastcgi;
+  uwsgi_temp_path $work/egress/uwsgi;
+  scgi_temp_path $work/egress/scgi;
+  upstream tasks { server ${api#http://}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$egress_port;
+    location /tasks/ {
+      proxy_set_header Authorization "Bearer $token";
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://tasks/;
+    }
+  }
+}
+EGRESS_CONF
+"$NGINX" -p "$work/egress" -c "$work/egress/nginx.conf" -e "$work/egress/error.log" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "$egress/tasks/api/whoami" || true) == 200 ]] && break
+  sleep 0.1
+done
 status() { curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$@" || true; }
 expect() {
   local what=$1 got
@@ -149,6 +190,7 @@ expect "API direct" "${auth[@]}" "$api/api/whoami"
 expect "API via the sidecar" "$sidecar/tasks/api/whoami"
 expect "nginx direct" "${auth[@]}" "$static/"
 expect "nginx via the sidecar" "$sidecar/static/"
+expect "API via nginx as the hop" "$egress/tasks/api/whoami"
 
 run() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" 2>&1 | python3 scripts/wrk-summary.py; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$caller_pid/status" 2>/dev/null || true; }
@@ -159,7 +201,7 @@ cpus=$(nproc)
 model=$(sed -n "s/^model name[[:space:]]*: //p" /proc/cpuinfo | head -1)
 load_before=$(cut -d" " -f1-3 /proc/loadavg)
 rss_start=$(rss)
-echo "load-sidecar: 6 runs of $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s); sidecar with 2 workers" >&2
+echo "load-sidecar: 7 runs of $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s); sidecar with 2 workers" >&2
 ( while [[ ! -e $work/stop ]] && kill -0 "$caller_pid" 2>/dev/null; do rss >>"$work/rss"; sleep 1; done ) &
 sampler=$!
 pids+=("$sampler")
@@ -170,6 +212,7 @@ read -r a2 a2_50 a2_99 a2e _ <<<"$(run "${auth[@]}" "$api/api/whoami")"
 read -r s2 s2_50 s2_99 s2e _ <<<"$(run "$sidecar/tasks/api/whoami")"
 read -r n n50 n99 ne _ <<<"$(run "${auth[@]}" "$static/")"
 read -r m m50 m99 me _ <<<"$(run "$sidecar/static/")"
+read -r x x50 x99 xe _ <<<"$(run "$egress/tasks/api/whoami")"
 
 touch "$work/stop"
 wait "$sampler" 2>/dev/null || true
@@ -186,22 +229,25 @@ echo "| 3. API direct, again | $a2 | $a2_50 | $a2_99 | $a2e |"
 echo "| 4. API via the sidecar, again | $s2 | $s2_50 | $s2_99 | $s2e |"
 echo "| 5. nginx \`return 200\` direct, token header | $n | $n50 | $n99 | $ne |"
 echo "| 6. nginx via the sidecar | $m | $m50 | $m99 | $me |"
+echo "| 7. API via nginx as the hop, token fixed in its config | $x | $x50 | $x99 | $xe |"
 echo
-python3 - "$a1" "$s1" "$a2" "$s2" "$n" "$m" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
+python3 - "$a1" "$s1" "$a2" "$s2" "$n" "$m" "$x" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
 import sys
-a1, s1, a2, s2, n, m = map(float, sys.argv[1:7])
-start, peak, end = (int(x or 0) / 1024 for x in sys.argv[7:10])
+a1, s1, a2, s2, n, m, x = map(float, sys.argv[1:8])
+start, peak, end = (int(x or 0) / 1024 for x in sys.argv[8:11])
 def share(num, den):
     return num / den if den else float("nan")
 api = (share(s1, a1) + share(s2, a2)) / 2
 print(f"API via sidecar / API direct: {share(s1, a1):.1%} and {share(s2, a2):.1%}, mean {api:.1%}"
       f" (target >= 70%: {'met' if api >= 0.70 else 'missed'})")
 print(f"nginx via sidecar / nginx direct: {share(m, n):.1%} (the sidecar's own cost, nothing behind it)")
+print(f"API via nginx as the hop / API direct: {share(x, (a1 + a2) / 2):.1%} (what a forwarding hop allows here)")
+print(f"API via sidecar / API via nginx as the hop: {share((s1 + s2) / 2, x):.1%}")
 print(f"sidecar (caller-service) resident memory (VmRSS): {start:.1f} MiB before the load,"
       f" peak {peak:.1f} MiB during it, {end:.1f} MiB after")
 PY
 echo "identity-provider requests by the sidecar for the whole run: $(idp_requests)"
 echo "machine: $cpus cores ($model), shared by wrk, the API, nginx and the sidecar; load average before: $load_before, after: $load_after"
 errors=0
-for e in "$a1e" "$s1e" "$a2e" "$s2e" "$ne" "$me"; do [[ $e == 0 ]] || errors=1; done
+for e in "$a1e" "$s1e" "$a2e" "$s2e" "$ne" "$me" "$xe"; do [[ $e == 0 ]] || errors=1; done
 ((errors == 0)) || fail "errors under load (see the table)"

@@ -137,8 +137,20 @@ fn split_upstream(path: &str) -> (&str, &str) {
 /// an http URL): once the URL is normalised it would leave the upstream's base path.
 fn leaves_base(rest: &str) -> bool {
     rest.split(['/', '\\']).any(|segment| {
-        let segment = segment.to_ascii_lowercase().replace("%2e", ".");
-        segment == "." || segment == ".."
+        // Each `.` as itself or as `%2e`/`%2E`; one or two of them, nothing else.
+        let mut dots = 0;
+        let mut rest = segment.as_bytes();
+        while !rest.is_empty() {
+            if rest[0] == b'.' {
+                rest = &rest[1..];
+            } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     })
 }
 
@@ -194,9 +206,8 @@ fn upstream_headers(req: &HttpRequest, token: &CachedToken) -> HeaderMap {
         |name| name == "host" || name == "authorization",
         2,
     );
-    if let Ok(mut value) = upstream::HeaderValue::from_str(&format!("Bearer {}", token.secret())) {
-        value.set_sensitive(true);
-        headers.insert(upstream::header::AUTHORIZATION, value);
+    if let Some(bearer) = token.bearer() {
+        headers.insert(upstream::header::AUTHORIZATION, bearer.clone());
     }
     headers
 }

@@ -46,6 +46,8 @@ use tokio::sync::{Notify, broadcast, watch};
 /// A token and when it was acquired and must be refreshed. `Debug` never shows the token.
 pub struct CachedToken {
     token: Secret,
+    /// `Bearer {token}`, built once (marked sensitive): a proxy sends it on every request.
+    bearer: Option<reqwest::header::HeaderValue>,
     pub acquired_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     /// When the refresher acquires the next one.
@@ -72,6 +74,12 @@ impl CachedToken {
     /// The bearer token. Only for the `Authorization` header (and `token --raw`).
     pub fn secret(&self) -> &str {
         self.token.expose()
+    }
+
+    /// The `Authorization` header's value; `None` for a token no header can carry (never the
+    /// case for Entra's, which are base64url and dots).
+    pub fn bearer(&self) -> Option<&reqwest::header::HeaderValue> {
+        self.bearer.as_ref()
     }
 
     pub fn age(&self, now: OffsetDateTime) -> Duration {
@@ -573,7 +581,15 @@ impl Inner {
         let refresh_after = self.tuning.refresh_after(lifetime);
         let margin = self.tuning.safety_margin.min(lifetime / 2);
         let fingerprint = shared::fingerprint(issued.token.expose());
+        let bearer =
+            reqwest::header::HeaderValue::try_from(format!("Bearer {}", issued.token.expose()))
+                .ok()
+                .map(|mut value| {
+                    value.set_sensitive(true);
+                    value
+                });
         let mut token = CachedToken {
+            bearer,
             token: issued.token,
             acquired_at: now,
             expires_at: now + lifetime,
