@@ -12,7 +12,7 @@
 //! 403 carry `WWW-Authenticate` and the problem body, as the tasks API answers them.
 
 use crate::{State, identity, problem, request_id, with_request_id};
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -25,19 +25,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/forward-auth/envoy/{tail:.*}", web::to(envoy));
 }
 
+// Looked up by prebuilt names: a `&str` name would be parsed again on every request.
+static ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+static FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
 async fn nginx(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    from_headers(&req, &state, "nginx", "x-original-method", "x-original-uri").await
+    from_headers(&req, &state, "nginx", &ORIGINAL_METHOD, &ORIGINAL_URI).await
 }
 
 async fn traefik(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    from_headers(
-        &req,
-        &state,
-        "traefik",
-        "x-forwarded-method",
-        "x-forwarded-uri",
-    )
-    .await
+    from_headers(&req, &state, "traefik", &FORWARDED_METHOD, &FORWARDED_URI).await
 }
 
 async fn envoy(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
@@ -56,11 +55,11 @@ async fn from_headers(
     req: &HttpRequest,
     state: &State,
     mode: &str,
-    method_header: &str,
-    uri_header: &str,
+    method_header: &HeaderName,
+    uri_header: &HeaderName,
 ) -> HttpResponse {
     let id = request_id(req);
-    let text = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let text = |name: &HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
     let (Some(method), Some(uri)) = (text(method_header), text(uri_header)) else {
         // The gateway in front is misconfigured: say which headers are missing. nginx turns any
         // status other than 2xx/401/403 into a 500 for its client, which is right here.
@@ -98,8 +97,13 @@ async fn decide(
     match decision.verdict {
         Ok(caller) => {
             let mut response = HttpResponse::Ok();
-            for (name, value) in identity::values(&caller) {
-                response.insert_header((name, value.into_owned()));
+            for ((_, value), name) in identity::values(&caller)
+                .iter()
+                .zip(&identity::SERVER_NAMES)
+            {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    response.insert_header((name.clone(), value));
+                }
             }
             with_request_id(response.finish(), id)
         }

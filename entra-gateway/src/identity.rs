@@ -33,6 +33,27 @@ pub const ALL: [&str; 6] = [
     TOKEN_ID,
 ];
 
+/// [`ALL`] as header names of the server side (actix-web's `http` 0.2), built at compile time: a
+/// `&str` name would be parsed again for every answer.
+pub static SERVER_NAMES: [actix_web::http::header::HeaderName; 6] = [
+    actix_web::http::header::HeaderName::from_static(CLIENT_ID),
+    actix_web::http::header::HeaderName::from_static(TENANT_ID),
+    actix_web::http::header::HeaderName::from_static(OBJECT_ID),
+    actix_web::http::header::HeaderName::from_static(ROLES),
+    actix_web::http::header::HeaderName::from_static(TOKEN_VERSION),
+    actix_web::http::header::HeaderName::from_static(TOKEN_ID),
+];
+
+/// [`ALL`] as header names of the upstream client (hyper's `http` 1), as [`SERVER_NAMES`].
+pub static CLIENT_NAMES: [shared::upstream::HeaderName; 6] = [
+    shared::upstream::HeaderName::from_static(CLIENT_ID),
+    shared::upstream::HeaderName::from_static(TENANT_ID),
+    shared::upstream::HeaderName::from_static(OBJECT_ID),
+    shared::upstream::HeaderName::from_static(ROLES),
+    shared::upstream::HeaderName::from_static(TOKEN_VERSION),
+    shared::upstream::HeaderName::from_static(TOKEN_ID),
+];
+
 /// Whether a (lower-case) header name is one of ours, or claims to be.
 pub fn is_identity(name: &str) -> bool {
     name.starts_with(PREFIX)
@@ -78,6 +99,14 @@ fn printable(text: Cow<'_, str>) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prebuilt_names_are_all_in_order() {
+        let server: Vec<&str> = SERVER_NAMES.iter().map(|n| n.as_str()).collect();
+        let client: Vec<&str> = CLIENT_NAMES.iter().map(|n| n.as_str()).collect();
+        assert_eq!(server, ALL);
+        assert_eq!(client, ALL);
+    }
 
     #[test]
     fn every_identity_header_is_recognised_by_its_prefix() {

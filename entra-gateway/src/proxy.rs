@@ -98,7 +98,7 @@ fn upstream_headers(
             out.insert(name.clone(), value);
         }
     };
-    for ((_, value), name) in identity::values(caller).iter().zip(&IDENTITY) {
+    for ((_, value), name) in identity::values(caller).iter().zip(&identity::CLIENT_NAMES) {
         if !value.is_empty() {
             set(name, value);
         }
@@ -134,15 +134,6 @@ fn upstream_headers(
     out
 }
 
-/// [`identity::ALL`]'s names, in its order (a test holds them equal).
-static IDENTITY: [HeaderName; 6] = [
-    HeaderName::from_static(identity::CLIENT_ID),
-    HeaderName::from_static(identity::TENANT_ID),
-    HeaderName::from_static(identity::OBJECT_ID),
-    HeaderName::from_static(identity::ROLES),
-    HeaderName::from_static(identity::TOKEN_VERSION),
-    HeaderName::from_static(identity::TOKEN_ID),
-];
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -257,26 +248,4 @@ fn upstream_timeout(id: &str) -> HttpResponse {
         "The service behind this gateway did not answer in time; retry later.",
         id,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_identity_header_names_are_identity_all_in_order() {
-        let names: Vec<&str> = IDENTITY.iter().map(HeaderName::as_str).collect();
-        assert_eq!(names, identity::ALL);
-        let caller = AppCaller {
-            client_app_id: "app".into(),
-            tenant_id: "tenant".into(),
-            object_id: None,
-            roles: vec![],
-            version: shared::claims::TokenVersion::V2,
-            token_id: None,
-        };
-        let values = identity::values(&caller);
-        let values: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
-        assert_eq!(values, identity::ALL);
-    }
 }
