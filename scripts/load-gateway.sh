@@ -149,26 +149,7 @@ done
 # Two nginx processes: the upstream alone (one process), and the front (servers 2 and 6) with
 # 2 workers, as many as the gateway's: a proxied request crosses from one process to another in
 # both the nginx and the gateway runs, and both proxies have the same parallelism.
-nginx_common() { # $1: directory
-  cat <<EOF
-daemon off;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 1024; }
-EOF
-}
-nginx_http_common() { # $1: directory
-  cat <<EOF
-  access_log off;
-  default_type text/plain;
-  keepalive_requests 1000000;
-  client_body_temp_path $1/body;
-  proxy_temp_path $1/proxy;
-  fastcgi_temp_path $1/fastcgi;
-  uwsgi_temp_path $1/uwsgi;
-  scgi_temp_path $1/scgi;
-EOF
-}
+. scripts/lib/nginx.sh
 mkdir -p "$work/nginx-upstream" "$work/nginx"
 {
   nginx_common "$work/nginx-upstream"

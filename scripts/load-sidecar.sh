@@ -72,26 +72,19 @@ api=$(json "$work/api.json" url)
 
 read -r nginx_port operator_port sidecar_port <<<"$(free_ports 3)"
 static="http://127.0.0.1:$nginx_port"
+. scripts/lib/nginx.sh
 mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<NGINX_CONF
-daemon off;
+{
+  nginx_common "$work/nginx"
+  cat <<NGINX_CONF
 master_process off;
 worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
 http {
-  access_log off;
-  default_type text/plain;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
+$(nginx_http_common "$work/nginx")
   server { listen 127.0.0.1:$nginx_port; location / { return 200 "ok\n"; } }
 }
 NGINX_CONF
+} >"$work/nginx/nginx.conf"
 "$NGINX" -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" >/dev/null 2>&1 &
 pids+=($!)
 
@@ -147,20 +140,12 @@ auth=(-H "Authorization: Bearer $token")
 read -r egress_port <<<"$(free_ports 1)"
 egress="http://127.0.0.1:$egress_port"
 mkdir -p "$work/egress"
-cat >"$work/egress/nginx.conf" <<EGRESS_CONF
-daemon off;
+{
+  nginx_common "$work/egress"
+  cat <<EGRESS_CONF
 worker_processes 2;
-pid $work/egress/nginx.pid;
-error_log $work/egress/error.log warn;
-events { worker_connections 1024; }
 http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $work/egress/body;
-  proxy_temp_path $work/egress/proxy;
-  fastcgi_temp_path $work/egress/fastcgi;
-  uwsgi_temp_path $work/egress/uwsgi;
-  scgi_temp_path $work/egress/scgi;
+$(nginx_http_common "$work/egress")
   upstream tasks { server ${api#http://}; keepalive 64; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:$egress_port;
@@ -173,6 +158,7 @@ http {
   }
 }
 EGRESS_CONF
+} >"$work/egress/nginx.conf"
 "$NGINX" -p "$work/egress" -c "$work/egress/nginx.conf" -e "$work/egress/error.log" >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do
