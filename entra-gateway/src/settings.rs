@@ -67,8 +67,8 @@ pub struct UpstreamSettings {
     /// `http://host:port` or `https://…`, optionally with a base path that every forwarded path
     /// is appended to. Required in this section.
     pub url: String,
-    /// TCP (+ TLS) connect timeout: a refused or unreachable upstream is a 502 within it.
-    /// Default 2 s.
+    /// TCP (+ TLS) connect timeout. A refused connection is a 502 at once; one still not
+    /// established past this is a 504, as nginx's `proxy_connect_timeout`. Default 2 s.
     pub connect_timeout_ms: u64,
     /// Longest wait for the upstream's response headers, and for each later read of its body:
     /// past it the answer is 504. Default 30 s.
@@ -78,7 +78,8 @@ pub struct UpstreamSettings {
     /// leak from its logs or be replayed by it against other APIs that accept the same audience.
     /// Set it for an upstream that checks the token again itself.
     pub forward_authorization: bool,
-    /// Idle keep-alive connections kept per upstream host. Default 64.
+    /// Idle keep-alive connections kept by each server worker (each has its own pool); an idle
+    /// one is closed after 4 s rather than reused. Default 64.
     pub max_idle_connections: usize,
 }
 
