@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local stand-ins for the images the repository names, for a Docker Engine that cannot pull (this
-# project's machines reach Debian's mirror and crates.io but no container registry, and their
+# project's machines reach Debian's mirror and the Rust package registry but no container registry, and their
 # engine starts with no images): the Dockerfile's base images (its FROM lines) and the images its
 # top-level docker-compose*.yml files run by name (their `image:` keys). With the stand-ins in
 # place, the Dockerfile and the compose files run unchanged (`docker compose up --build`).
@@ -14,7 +14,7 @@
 #                              toolchain (`rustup which cargo`) copied in instead of downloaded. Its
 #                              version must be the tag's. The machine's locally added CA certificates
 #                              (/usr/local/share/ca-certificates) are trusted in this image only, so
-#                              that cargo reaches crates.io through this machine's TLS-inspecting
+#                              that cargo reaches the Rust package registry through this machine's TLS-inspecting
 #                              egress; the runtime images built FROM debian:bookworm-slim do not get
 #                              them.
 #   postgres:<major>-bookworm  debian:bookworm-slim plus Debian's postgresql-<major> (bookworm has 15

@@ -8,7 +8,7 @@
 # seconds is libFuzzer's fuzzing time, wall adds the build check, harness start and exit leak
 # check; cov/ft are libFuzzer's edge coverage and features at the end; crashes counts the crash, leak,
 # timeout and OOM inputs the run left in fuzz/artifacts/<target>/ (libFuzzer stops at the first).
-# Exit status 1 when any target crashed or did not run. Installs cargo-fuzz (crates.io,
+# Exit status 1 when any target crashed or did not run. Installs cargo-fuzz (the Rust package registry,
 # --locked) when missing. cargo-fuzz needs nightly-only rustc flags (-Zsanitizer=address, ...);
 # the toolchain is stable 1.95 (rust-toolchain.toml), so RUSTC_BOOTSTRAP=1 lets it accept them.
 #
@@ -31,7 +31,7 @@ export RUSTC_BOOTSTRAP=1
 export LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "installing cargo-fuzz from crates.io" >&2
+  echo "installing cargo-fuzz from the Rust package registry" >&2
   cargo install cargo-fuzz --locked >&2
 fi
 
