@@ -100,10 +100,10 @@ pub struct Recipe {
     /// The URL's path without its trailing `/`: every request path is appended to it.
     base_path: String,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
-    pub connect_timeout: Duration,
+    connect_timeout: Duration,
     /// Each read, headers included: a stalled upstream fails, a slow download does not.
-    pub read_timeout: Duration,
-    pub max_idle: usize,
+    read_timeout: Duration,
+    max_idle: usize,
 }
 
 impl Recipe {
