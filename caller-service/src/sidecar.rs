@@ -199,7 +199,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// The app's end-to-end headers minus `Host` (the upstream's is set from its URL), with
-/// `Authorization` replaced by ours.
+/// `Authorization` replaced by ours (`forward` has checked that the token has one).
 fn upstream_headers(req: &HttpRequest, token: &CachedToken) -> HeaderMap {
     let mut headers = forwardable(
         req.headers(),
@@ -325,11 +325,13 @@ async fn forward(
     } else {
         Body::Streamed(Some(OutBody::payload(
             payload,
+            declared_length,
             state.max_body_bytes,
             over_limit.clone(),
         )))
     };
     let mut token = match state.tokens.get_token(&upstream.scope).await {
+        Ok(token) if token.bearer().is_none() => return unsendable(upstream),
         Ok(token) => token,
         Err(error) => return no_token(upstream, &error),
     };
@@ -347,6 +349,7 @@ async fn forward(
     if refused && is_idempotent(req.method()) && body.replayable() {
         // Resent once, with a token other than the refused one.
         match state.tokens.get_token(&upstream.scope).await {
+            Ok(fresh) if fresh.bearer().is_none() => return unsendable(upstream),
             Ok(fresh) if fresh.fingerprint != token.fingerprint => {
                 token = fresh;
                 state
@@ -359,6 +362,10 @@ async fn forward(
                     fingerprint = %token.fingerprint,
                     "upstream refused the token (401 invalid_token); resent with a new one"
                 );
+                // The refusal read to its end first: its connection goes back to the pool.
+                if let Ok(first) = sent {
+                    let _ = first.read_whole().await;
+                }
                 sent = send(&token, body.take()).await;
             }
             Ok(_) => {}
@@ -380,21 +387,12 @@ async fn forward(
                 ),
             );
         }
-        Err(SendError::Timeout) => {
-            return problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                &format!(
-                    "The upstream `{}` did not answer within {} s; retry later.",
-                    upstream.name,
-                    upstream.timeout.as_secs()
-                ),
-            );
-        }
+        Err(SendError::Timeout) => return timed_out(upstream),
     };
     match relay(req.method(), answer).await {
         Ok(response) => response,
-        Err(error) => {
+        Err(SendError::Timeout) => timed_out(upstream),
+        Err(SendError::Failed(error)) => {
             tracing::warn!(upstream = %upstream.name, %error, "upstream answer cut short");
             problem(
                 StatusCode::BAD_GATEWAY,
@@ -406,6 +404,18 @@ async fn forward(
             )
         }
     }
+}
+
+fn timed_out(upstream: &SidecarUpstream) -> HttpResponse {
+    problem(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        &format!(
+            "The upstream `{}` did not answer within {} s; retry later.",
+            upstream.name,
+            upstream.timeout.as_secs()
+        ),
+    )
 }
 
 /// A small body, read whole so that it can be sent twice.
@@ -432,6 +442,19 @@ fn too_large(limit: u64) -> HttpResponse {
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
         &format!("The body is larger than {limit} bytes."),
+    )
+}
+
+/// 503: the identity provider's token has bytes no `Authorization` header can carry (never the
+/// case for Entra's); nothing is sent without it.
+fn unsendable(upstream: &SidecarUpstream) -> HttpResponse {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_token",
+        &format!(
+            "The token for `{}` cannot be sent in an Authorization header.",
+            upstream.name
+        ),
     )
 }
 

@@ -97,10 +97,11 @@ async fn decide(
     match decision.verdict {
         Ok(caller) => {
             let mut response = HttpResponse::Ok();
-            for ((_, value), name) in identity::values(&caller)
+            for ((label, value), name) in identity::values(&caller)
                 .iter()
                 .zip(&identity::SERVER_NAMES)
             {
+                debug_assert_eq!(*label, name.as_str());
                 if let Ok(value) = HeaderValue::from_str(value) {
                     response.insert_header((name.clone(), value));
                 }

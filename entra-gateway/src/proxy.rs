@@ -98,7 +98,8 @@ fn upstream_headers(
             out.insert(name.clone(), value);
         }
     };
-    for ((_, value), name) in identity::values(caller).iter().zip(&identity::CLIENT_NAMES) {
+    for ((label, value), name) in identity::values(caller).iter().zip(&identity::CLIENT_NAMES) {
+        debug_assert_eq!(*label, name.as_str());
         if !value.is_empty() {
             set(name, value);
         }
@@ -181,7 +182,12 @@ pub async fn forward(
     };
     let over_limit = Rc::new(Cell::new(false));
     let body = if has_body {
-        OutBody::payload(payload, state.max_body_bytes, over_limit.clone())
+        OutBody::payload(
+            payload,
+            declared_length,
+            state.max_body_bytes,
+            over_limit.clone(),
+        )
     } else {
         OutBody::Empty
     };

@@ -2,8 +2,9 @@
 //! configuration (the emulator's development CA, or a corporate TLS-inspection CA), and timeouts
 //! on every request, because a hung identity provider must not hang its callers.
 
+use rustls_pki_types::{CertificateDer, pem::PemObject};
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,15 +66,27 @@ pub fn build_client_with(
 
 /// Reads every certificate of a PEM bundle; an empty or unreadable bundle is an error, not a
 /// silently empty trust list.
-pub fn read_ca_bundle(path: &PathBuf) -> Result<Vec<reqwest::Certificate>, HttpClientError> {
+pub fn read_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpClientError> {
     let ca_error = |reason: String| HttpClientError::CaFile {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+    pem_certificates(path)
+        .map_err(ca_error)?
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der).map_err(|e| ca_error(e.to_string())))
+        .collect()
+}
+
+/// Every certificate of a PEM bundle, as DER (for rustls directly: see `upstream`); the reason
+/// when the file cannot be read or holds none.
+pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("is not a PEM bundle ({e})"))?;
     if certs.is_empty() {
-        return Err(ca_error("contains no PEM certificate".into()));
+        return Err("contains no PEM certificate".into());
     }
     Ok(certs)
 }

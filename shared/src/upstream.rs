@@ -17,7 +17,7 @@ use futures_util::Stream;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::{ServerName, pem::PemObject};
+use rustls_pki_types::ServerName;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -40,8 +40,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Why an upstream request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// No connection within the connect timeout, or no answer (or body chunk) within the read
-    /// timeout.
+    /// No connection within the connect timeout, no answer head within the read timeout
+    /// (counted from the start: connecting, a wait for a pooled connection and the upload are in
+    /// it), or, reading a small body whole, no chunk within it.
     #[error("the upstream did not answer in time")]
     Timeout,
     /// Refused, reset, closed, or not speaking HTTP; the text names the cause.
@@ -77,15 +78,7 @@ pub fn tls_config(
 /// Every certificate of a PEM bundle, as DER; an empty or unreadable bundle is an error naming
 /// the file, not a silently empty trust list.
 pub fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let failed = |reason: String| format!("{}: {reason}", path.display());
-    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let roots = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| failed(format!("is not a PEM bundle ({e})")))?;
-    if roots.is_empty() {
-        return Err(failed("contains no PEM certificate".into()));
-    }
-    Ok(roots)
+    crate::http::pem_certificates(path).map_err(|reason| format!("{}: {reason}", path.display()))
 }
 
 /// Where and how to reach one upstream: `Send + Sync`, built once at start; each server worker
@@ -101,7 +94,8 @@ pub struct Recipe {
     base_path: String,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
-    /// Each read, headers included: a stalled upstream fails, a slow download does not.
+    /// The answer's head within this from the start, then each body chunk within this of the
+    /// last: a stalled upstream fails, a slow download does not.
     read_timeout: Duration,
     max_idle: usize,
 }
@@ -115,6 +109,9 @@ impl Recipe {
         read_timeout: Duration,
         max_idle: usize,
     ) -> Result<Self, String> {
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry a user name or password (they would not be sent)".into());
+        }
         let host = match url.host() {
             Some(url::Host::Domain(name)) => name.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -203,6 +200,7 @@ impl Client {
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| SendError::Failed(e.to_string()))?;
         *request.headers_mut() = headers;
+        let uploaded = request.body().uploaded();
         let sending = async {
             loop {
                 let (mut sender, reused) = self.lease().await?;
@@ -214,6 +212,7 @@ impl Client {
                                 sender,
                                 pool: self.idle.clone(),
                                 max_idle: self.recipe.max_idle,
+                                uploaded,
                             }),
                             read_timeout: self.recipe.read_timeout,
                         });
@@ -288,21 +287,37 @@ where
     Ok(sender)
 }
 
-/// A connection lent to one request: back to its pool once the answer has been read to its end,
-/// closed if it is dropped before.
+/// A connection lent to one request: back to its pool once the answer has been read to its end
+/// and the request body sent to its end, closed if it is dropped before.
 struct Lease {
     sender: SendRequest<OutBody>,
     pool: Pool,
     max_idle: usize,
+    /// `None` for a body that left whole with the head; else whether it has been sent to its end.
+    uploaded: Option<Rc<Cell<bool>>>,
 }
 
 impl Lease {
     fn release(self) {
+        // An upstream may answer before it has read the whole upload (a 401, a 413): the
+        // connection is still sending, and the next request would wait behind that upload.
+        if self.uploaded.is_some_and(|done| !done.get()) {
+            return;
+        }
+        let now = Instant::now();
         let mut idle = self.pool.borrow_mut();
+        // The oldest sit at the front: those past their time are closed here, not kept open
+        // until a burst reaches them.
+        while idle
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
         if idle.len() < self.max_idle && !self.sender.is_closed() {
             idle.push_back(Idle {
                 sender: self.sender,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
@@ -343,7 +358,10 @@ impl Answer {
             while let Some(chunk) =
                 std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await
             {
-                let chunk = chunk.map_err(|e| SendError::Failed(e.to_string()))?;
+                let chunk = chunk.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::TimedOut => SendError::Timeout,
+                    _ => SendError::Failed(e.to_string()),
+                })?;
                 if whole.is_empty() {
                     whole = web::BytesMut::from(chunk);
                 } else {
@@ -365,6 +383,7 @@ impl Answer {
             lease: self.lease,
             read_timeout: self.read_timeout,
             deadline: None,
+            armed: false,
         }
     }
 }
@@ -374,8 +393,10 @@ pub struct AnswerBody {
     body: Incoming,
     lease: Option<Lease>,
     read_timeout: Duration,
-    /// Armed only while a read waits.
+    /// Made on the first wait, then reset for each later one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `deadline` counts for the read now waiting.
+    armed: bool,
 }
 
 impl Stream for AnswerBody {
@@ -386,7 +407,7 @@ impl Stream for AnswerBody {
         loop {
             match Pin::new(&mut this.body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.deadline = None;
+                    this.armed = false;
                     match frame.into_data() {
                         Ok(data) if !data.is_empty() => return Poll::Ready(Some(Ok(data))),
                         // Empty data, or trailers (not relayed): read on.
@@ -410,9 +431,15 @@ impl Stream for AnswerBody {
                     let deadline = this
                         .deadline
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if !this.armed {
+                        deadline
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + timeout);
+                        this.armed = true;
+                    }
                     ready!(deadline.as_mut().poll(cx));
                     this.lease = None;
-                    this.deadline = None;
+                    this.armed = false;
                     return Poll::Ready(Some(Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "the upstream stopped sending its answer",
@@ -432,19 +459,40 @@ pub enum OutBody {
     /// never held whole. Past `limit` bytes it fails and `over_limit` says why.
     Payload {
         payload: web::Payload,
+        /// The `Content-Length` the client declared, if any.
+        length: Option<u64>,
         limit: u64,
         read: u64,
         over_limit: Rc<Cell<bool>>,
+        /// Set once all of it has been handed to the connection: at the declared length (hyper
+        /// stops asking there), or at the payload's end.
+        uploaded: Rc<Cell<bool>>,
     },
 }
 
 impl OutBody {
-    pub fn payload(payload: web::Payload, limit: u64, over_limit: Rc<Cell<bool>>) -> Self {
+    /// `length`: the `Content-Length` the request declared, if it did.
+    pub fn payload(
+        payload: web::Payload,
+        length: Option<u64>,
+        limit: u64,
+        over_limit: Rc<Cell<bool>>,
+    ) -> Self {
         Self::Payload {
             payload,
+            length,
             limit,
             read: 0,
             over_limit,
+            uploaded: Rc::new(Cell::new(false)),
+        }
+    }
+
+    /// For a streamed body, the flag that says it has been sent to its end.
+    fn uploaded(&self) -> Option<Rc<Cell<bool>>> {
+        match self {
+            Self::Payload { uploaded, .. } => Some(uploaded.clone()),
+            Self::Empty | Self::Full(_) => None,
         }
     }
 }
@@ -462,11 +510,16 @@ impl Body for OutBody {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Payload {
                 payload,
+                length,
                 limit,
                 read,
                 over_limit,
+                uploaded,
             } => match ready!(Pin::new(payload).poll_next(cx)) {
-                None => Poll::Ready(None),
+                None => {
+                    uploaded.set(true);
+                    Poll::Ready(None)
+                }
                 Some(Err(e)) => Poll::Ready(Some(Err(std::io::Error::other(e.to_string())))),
                 Some(Ok(chunk)) => {
                     *read += chunk.len() as u64;
@@ -475,6 +528,9 @@ impl Body for OutBody {
                         return Poll::Ready(Some(Err(std::io::Error::other(
                             "request body over the size limit",
                         ))));
+                    }
+                    if length.is_some_and(|length| *read >= length) {
+                        uploaded.set(true);
                     }
                     Poll::Ready(Some(Ok(Frame::data(chunk))))
                 }
@@ -503,6 +559,7 @@ impl Body for OutBody {
 mod tests {
     use super::*;
     use actix_web::FromRequest;
+    use futures_util::StreamExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -617,13 +674,41 @@ mod tests {
             .await
             .expect("payload");
         let over_limit = Rc::new(Cell::new(false));
-        let mut body = OutBody::payload(payload, 99, over_limit.clone());
+        let mut body = OutBody::payload(payload, None, 99, over_limit.clone());
         let mut failed = false;
         while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
         {
             failed |= frame.is_err();
         }
         assert!(failed && over_limit.get());
+    }
+
+    #[actix_web::test]
+    async fn a_connection_still_uploading_is_not_pooled() {
+        // The upstream answers on the head alone, as a 401 or 413 does; the upload has sent 10
+        // of its declared 100 bytes and waits for more.
+        let (url, accepted) = upstream(false).await;
+        let client = client(&url);
+        let (req, _) = actix_web::test::TestRequest::post().to_http_parts();
+        let stalled = futures_util::stream::iter([Ok(web::Bytes::from_static(b"0123456789"))])
+            .chain(futures_util::stream::pending());
+        let mut stalled: actix_web::dev::Payload = actix_web::dev::Payload::Stream {
+            payload: Box::pin(stalled),
+        };
+        let payload = web::Payload::from_request(&req, &mut stalled)
+            .await
+            .expect("payload");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+        let body = OutBody::payload(payload, Some(100), 1000, Rc::new(Cell::new(false)));
+        let answer = client
+            .send(Method::POST, "/upload", headers, body)
+            .await
+            .expect("answered on the head");
+        assert_eq!(answer.read_whole().await.expect("body"), "/upload");
+        // Pooled, the next request would wait behind the upload until its timeout.
+        assert_eq!(get(&client, "/next").await.0, 200);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[test]
@@ -636,5 +721,8 @@ mod tests {
         let https = url::Url::parse("https://tasks.internal/").expect("url");
         let refused = Recipe::new(&https, None, Duration::ZERO, Duration::ZERO, 1);
         assert!(refused.is_err(), "https without TLS set up");
+        let credentials = url::Url::parse("http://user:pw@tasks.internal/").expect("url");
+        let refused = Recipe::new(&credentials, None, Duration::ZERO, Duration::ZERO, 1);
+        assert!(refused.is_err(), "credentials in the URL");
     }
 }
