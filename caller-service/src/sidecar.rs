@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use shared::managed_identity::{self, TokenRequest};
 use shared::proxy::{declared_body, forwardable, relay};
-use shared::upstream::{self, CertificateDer, Client, HeaderMap, OutBody, Recipe, SendError};
+use shared::upstream::{self, Client, HeaderMap, OutBody, Recipe, SendError};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -53,19 +53,16 @@ pub struct SidecarState {
 pub struct WorkerClient(Vec<Client>);
 
 impl SidecarState {
-    /// Fails (naming the upstream's key) when an `https` upstream's TLS cannot be set up.
+    /// Fails, naming the setting, when an `https` upstream's TLS cannot be set up.
     pub fn new(
         sidecar: &Sidecar,
         tokens: TokenManager,
         metrics: Metrics,
         client_id: String,
-        extra_roots: Vec<CertificateDer<'static>>,
+        extra_ca_file: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
-        let tls = if sidecar.upstreams.iter().any(|u| u.url.scheme() == "https") {
-            Some(upstream::tls_config(extra_roots).map_err(anyhow::Error::msg)?)
-        } else {
-            None
-        };
+        let urls = sidecar.upstreams.iter().map(|u| &u.url);
+        let tls = upstream::tls_for(urls, extra_ca_file, "sidecar.upstreams")?;
         let recipes = sidecar
             .upstreams
             .iter()

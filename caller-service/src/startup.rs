@@ -11,7 +11,6 @@ use crate::token_manager::TokenManager;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use shared::clock::{Clock, SystemClock};
-use shared::config::ConfigError;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,17 +148,12 @@ impl Application {
         core: &Core,
         client_id: String,
     ) -> anyhow::Result<(u16, actix_web::dev::Server)> {
-        let extra_roots = match &settings.http.extra_ca_file {
-            Some(path) => shared::upstream::read_roots(path)
-                .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
-            None => Vec::new(),
-        };
         let state = SidecarState::new(
             sidecar,
             core.tokens.clone(),
             core.metrics.clone(),
             client_id,
-            extra_roots,
+            settings.http.extra_ca_file.as_deref(),
         )?;
         let state = web::Data::new(state);
         let address = (sidecar.host.as_str(), sidecar.port);

@@ -37,16 +37,7 @@ impl Upstream {
         http: &HttpClientSettings,
     ) -> Result<Self, ConfigError> {
         let url = settings.validate()?;
-        let tls = if url.scheme() == "https" {
-            let roots = match &http.extra_ca_file {
-                Some(path) => upstream::read_roots(path)
-                    .map_err(|e| ConfigError::key("http.extra_ca_file", e))?,
-                None => Vec::new(),
-            };
-            Some(upstream::tls_config(roots).map_err(|e| ConfigError::key("upstream.url", e))?)
-        } else {
-            None
-        };
+        let tls = upstream::tls_for([&url], http.extra_ca_file.as_deref(), "upstream.url")?;
         let recipe = Recipe::new(
             &url,
             tls.as_ref(),

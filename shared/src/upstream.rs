@@ -12,8 +12,10 @@
 //! plus the extra CA (rustls, as reqwest is configured), keep-alive reuse, and a retry on a fresh
 //! connection when a pooled one turns out to be closed before the request left.
 
+use crate::config::ConfigError;
 use actix_web::web;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
+use hyper::Request;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -28,9 +30,8 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use hyper::Method;
 pub use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-pub use hyper::{Method, Request};
-pub use rustls_pki_types::CertificateDer;
 
 /// A pooled connection unused for this long is closed rather than reused: shorter than the
 /// shortest keep-alive servers commonly keep (actix-web's and Node's: 5 s), so that a request
@@ -56,29 +57,44 @@ impl SendError {
     }
 }
 
-/// The trust of an `https://` upstream: the platform's roots plus an extra PEM bundle, HTTP/1.1
-/// by ALPN.
-pub fn tls_config(
-    extra_roots: Vec<CertificateDer<'static>>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+/// The TLS set-up for these upstreams when one of them is `https://` (else `None`: no trust
+/// store is loaded for plain HTTP): the platform's roots plus the PEM bundle `extra_ca_file`,
+/// HTTP/1.1 by ALPN. Errors name `http.extra_ca_file`, or `url_key` when the platform's roots
+/// cannot be loaded.
+pub fn tls_for<'u>(
+    urls: impl IntoIterator<Item = &'u url::Url>,
+    extra_ca_file: Option<&Path>,
+    url_key: &str,
+) -> Result<Option<Arc<rustls::ClientConfig>>, ConfigError> {
+    if !urls.into_iter().any(|url| url.scheme() == "https") {
+        return Ok(None);
+    }
+    let extra_roots = match extra_ca_file {
+        Some(path) => crate::http::pem_certificates(path).map_err(|reason| {
+            ConfigError::key(
+                "http.extra_ca_file",
+                format!("{}: {reason}", path.display()),
+            )
+        })?,
+        None => Vec::new(),
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider.clone())
-            .map_err(|e| format!("cannot load the platform's TLS roots: {e}"))?;
+            .map_err(|e| {
+                ConfigError::key(
+                    url_key,
+                    format!("cannot load the platform's TLS roots: {e}"),
+                )
+            })?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ConfigError::key(url_key, e))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// Every certificate of a PEM bundle, as DER; an empty or unreadable bundle is an error naming
-/// the file, not a silently empty trust list.
-pub fn read_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    crate::http::pem_certificates(path).map_err(|reason| format!("{}: {reason}", path.display()))
+    Ok(Some(Arc::new(config)))
 }
 
 /// Where and how to reach one upstream: `Send + Sync`, built once at start; each server worker
@@ -355,9 +371,7 @@ impl Answer {
         let mut stream = self.into_body();
         let reading = async {
             let mut whole = web::BytesMut::new();
-            while let Some(chunk) =
-                std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await
-            {
+            while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| match e.kind() {
                     std::io::ErrorKind::TimedOut => SendError::Timeout,
                     _ => SendError::Failed(e.to_string()),
@@ -559,7 +573,6 @@ impl Body for OutBody {
 mod tests {
     use super::*;
     use actix_web::FromRequest;
-    use futures_util::StreamExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
