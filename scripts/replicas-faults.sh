@@ -37,7 +37,12 @@ TENANT=72f1c3d4-5b6a-4c8d-9e0f-1a2b3c4d5e6f
 # writer-job's DEMO credentials (deploy/emulator/writer.env): the probe's identity.
 WRITER_ID=1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f
 WRITER_SECRET_FILE=deploy/emulator/writer.env
-MAX_STALE_SECS=90 # deploy/replicas/api.env
+# The replicas' stale bound and drain, as deploy/replicas/api.env sets them.
+API_ENV=deploy/replicas/api.env
+MAX_STALE_SECS=$(sed -n 's/^API__KEYS__MAX_STALE_SECS=//p' "$API_ENV")
+DRAIN_SECS=$(sed -n 's/^API__SERVER__DRAIN_SECS=//p' "$API_ENV")
+[[ $MAX_STALE_SECS =~ ^[0-9]+$ && $DRAIN_SECS =~ ^[0-9]+$ ]] ||
+  { echo "replicas-faults: $API_ENV must set API__KEYS__MAX_STALE_SECS and API__SERVER__DRAIN_SECS" >&2; exit 2; }
 
 NAME=replicas-faults
 # shellcheck source=scripts/lib/compose.sh
@@ -218,7 +223,6 @@ check $((FAILED_RUNS == 0 && PROBE_FINAL == 0)) "kill -9: 0 job runs and 0 probe
 #    keep serving and their state stays `ready` up to the bound; `drain_secs` (5 s) before it,
 #    /readyz answers 503 keys_expiring, so HAProxy has taken it out before it starts refusing.
 say "2. api-2 cut off from the emulator (docker network disconnect ${PROJECT}_idp)"
-DRAIN_SECS=5 # deploy/replicas/api.env
 # api-2's keys as its /readyz reports them: "state age_secs" ("? ?" when it does not answer).
 keys_now() {
   compose exec -T api-2 curl -sS --max-time 3 'http://127.0.0.1:8080/readyz?exclude=database' 2>/dev/null |

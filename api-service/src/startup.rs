@@ -23,8 +23,6 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Keeps the key store refreshing while the server runs.
     protection: Protection,
-    /// `server.drain_secs`.
-    drain_period: Duration,
     /// Signals are ours to handle (`server.handle_signals`) and a drain is set.
     drain_on_signal: bool,
 }
@@ -32,17 +30,18 @@ pub struct Application {
 /// Whether a stop has begun draining, shared by `/readyz` and [`Drain`]; and the drain period,
 /// which is also how long before its signing keys pass their stale bound `/readyz` turns a replica
 /// away (`keys_expiring`), so that the balancer has moved before the keys fail closed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Draining {
     flag: Arc<AtomicBool>,
-    lead_secs: i64,
+    period: Duration,
 }
 
 impl Draining {
-    pub fn new(lead_secs: u64) -> Self {
+    /// `period`: `server.drain_secs`.
+    pub fn new(period: Duration) -> Self {
         Self {
             flag: Arc::default(),
-            lead_secs: i64::try_from(lead_secs).unwrap_or(i64::MAX),
+            period,
         }
     }
 
@@ -50,9 +49,10 @@ impl Draining {
         self.flag.load(Ordering::Relaxed)
     }
 
-    /// `server.drain_secs`, as a lead before the keys' stale bound.
-    pub fn lead_secs(&self) -> i64 {
-        self.lead_secs
+    /// `server.drain_secs`: how long a stop serves on while not ready, and the lead before the
+    /// keys' stale bound.
+    pub fn lead(&self) -> Duration {
+        self.period
     }
 }
 
@@ -127,7 +127,7 @@ impl Application {
             openapi: serde_json::to_vec(&document)
                 .context("rendering the OpenAPI document")?
                 .into(),
-            draining: Draining::new(settings.server.drain_secs),
+            draining: Draining::new(Duration::from_secs(settings.server.drain_secs)),
         });
         let metrics = web::Data::new(Metrics::new());
 
@@ -177,8 +177,7 @@ impl Application {
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
-        let drain_period = Duration::from_secs(settings.server.drain_secs);
-        let drain_on_signal = settings.server.handle_signals && !drain_period.is_zero();
+        let drain_on_signal = settings.server.handle_signals && settings.server.drain_secs > 0;
         // Draining on a signal is ours to do; actix-web's own handling would stop at once.
         if !settings.server.handle_signals || drain_on_signal {
             server = server.disable_signals();
@@ -189,7 +188,6 @@ impl Application {
             address,
             state,
             protection,
-            drain_period,
             drain_on_signal,
         })
     }
@@ -217,7 +215,7 @@ impl Application {
             draining: self.state.draining.clone(),
             server: self.server.handle(),
             clock: self.state.clock.clone(),
-            period: self.drain_period,
+            period: self.state.draining.lead(),
         }
     }
 

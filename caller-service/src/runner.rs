@@ -227,11 +227,15 @@ impl JobRunner {
         token: &Arc<CachedToken>,
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let mut request = self
+        let request = self
             .http
             .request(job.method.clone(), job.url.clone())
-            .bearer_auth(token.secret())
             .timeout(job.timeout);
+        // The header value the token was stored with; one no header can carry fails the send.
+        let mut request = match token.bearer() {
+            Some(bearer) => request.header(reqwest::header::AUTHORIZATION, bearer.clone()),
+            None => request.bearer_auth(token.secret()),
+        };
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -357,6 +357,15 @@ impl KeyStore {
         self.settings.max_stale_secs
     }
 
+    /// Whether the keys are ready but within `lead` of their stale bound (never, for a lead of
+    /// 0): a replica can leave its balancer's rotation before its keys fail closed.
+    pub fn expires_within(&self, lead: std::time::Duration) -> bool {
+        let lead_secs = i64::try_from(lead.as_secs()).unwrap_or(i64::MAX);
+        let bound = self.max_stale_secs().saturating_sub(lead_secs);
+        lead_secs > 0
+            && matches!(self.readiness(), Readiness::Ready { age_secs } if age_secs > bound)
+    }
+
     /// Every accepted tenant's keys, judged on their own.
     pub fn tenant_readiness(&self) -> Vec<(String, Readiness)> {
         let snapshot = self.snapshot();

@@ -65,29 +65,22 @@ pub async fn readyz(
     };
     let keys_ok = keys["state"] == "ready";
     // Within `server.drain_secs` of the stale bound: still serving, but out of rotation first.
-    let lead = state.draining.lead_secs();
-    let bound = state.validator.keys().max_stale_secs();
-    let expiring = keys_ok
-        && lead > 0
-        && keys["age_secs"]
-            .as_i64()
-            .is_some_and(|age| age > bound.saturating_sub(lead));
+    let expiring = keys_ok && state.validator.keys().expires_within(state.draining.lead());
     let store_ok = matches!(database, "ok" | "not_checked");
     let draining = state.draining.is_draining();
-    let down: Vec<&str> = [
-        ("keys", keys_ok),
-        ("keys_expiring", !expiring),
-        ("database", store_ok),
-        ("draining", !draining),
+    // Each reason with the check it belongs to: `exclude=keys` covers `keys_expiring` too.
+    let failing: Vec<(&str, &str)> = [
+        ("keys", "keys", keys_ok),
+        ("keys_expiring", "keys", !expiring),
+        ("database", "database", store_ok),
+        ("draining", "draining", !draining),
     ]
     .into_iter()
-    .filter(|(_, ok)| !ok)
-    .map(|(name, _)| name)
+    .filter(|(_, _, ok)| !ok)
+    .map(|(name, check, _)| (name, check))
     .collect();
-    // `exclude=keys` covers `keys_expiring` too.
-    let ready = down
-        .iter()
-        .all(|name| excluded.contains(&name.trim_end_matches("_expiring")));
+    let ready = failing.iter().all(|(_, check)| excluded.contains(check));
+    let down: Vec<&str> = failing.iter().map(|(name, _)| *name).collect();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "keys": keys,
