@@ -2,9 +2,8 @@
 //! tenants' discovery documents say, never skipped when absent.
 
 use super::error::{AuthError, Reason};
-use super::keys::TenantKeys;
+use super::keys::{KeyMap, TenantKeys};
 use shared::claims::AccessTokenClaims;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What one accepted tenant's discovery documents say about its tokens.
@@ -20,7 +19,7 @@ pub struct TenantIssuers {
 pub struct ClaimRules<'a> {
     /// Tenant ID (lower-case GUID) → its issuers and the keys it publishes. Only these tenants
     /// are accepted.
-    pub tenants: &'a HashMap<String, Arc<TenantKeys>>,
+    pub tenants: &'a KeyMap<Arc<TenantKeys>>,
     /// The API's client ID and application ID URI(s): v2 tokens carry the former, v1 tokens
     /// whichever the client asked for.
     pub audiences: &'a [String],
@@ -146,7 +145,7 @@ mod tests {
     const MATERIAL: [u8; 32] = [7; 32];
 
     /// The test tenant, publishing key `k` with `key_issuer` as its JWKS `issuer` member.
-    fn tenants(key_issuer: Option<&str>, fetched_at: i64) -> HashMap<String, Arc<TenantKeys>> {
+    fn tenants(key_issuer: Option<&str>, fetched_at: i64) -> KeyMap<Arc<TenantKeys>> {
         issuers()
             .into_iter()
             .map(|(tid, issuers)| {
@@ -156,7 +155,7 @@ mod tests {
                     material: MATERIAL,
                     issuer: key_issuer.map(str::to_owned),
                 };
-                let keys = HashMap::from([("k".to_owned(), vec![Arc::new(key)])]);
+                let keys = KeyMap::from_iter([("k".to_owned(), vec![Arc::new(key)])]);
                 (
                     tid,
                     Arc::new(TenantKeys {
@@ -171,7 +170,7 @@ mod tests {
 
     fn judged(
         claims: &AccessTokenClaims,
-        tenants: &HashMap<String, Arc<TenantKeys>>,
+        tenants: &KeyMap<Arc<TenantKeys>>,
         signer: Signer,
     ) -> Option<Reason> {
         let audiences = [API.to_owned(), "api://tasks-api".to_owned()];

@@ -22,6 +22,12 @@ use shared::clock::SharedClock;
 use shared::config::ConfigError;
 use shared::jwks::{self, Jwk, UrlPolicy};
 use std::collections::HashMap;
+
+/// A map by `kid` or tenant ID, looked up on every request: hashed with foldhash (randomly
+/// seeded; the hasher of actix-web's own header maps), a few times cheaper than the standard
+/// SipHash on these 30-40 byte keys. Only the identity provider's answers and the configuration
+/// fill these maps, so no client can choose keys that collide.
+pub type KeyMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -89,7 +95,7 @@ pub struct TenantKeys {
     /// The v1 and v2 issuers of its discovery documents.
     pub issuers: TenantIssuers,
     /// `kid` → the keys its JWKS publishes under it (normally one).
-    pub keys: HashMap<String, Vec<Arc<PublishedKey>>>,
+    pub keys: KeyMap<Vec<Arc<PublishedKey>>>,
     pub fetched_at: i64,
 }
 
@@ -108,7 +114,7 @@ impl TenantKeys {
 /// or empty answer keeps that tenant's previous keys and touches no other tenant's.
 pub struct Published {
     /// Tenant ID (lower case) → what it published.
-    pub tenants: HashMap<String, Arc<TenantKeys>>,
+    pub tenants: KeyMap<Arc<TenantKeys>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,8 +206,8 @@ struct Discovery {
 
 /// The RSA signing keys of a JWKS, under their `kid`s; others (no `kid`, another `kty` or `use`,
 /// unusable components) are skipped. Empty when none is usable.
-fn usable_keys(jwks: &[Jwk]) -> HashMap<String, Vec<Arc<PublishedKey>>> {
-    let mut keys: HashMap<String, Vec<Arc<PublishedKey>>> = HashMap::new();
+fn usable_keys(jwks: &[Jwk]) -> KeyMap<Vec<Arc<PublishedKey>>> {
+    let mut keys = KeyMap::<Vec<Arc<PublishedKey>>>::default();
     for jwk in jwks {
         let Some((kid, n, e)) = jwk.rsa_signing() else {
             continue;
@@ -441,7 +447,7 @@ impl KeyStore {
         }
         self.metrics.fetches.fetch_add(1, Ordering::Relaxed);
         let previous = self.snapshot();
-        let mut tenants = HashMap::new();
+        let mut tenants = KeyMap::default();
         let mut first_error = None;
         // One JWKS answer per URL per refresh, for tenants that share one (a cloud's common keys).
         let mut jwks_answers: HashMap<String, Result<Vec<Jwk>, FetchError>> = HashMap::new();
