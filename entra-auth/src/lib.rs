@@ -52,7 +52,7 @@ pub mod validator;
 pub use error::{AuthError, Reason};
 pub use keys::{KeySettings, Readiness};
 pub use middleware::{AppOnly, AuthOutcomes, authorization, authorize};
-pub use policy::AppCaller;
+pub use policy::{AppCaller, CallerIdentity};
 pub use problem::{Problem, RequestId, problem_response};
 pub use routes::{Access, RouteEntry, RoutePolicies, RouteTable};
 pub use settings::{EntraSettings, Protection, ServiceAuthSettings};

@@ -19,9 +19,10 @@ use super::error::{AuthError, Reason};
 use super::policy::AppCaller;
 use super::validator::Validator;
 use crate::routes::{Access, RoutePolicies};
+use crate::token::header_text;
 use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use std::future::{Ready, ready};
 use std::pin::Pin;
@@ -77,29 +78,22 @@ impl AppOnly {
 /// The one `Authorization` header's value. Two credentials are refused: which one would a proxy
 /// or logger have looked at?
 pub fn authorization(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION);
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(AuthError::new(Reason::MalformedAuthorizationHeader));
-    }
-    first
+    authorization_value(headers)?
         .map(|value| {
-            visible_ascii(value.as_bytes())
+            header_text(value.as_bytes())
                 .ok_or_else(|| AuthError::new(Reason::MalformedAuthorizationHeader))
         })
         .transpose()
 }
 
-/// `HeaderValue::to_str` without its byte-at-a-time loop with an early exit: the same values are
-/// refused (any byte but visible ASCII, space and tab), judged in one branch-free pass the
-/// compiler vectorises. A 1-2 KiB bearer token crosses it on every request; `to_str` was 7% of
-/// the tasks API's CPU under load.
-fn visible_ascii(bytes: &[u8]) -> Option<&str> {
-    let visible = bytes.iter().fold(true, |all, &b| {
-        all & ((0x20..0x7f).contains(&b) | (b == b'\t'))
-    });
-    // All ASCII by now, so the UTF-8 check takes its word-at-a-time ASCII path and cannot fail.
-    visible.then(|| std::str::from_utf8(bytes).ok()).flatten()
+/// The one `Authorization` header, as it arrived (see [`authorization`]).
+fn authorization_value(headers: &HeaderMap) -> Result<Option<&HeaderValue>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION);
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(AuthError::new(Reason::MalformedAuthorizationHeader));
+    }
+    Ok(first)
 }
 
 /// The whole decision for one request: its token, then `access` (`None`: the route has no
@@ -111,7 +105,10 @@ pub async fn authorize(
     headers: &HeaderMap,
     access: Option<Access>,
 ) -> Result<AppCaller, AuthError> {
-    let caller = validator.validate(authorization(headers)?).await?;
+    let value = authorization_value(headers)?;
+    let caller = validator
+        .validate_header(value.map(HeaderValue::as_bytes))
+        .await?;
     match access {
         None => {
             Err(AuthError::new(Reason::RouteHasNoPolicy).for_client(Some(&caller.client_app_id)))
@@ -210,7 +207,6 @@ impl FromRequest for AppCaller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderValue;
 
     #[test]
     fn header_values_are_judged_exactly_as_to_str_judges_them() {
@@ -224,7 +220,7 @@ mod tests {
                     continue;
                 };
                 assert_eq!(
-                    visible_ascii(value.as_bytes()),
+                    header_text(value.as_bytes()),
                     value.to_str().ok(),
                     "byte {byte:#04x} at {at}"
                 );

@@ -6,10 +6,18 @@ use super::error::{AuthError, Reason};
 use serde::Serialize;
 use shared::claims::{AccessTokenClaims, ClientAuth, TokenKind, TokenVersion};
 use std::collections::HashSet;
+use std::sync::Arc;
 
-/// The caller, as the rest of the API sees it after the policy has accepted it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AppCaller {
+/// The caller, as the rest of the API sees it after the policy has accepted it: a handle on the
+/// [`CallerIdentity`] (its fields read through it, `caller.client_app_id`). The validator makes
+/// one identity per verified token on each thread and hands out clones of the handle, so
+/// accepting a request copies no claim and allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCaller(Arc<CallerIdentity>);
+
+/// Who is calling, from the claims of an accepted app-only token.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct CallerIdentity {
     pub client_app_id: String,
     pub tenant_id: String,
     pub object_id: Option<String>,
@@ -19,7 +27,28 @@ pub struct AppCaller {
     pub token_id: Option<String>,
 }
 
+impl std::ops::Deref for AppCaller {
+    type Target = CallerIdentity;
+
+    fn deref(&self) -> &CallerIdentity {
+        &self.0
+    }
+}
+
+impl From<CallerIdentity> for AppCaller {
+    fn from(identity: CallerIdentity) -> Self {
+        Self(Arc::new(identity))
+    }
+}
+
 impl AppCaller {
+    /// Whether both are handles on the very same identity: the same verified token, accepted on
+    /// the same thread. Lets a user keep what it derives from a caller (header values, say) and
+    /// reuse it while the token is in use, without comparing claims.
+    pub fn same(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
     /// Any one of `any_of` suffices. An empty list is a route without a policy: denied.
     pub fn require_any_role(&self, any_of: &[&str]) -> Result<(), AuthError> {
         let client = Some(self.client_app_id.as_str());
@@ -62,14 +91,14 @@ pub fn app_caller(
     {
         return Err(refuse(Reason::ClientNotAllowed));
     }
-    Ok(AppCaller {
+    Ok(AppCaller::from(CallerIdentity {
         client_app_id: client.to_owned(),
         tenant_id: tenant.to_owned(),
         object_id: claims.oid.clone(),
         roles: claims.roles.clone().unwrap_or_default(),
         version,
         token_id: claims.uti.clone(),
-    })
+    }))
 }
 
 #[cfg(test)]

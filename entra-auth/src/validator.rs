@@ -1,12 +1,14 @@
-//! The whole validation, in order: pre-parse, key, signature (once per token, cached), claims and
-//! policy (every request). The cache spares the RSA check, never the policy: a token's claims are
-//! re-judged against the current time, issuers and allow-list on each use.
+//! The whole validation, in order: pre-parse, key, signature (once per token, cached), claims
+//! (every request) and the app-only policy. The cache spares the RSA check, never the claims: a
+//! token's times, key, issuer and audience are judged again against the current time and keys
+//! on each use. The policy's verdict is kept with each thread's cached verification, because it
+//! depends only on the claims and the validator's allow-list, and neither ever changes.
 
 use super::claims::{self, ClaimRules, Signer};
 use super::error::{AuthError, Reason};
 use super::keys::{KeyStore, Lookup, Published};
 use super::policy::{self, AppCaller};
-use super::token::{PreParsed, bearer, check_jws};
+use super::token::{PreParsed, bearer, bearer_bytes, check_jws, header_text};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use shared::claims::AccessTokenClaims;
@@ -130,6 +132,9 @@ struct FrontSlot {
     validator: u64,
     key: u64,
     verified: Arc<Verified>,
+    /// The caller the policy made of it, handed out (cloned) on each hit: the policy's verdict
+    /// depends only on the claims and this validator's allow-list, both fixed.
+    caller: AppCaller,
 }
 
 thread_local! {
@@ -209,9 +214,47 @@ impl Validator {
     /// bytes (one comparison of the whole token), so two tokens sharing a key, by chance or by
     /// design, cost a verification and never let one pass as the other. Hashing 32 bytes instead
     /// of the whole 1–2 KiB token with SHA-256 is most of what a cached validation saves.
-    fn cache_key(&self, token: &str) -> u64 {
-        let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
+    fn cache_key(&self, token: &[u8]) -> u64 {
+        let tail = &token[token.len().saturating_sub(32)..];
         self.cache_hasher.hash_one(tail)
+    }
+
+    /// This thread's front cache: `token`'s verification judged in place, under no lock another
+    /// thread takes; `None` when this thread holds no live verification of these very bytes.
+    fn front(&self, token: &[u8], key: u64, now: i64) -> Option<Judged> {
+        if self.settings.cache_capacity == 0 {
+            return None;
+        }
+        FRONT.with(|front| {
+            let front = front.borrow();
+            let slot = front[key as usize % FRONT_SLOTS].as_ref()?;
+            let hit = slot.validator == self.id
+                && slot.key == key
+                && now < slot.verified.expires_at
+                && *slot.verified.token.as_bytes() == *token;
+            hit.then(|| self.judge(&slot.verified, Some(&slot.caller), now))
+        })
+    }
+
+    /// As [`Validator::validate`], from the header value's bytes as they arrived. A token this
+    /// thread has verified is found by its bytes and judged without the header's text checks
+    /// (visible ASCII): the very same bytes passed them when first verified, and only a scheme
+    /// that spells `bearer` can precede them. Anything else is checked as `validate` would,
+    /// after the text checks.
+    pub async fn validate_header(&self, value: Option<&[u8]>) -> Result<AppCaller, AuthError> {
+        if let Some(token) = value.and_then(|v| bearer_bytes(v, self.settings.max_token_bytes)) {
+            let key = self.cache_key(token);
+            if let Some(judged) = self.front(token, key, self.clock.unix()) {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return self.settle(judged, key).await;
+            }
+        }
+        let text = value
+            .map(|v| {
+                header_text(v).ok_or_else(|| AuthError::new(Reason::MalformedAuthorizationHeader))
+            })
+            .transpose()?;
+        self.validate(text).await
     }
 
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -221,24 +264,10 @@ impl Validator {
     /// Validates the `Authorization` header value and returns the app-only caller.
     pub async fn validate(&self, authorization: Option<&str>) -> Result<AppCaller, AuthError> {
         let token = bearer(authorization, self.settings.max_token_bytes)?;
-        let key = self.cache_key(token);
+        let key = self.cache_key(token.as_bytes());
         let now = self.clock.unix();
         let caching = self.settings.cache_capacity > 0;
-        // This thread's front cache first: judged in place, under no lock another thread takes.
-        let front = caching
-            .then(|| {
-                FRONT.with(|front| {
-                    let front = front.borrow();
-                    let slot = front[key as usize % FRONT_SLOTS].as_ref()?;
-                    let hit = slot.validator == self.id
-                        && slot.key == key
-                        && now < slot.verified.expires_at
-                        && *slot.verified.token == *token;
-                    hit.then(|| self.judge(&slot.verified, now))
-                })
-            })
-            .flatten();
-        if let Some(judged) = front {
+        if let Some(judged) = self.front(token.as_bytes(), key, now) {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return self.settle(judged, key).await;
         }
@@ -263,19 +292,21 @@ impl Validator {
                 (verified, true)
             }
         };
-        let judged = self.judge(&verified, now);
-        if caching && matches!(judged, Judged::Accepted(_)) {
+        let judged = self.judge(&verified, None, now);
+        if let (true, Judged::Accepted(caller)) = (caching, &judged) {
             // Only tokens that passed every check take a cache slot: a validly signed token of
             // a foreign tenant (Entra's keys are shared across tenants) cannot fill the cache
             // and evict real callers.
             if fresh {
                 self.cache.insert(key, verified.clone()).await;
             }
+            let caller = caller.clone();
             FRONT.with(|front| {
                 front.borrow_mut()[key as usize % FRONT_SLOTS] = Some(FrontSlot {
                     validator: self.id,
                     key,
                     verified,
+                    caller,
                 });
             });
         }
@@ -306,18 +337,25 @@ impl Validator {
     }
 
     /// Everything after the signature, on every request, cached or not: the keys in hand, the
-    /// claims and the app-only policy.
-    fn judge(&self, verified: &Verified, now: i64) -> Judged {
+    /// claims and the app-only policy (`accepted`: the caller the policy already made of this
+    /// very verification, which it would make again).
+    fn judge(&self, verified: &Verified, accepted: Option<&AppCaller>, now: i64) -> Judged {
         // Keys past the stale bound fail closed for cached tokens too, not only for new ones; and
         // a cached verification counts only while its key is still published by a tenant whose
         // keys are fresh: a retired key's tokens stop working at once, not at their expiry.
         self.keys.with_snapshot(|published| match published {
-            Some(published) => self.judge_with(verified, published, now),
+            Some(published) => self.judge_with(verified, accepted, published, now),
             None => Judged::Refused(AuthError::new(Reason::KeysUnavailable)),
         })
     }
 
-    fn judge_with(&self, verified: &Verified, published: &Published, now: i64) -> Judged {
+    fn judge_with(
+        &self,
+        verified: &Verified,
+        accepted: Option<&AppCaller>,
+        published: &Published,
+        now: i64,
+    ) -> Judged {
         let mut any_fresh = false;
         let mut still_published = false;
         for tenant in published.tenants.values() {
@@ -357,6 +395,9 @@ impl Validator {
                 }
                 _ => refused,
             });
+        }
+        if let Some(caller) = accepted {
+            return Judged::Accepted(caller.clone());
         }
         match policy::app_caller(&verified.claims, &self.allowed_clients) {
             Ok(caller) => Judged::Accepted(caller),
@@ -469,6 +510,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_header_bytes_hit_only_the_very_token_and_a_miss_is_checked_as_text() {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key");
+        let validator = validator_for(&pair);
+        let token = sign(&pair, "k", &v2_app_claims());
+        let header = |scheme: &str, suffix: &[u8]| {
+            let mut value = format!("{scheme} {token}").into_bytes();
+            value.extend_from_slice(suffix);
+            value
+        };
+        let hits = || validator.metrics.cache_hits.load(Ordering::Relaxed);
+        let reason = |value: Vec<u8>| {
+            let validator = &validator;
+            async move {
+                validator
+                    .validate_header(Some(&value))
+                    .await
+                    .expect_err("refused")
+                    .reason
+            }
+        };
+
+        // First seen as bytes: every check, then remembered; the scheme in any case then hits.
+        for scheme in ["Bearer", "bEARER", "bearer"] {
+            let caller = validator
+                .validate_header(Some(&header(scheme, b"")))
+                .await
+                .expect("valid");
+            assert_eq!(caller.client_app_id, READER);
+        }
+        assert_eq!(hits(), 2);
+        assert_eq!(
+            validator.metrics.signature_checks.load(Ordering::Relaxed),
+            1
+        );
+
+        // Not the very bytes: judged as text first, and refused for what the text is.
+        for byte in [0x00, b'\n', 0x7f, 0x80, 0xff] {
+            assert_eq!(
+                reason(header("Bearer", &[byte])).await,
+                Reason::MalformedAuthorizationHeader,
+                "byte {byte:#04x} after the token"
+            );
+            let mut scheme = header("Bearer", b"");
+            scheme[2] = byte;
+            assert_eq!(
+                reason(scheme).await,
+                Reason::MalformedAuthorizationHeader,
+                "byte {byte:#04x} in the scheme"
+            );
+        }
+        assert_eq!(reason(header("Basic", b"")).await, Reason::MissingToken);
+        assert_eq!(
+            reason(header("Bearer", b" ")).await,
+            Reason::MalformedAuthorizationHeader
+        );
+        assert_eq!(
+            validator
+                .validate_header(None)
+                .await
+                .expect_err("no header")
+                .reason,
+            Reason::MissingToken
+        );
+        assert_eq!(hits(), 2, "none of those was taken for the cached token");
+    }
+
+    #[tokio::test]
     async fn a_signed_exp_at_the_edge_of_i64_is_refused_not_overflowed() {
         // exp - now overflowed (a panic with overflow checks, a wrapped TTL without); found by
         // reading, replayed by fuzz/regressions/validator/exp-i64-min.
@@ -520,7 +628,10 @@ mod tests {
             claims.to_string(),
         );
         let forged = format!("{header}.{payload}.{signature}");
-        assert_eq!(validator.cache_key(&forged), validator.cache_key(&token));
+        assert_eq!(
+            validator.cache_key(forged.as_bytes()),
+            validator.cache_key(token.as_bytes())
+        );
         let refused = validator
             .validate(Some(&format!("Bearer {forged}")))
             .await

@@ -204,8 +204,7 @@ pub async fn create(
         external_id: check_external_id(body.external_id)?,
     };
     let now = state.clock.unix();
-    let client = caller.client_app_id;
-    let task = state.store.create(new, &client, now).await?;
+    let task = state.store.create(new, &caller.client_app_id, now).await?;
     tracing::info!(task_id = %task.id, created_by = %task.created_by, "task created");
     Ok(HttpResponse::Created()
         .insert_header((LOCATION, format!("/api/tasks/{}", task.id)))
@@ -273,8 +272,10 @@ pub async fn update(
         expected_version: body.version,
     };
     let now = state.clock.unix();
-    let client = caller.client_app_id;
-    let task = state.store.update(&id, change, &client, now).await?;
+    let task = state
+        .store
+        .update(&id, change, &caller.client_app_id, now)
+        .await?;
     tracing::info!(task_id = %task.id, updated_by = %task.updated_by, version = task.version, "task changed");
     Ok(web::Json(task))
 }
