@@ -12,7 +12,7 @@
 //! 403 carry `WWW-Authenticate` and the problem body, as the tasks API answers them.
 
 use crate::{State, identity, problem, request_id, with_request_id};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -21,8 +21,10 @@ const ENVOY_PREFIX: &str = "/forward-auth/envoy";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/forward-auth/nginx", web::to(nginx))
         .route("/forward-auth/traefik", web::to(traefik))
-        .route(ENVOY_PREFIX, web::to(envoy))
-        .route("/forward-auth/envoy/{tail:.*}", web::to(envoy));
+        // A scope, matched by its literal prefix (`/forward-auth/envoy` and below, never
+        // `/forward-auth/envoyx`): a `{tail:.*}` route would be a regular expression that every
+        // proxied request, which tries the gateway's own paths first, runs through in vain.
+        .service(web::scope(ENVOY_PREFIX).default_service(web::to(envoy)));
 }
 
 // Looked up by prebuilt names: a `&str` name would be parsed again on every request.
@@ -97,14 +99,9 @@ async fn decide(
     match decision.verdict {
         Ok(caller) => {
             let mut response = HttpResponse::Ok();
-            for ((label, value), name) in identity::values(&caller)
-                .iter()
-                .zip(&identity::SERVER_NAMES)
-            {
-                debug_assert_eq!(*label, name.as_str());
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    response.insert_header((name.clone(), value));
-                }
+            let prepared = identity::prepared(&caller);
+            for (name, value) in identity::SERVER_NAMES.iter().zip(&prepared.server) {
+                response.insert_header((name.clone(), value.clone()));
             }
             with_request_id(response.finish(), id)
         }

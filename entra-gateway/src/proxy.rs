@@ -83,18 +83,19 @@ fn upstream_headers(
         },
         10,
     );
+    // The caller's identity, as values made once per token on this worker.
+    let prepared = identity::prepared(caller);
+    for (name, value) in identity::CLIENT_NAMES.iter().zip(&prepared.client) {
+        if let Some(value) = value {
+            out.insert(name.clone(), value.clone());
+        }
+    }
     // Names built at compile time: a `&str` name would be parsed again on every request.
     let mut set = |name: &HeaderName, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             out.insert(name.clone(), value);
         }
     };
-    for ((label, value), name) in identity::values(caller).iter().zip(&identity::CLIENT_NAMES) {
-        debug_assert_eq!(*label, name.as_str());
-        if !value.is_empty() {
-            set(name, value);
-        }
-    }
     if let Some(peer) = req.peer_addr() {
         match req
             .headers()

@@ -465,3 +465,147 @@ async fn nginx_auth_request_in_front_of_a_python_app() {
     the_table(&setup, &base).await;
     expired(&setup, &base).await;
 }
+
+/// Traefik's `forwardAuth` and Envoy's HTTP `ext_authz` (neither packaged by Debian, so not run
+/// here): each asks in its own dialect, as their documentation gives it, and the policy is judged
+/// on the original request.
+#[tokio::test]
+async fn traefik_and_envoy_ask_in_their_own_dialects() {
+    let Some(python) = mesh_tests::python3_or_skip() else {
+        return;
+    };
+    let setup = setup(&python).await;
+    let http = &setup.http;
+    let base = &setup.gateway;
+    let reader = setup.emulator.app_token(READER_ID, READER_SECRET).await;
+    let ask = |method: reqwest::Method, url: String, headers: &[(&'static str, &'static str)]| {
+        let mut request = http
+            .request(method, url)
+            .bearer_auth(&reader)
+            .header("x-entra-client-id", "spoofed-by-the-client");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let accepted = |response: reqwest::Response| {
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert_eq!(headers["x-entra-client-id"], READER_ID);
+        assert_eq!(headers["x-entra-roles"], "Tasks.Read.All");
+        assert!(headers.contains_key("x-request-id"));
+    };
+
+    // Traefik: the original method and URI in X-Forwarded-Method and -Uri, asked with GET.
+    let traefik = format!("{base}/forward-auth/traefik");
+    let read = [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/echo/reports?x=1"),
+    ];
+    accepted(
+        ask(reqwest::Method::GET, traefik.clone(), &read)
+            .await
+            .expect("answers"),
+    );
+    let write = [
+        ("x-forwarded-method", "POST"),
+        ("x-forwarded-uri", "/echo/reports"),
+    ];
+    assert_eq!(
+        refused(
+            ask(reqwest::Method::GET, traefik.clone(), &write)
+                .await
+                .expect("answers")
+        )
+        .await,
+        (
+            403,
+            Some("insufficient_scope".into()),
+            "missing_role".into()
+        )
+    );
+    let misconfigured = ask(reqwest::Method::GET, traefik, &[])
+        .await
+        .expect("answers");
+    assert_eq!(misconfigured.status(), 500);
+    let body: Value = misconfigured.json().await.expect("problem");
+    assert_eq!(body["reason"], "forward_auth_misconfigured");
+
+    // Envoy: the original method, and the original path after the prefix.
+    accepted(
+        ask(
+            reqwest::Method::GET,
+            format!("{base}/forward-auth/envoy/echo/reports?x=1"),
+            &[],
+        )
+        .await
+        .expect("answers"),
+    );
+    assert_eq!(
+        refused(
+            ask(
+                reqwest::Method::POST,
+                format!("{base}/forward-auth/envoy/echo/reports"),
+                &[]
+            )
+            .await
+            .expect("answers")
+        )
+        .await,
+        (
+            403,
+            Some("insufficient_scope".into()),
+            "missing_role".into()
+        )
+    );
+    // The bare prefix is the original `/`, which no rule covers.
+    assert_eq!(
+        refused(
+            ask(
+                reqwest::Method::GET,
+                format!("{base}/forward-auth/envoy"),
+                &[]
+            )
+            .await
+            .expect("answers")
+        )
+        .await
+        .2,
+        "route_has_no_policy"
+    );
+    // A path that only starts with the prefix's letters is not Envoy's: it is proxied, and no
+    // rule covers it either.
+    assert_eq!(
+        refused(
+            ask(
+                reqwest::Method::GET,
+                format!("{base}/forward-auth/envoyx"),
+                &[]
+            )
+            .await
+            .expect("answers")
+        )
+        .await
+        .2,
+        "route_has_no_policy"
+    );
+
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"gateway_decisions_total{mode="traefik",outcome="accepted",route="GET /echo/**"} 1"#,
+        r#"gateway_decisions_total{mode="traefik",outcome="missing_role",route="POST /echo/**"} 1"#,
+        r#"gateway_decisions_total{mode="envoy",outcome="accepted",route="GET /echo/**"} 1"#,
+        r#"gateway_decisions_total{mode="envoy",outcome="missing_role",route="POST /echo/**"} 1"#,
+        r#"gateway_decisions_total{mode="envoy",outcome="route_has_no_policy",route="unmatched"} 1"#,
+        r#"gateway_decisions_total{mode="proxy",outcome="route_has_no_policy",route="unmatched"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
