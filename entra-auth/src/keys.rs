@@ -22,14 +22,14 @@ use shared::clock::SharedClock;
 use shared::config::ConfigError;
 use shared::jwks::{self, Jwk, UrlPolicy};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// A map by `kid` or tenant ID, looked up on every request: hashed with foldhash (randomly
 /// seeded; the hasher of actix-web's own header maps), a few times cheaper than the standard
 /// SipHash on these 30-40 byte keys. Only the identity provider's answers and the configuration
 /// fill these maps, so no client can choose keys that collide.
 pub type KeyMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

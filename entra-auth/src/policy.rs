@@ -9,9 +9,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The caller, as the rest of the API sees it after the policy has accepted it: a handle on the
-/// [`CallerIdentity`] (its fields read through it, `caller.client_app_id`). The validator makes
-/// one identity per verified token on each thread and hands out clones of the handle, so
-/// accepting a request copies no claim and allocates nothing.
+/// [`CallerIdentity`] (its fields read through it, `caller.client_app_id`). A token found in the
+/// validator's per-thread front cache is answered with a clone of the handle kept there, so in
+/// the steady state accepting a request copies no claim and allocates nothing; any other
+/// acceptance (a first sight, a hit in the shared cache) makes a new identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppCaller(Arc<CallerIdentity>);
 
@@ -42,9 +43,10 @@ impl From<CallerIdentity> for AppCaller {
 }
 
 impl AppCaller {
-    /// Whether both are handles on the very same identity: the same verified token, accepted on
-    /// the same thread. Lets a user keep what it derives from a caller (header values, say) and
-    /// reuse it while the token is in use, without comparing claims.
+    /// Whether both are handles on the very same identity: the same verification of a token,
+    /// answered from one thread's front cache. Lets a user keep what it derives from a caller
+    /// (header values, say) and reuse it while the token is in use, without comparing claims;
+    /// `false` only costs deriving it again.
     pub fn same(a: &Self, b: &Self) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
     }

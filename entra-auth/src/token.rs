@@ -120,15 +120,18 @@ pub fn bearer_bytes(value: &[u8], max_token_bytes: usize) -> Option<&[u8]> {
 }
 
 /// A header value as text, judged exactly as `HeaderValue::to_str` judges it (visible ASCII,
-/// space and tab) but in one branch-free pass the compiler vectorises, without its byte-at-a-time
-/// loop with an early exit: a 1-2 KiB bearer token crosses it (`to_str` was 7% of the tasks API's
-/// CPU under load).
-pub fn header_text(bytes: &[u8]) -> Option<&str> {
+/// space and tab; anything else is a malformed `Authorization` header) but in one branch-free
+/// pass the compiler vectorises, without its byte-at-a-time loop with an early exit: a 1-2 KiB
+/// bearer token crosses it (`to_str` was 7% of the tasks API's CPU under load).
+pub fn header_text(bytes: &[u8]) -> Result<&str, AuthError> {
     let visible = bytes.iter().fold(true, |all, &b| {
         all & ((0x20..0x7f).contains(&b) | (b == b'\t'))
     });
     // All ASCII by now, so the UTF-8 check takes its word-at-a-time ASCII path and cannot fail.
-    visible.then(|| std::str::from_utf8(bytes).ok()).flatten()
+    visible
+        .then(|| std::str::from_utf8(bytes).ok())
+        .flatten()
+        .ok_or_else(|| AuthError::new(Reason::MalformedAuthorizationHeader))
 }
 
 /// A header value actix hands over as `&str` is visible ASCII, space and tab: those two are the

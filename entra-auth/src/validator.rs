@@ -238,9 +238,10 @@ impl Validator {
 
     /// As [`Validator::validate`], from the header value's bytes as they arrived. A token this
     /// thread has verified is found by its bytes and judged without the header's text checks
-    /// (visible ASCII): the very same bytes passed them when first verified, and only a scheme
-    /// that spells `bearer` can precede them. Anything else is checked as `validate` would,
-    /// after the text checks.
+    /// (visible ASCII): only tokens that passed [`check_jws`] are ever cached, and it admits
+    /// nothing but base64url and two dots, while the scheme before them must spell `bearer` and
+    /// the separator is one space; so such a header is visible ASCII. Anything else gets the
+    /// text checks, then is judged as `validate` judges it.
     pub async fn validate_header(&self, value: Option<&[u8]>) -> Result<AppCaller, AuthError> {
         if let Some(token) = value.and_then(|v| bearer_bytes(v, self.settings.max_token_bytes)) {
             let key = self.cache_key(token);
@@ -249,11 +250,7 @@ impl Validator {
                 return self.settle(judged, key).await;
             }
         }
-        let text = value
-            .map(|v| {
-                header_text(v).ok_or_else(|| AuthError::new(Reason::MalformedAuthorizationHeader))
-            })
-            .transpose()?;
+        let text = value.map(header_text).transpose()?;
         self.validate(text).await
     }
 

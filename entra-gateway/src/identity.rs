@@ -117,8 +117,10 @@ thread_local! {
         RefCell::new((0, std::array::from_fn(|_| None)));
 }
 
-/// `caller`'s identity headers, made the first time this thread sees this very caller (the
-/// validator hands out the same [`AppCaller`] for each use of a token on a thread).
+/// `caller`'s identity headers, made the first time this thread sees this very caller: the
+/// validator answers a token from its per-thread front cache with the same [`AppCaller`] each
+/// time, so in the steady state they are made once per token and worker (another handle on
+/// equal claims only costs making them again).
 pub fn prepared(caller: &AppCaller) -> Rc<Prepared> {
     PREPARED.with(|cell| {
         let mut cell = cell.borrow_mut();
@@ -167,6 +169,34 @@ mod tests {
             version: TokenVersion::V2,
             token_id: Some("uti\u{e9}".into()),
         })
+    }
+
+    #[test]
+    fn each_value_goes_under_its_own_name() {
+        let caller = AppCaller::from(entra_auth::CallerIdentity {
+            client_app_id: "client".into(),
+            tenant_id: "tenant".into(),
+            object_id: Some("object".into()),
+            roles: vec!["A".into(), "B".into()],
+            version: TokenVersion::V1,
+            token_id: Some("uti".into()),
+        });
+        let prepared = prepared(&caller);
+        let expected = [
+            (CLIENT_ID, "client"),
+            (TENANT_ID, "tenant"),
+            (OBJECT_ID, "object"),
+            (ROLES, "A B"),
+            (TOKEN_VERSION, "1.0"),
+            (TOKEN_ID, "uti"),
+        ];
+        for (i, (name, value)) in expected.into_iter().enumerate() {
+            assert_eq!(SERVER_NAMES[i].as_str(), name);
+            assert_eq!(prepared.server[i].as_bytes(), value.as_bytes(), "{name}");
+            assert_eq!(CLIENT_NAMES[i].as_str(), name);
+            let client = prepared.client[i].as_ref().map(|v| v.as_bytes());
+            assert_eq!(client, Some(value.as_bytes()), "{name}");
+        }
     }
 
     #[test]
