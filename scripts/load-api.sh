@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Load on one api-service over loopback with wrk (only 127.0.0.1 is touched; bounded in time).
 #
-#   scripts/load-api.sh [compare]       # DURATION=20s CONNECTIONS=64 THREADS=1
+#   scripts/load-api.sh [compare]       # DURATION=20s PAIRS=3 CONNECTIONS=64 THREADS=1
 #   DURATION=60 scripts/load-api.sh sustained
 #
 # compare (the default): `GET /api/whoami` with a valid app token against `GET /healthz` (no
-# token checked) on the same server in the same run: four runs of $DURATION each (default 20 s).
-# Prints a Markdown table (requests/s, p50/p99 latency, errors) and the authenticated/open ratio,
-# and the API's resident memory before and after.
+# token checked) on the same server in the same run, $DURATION a run (default 20 s): a bare
+# healthz, then $PAIRS (default 3) pairs of healthz with the same header and whoami alternating,
+# then a last healthz. Prints a Markdown table (requests/s, p50/p99 latency, errors, and the API's
+# CPU time per request, from /proc) and the authenticated/open ratios, by throughput (with each
+# whoami run's own against the healthz runs either side) and by CPU time per request, and the
+# API's resident memory before and after.
 #
 # sustained: one run of $DURATION (default 60 s) of `GET /api/whoami` with a valid app token.
 # Records requests/s, p50/p99 latency, errors as wrk sees them (non-2xx/3xx answers plus socket
@@ -33,6 +36,8 @@ esac
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 RSS_GROWTH_MIB=${RSS_GROWTH_MIB:-8}
+PAIRS=${PAIRS:-3}
+[[ $PAIRS =~ ^[1-9][0-9]*$ ]] || { echo "load-api: PAIRS must be a whole number from 1, not '$PAIRS'" >&2; exit 2; }
 
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "load-api: needs $tool (Debian: apt-get install $tool)" >&2; exit 2; }
@@ -156,30 +161,65 @@ if [[ $MODE == sustained ]]; then
   exit $?
 fi
 
-echo "load-api: $DURATION per run, $CONNECTIONS connections, $THREADS wrk thread(s)" >&2
-# /healthz twice: bare, and carrying the very same Authorization header (which it ignores), so
-# that the second comparison isolates what validation and policy cost from what reading a
-# 1-2 KiB header costs any route.
-read -r b b50 b99 berr _ <<<"$(run "$api/healthz")"
-read -r h1 h1p50 h1p99 h1err _ <<<"$(run "${auth[@]}" "$api/healthz")"
-read -r w w50 w99 werr _ <<<"$(run "${auth[@]}" "$api/api/whoami")"
-read -r h2 h2p50 h2p99 h2err _ <<<"$(run "${auth[@]}" "$api/healthz")"
+echo "load-api: $((2 + 2 * PAIRS)) runs of $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s)" >&2
+# /healthz both bare and carrying the very same Authorization header (which it ignores), so that
+# the second comparison isolates what validation and policy cost from what reading a 1-2 KiB
+# header costs any route.
+mkdir -p "$work/runs"
+cpu_run "$api_pid" "$api/healthz" >>"$work/runs/bare"
+# healthz with the header and whoami alternate, pair after pair, and a last healthz closes the
+# series: the machine's drift over the minutes falls on both sides of the ratio alike.
+for _ in $(seq 1 "$PAIRS"); do
+  cpu_run "$api_pid" "${auth[@]}" "$api/healthz" >>"$work/runs/healthz"
+  cpu_run "$api_pid" "${auth[@]}" "$api/api/whoami" >>"$work/runs/whoami"
+done
+cpu_run "$api_pid" "${auth[@]}" "$api/healthz" >>"$work/runs/healthz"
 rss_end=$(rss)
 
 echo
-echo "| route | requests/s | p50 ms | p99 ms | errors |"
-echo "|---|---:|---:|---:|---:|"
-echo "| GET /healthz, no header | $b | $b50 | $b99 | $berr |"
-echo "| GET /healthz, same header as whoami (ignored), before | $h1 | $h1p50 | $h1p99 | $h1err |"
-echo "| GET /api/whoami, app token validated | $w | $w50 | $w99 | $werr |"
-echo "| GET /healthz, same header as whoami (ignored), after | $h2 | $h2p50 | $h2p99 | $h2err |"
-python3 - "$w" "$h1" "$h2" "$b" <<'PY'
-import sys
-w, h1, h2, b = map(float, sys.argv[1:])
-print(f"\nwhoami / healthz with the same request bytes: {w / ((h1 + h2) / 2):.1%} (mean of the before and after runs)")
-print(f"whoami / bare healthz: {w / b:.1%}")
+python3 - "$work/runs" <<'PY'
+import os, statistics, sys
+runs = sys.argv[1]
+def number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+def read(name):
+    with open(os.path.join(runs, name)) as f:
+        return [line.split() for line in f if line.strip()]
+kinds = [
+    ("bare", "GET /healthz, no header"),
+    ("healthz", "GET /healthz, same header as whoami (ignored)"),
+    ("whoami", "GET /api/whoami, app token validated"),
+]
+rows = {name: read(name) for name, _ in kinds}
+mean, cpu, errors = {}, {}, 0
+print("| route | runs | requests/s (mean) | p50 ms (median) | p99 ms (worst) | errors | API CPU µs/request |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name, label in kinds:
+    lines = rows[name]
+    mean[name] = statistics.fmean(number(l[0]) for l in lines)
+    errors += sum(1 for l in lines if l[3] != "0")
+    errs = "?" if any(l[3] == "?" for l in lines) else sum(int(l[3]) for l in lines)
+    served = sum(int(l[4]) for l in lines)
+    spent = sum(number(l[5]) * int(l[4]) for l in lines if len(l) > 5)
+    cpu[name] = spent / served if served else float("nan")
+    p50 = statistics.median(number(l[1]) for l in lines)
+    p99 = max(number(l[2]) for l in lines)
+    print(f"| {label} | {len(lines)} | {mean[name]:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {cpu[name]:.2f} |")
+# Each whoami run against the mean of the healthz runs either side of it.
+h, w = rows["healthz"], rows["whoami"]
+pairs = [number(w[i][0]) / ((number(h[i][0]) + number(h[i + 1][0])) / 2) for i in range(len(w))]
+print(f"\nwhoami / healthz with the same request bytes: {mean['whoami'] / mean['healthz']:.1%}"
+      f" (each run against the healthz runs either side: {', '.join(f'{r:.1%}' for r in pairs)})")
+print(f"whoami / bare healthz: {mean['whoami'] / mean['bare']:.1%}")
+print(f"whoami / healthz by the API's CPU time per request: {cpu['healthz'] / cpu['whoami']:.1%}"
+      f" (healthz {cpu['healthz']:.2f} µs, whoami {cpu['whoami']:.2f} µs)")
+with open(os.path.join(runs, "errors"), "w") as f:
+    f.write(str(errors))
 PY
 echo "api-service resident memory: ${rss_start} KiB before, ${rss_end} KiB after"
 metrics=$(curl -s "$api/metrics")
 echo "$metrics" | grep -E '^api_token_(cache_hits|signature_checks)_total' || true
-[[ "$werr" == 0 && "$h1err" == 0 && "$h2err" == 0 && "$berr" == 0 ]] || { echo "load-api: errors under load" >&2; exit 1; }
+[[ $(cat "$work/runs/errors" 2>/dev/null) == 0 ]] || { echo "load-api: errors under load" >&2; exit 1; }

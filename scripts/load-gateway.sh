@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Load on entra-gateway over loopback with wrk, against a real nginx in the same run (only
-# 127.0.0.1 is touched; bounded in time: six runs of $DURATION plus a few seconds of setup).
+# 127.0.0.1 is touched; bounded in time: 2 + 4 × $PAIRS runs of $DURATION plus a few seconds of
+# setup, 3.5 minutes with the defaults).
 #
-#   scripts/load-gateway.sh                 # DURATION=15s CONNECTIONS=64 THREADS=1
-#   DURATION=5s scripts/load-gateway.sh     # a quick check that everything works
+#   scripts/load-gateway.sh                         # DURATION=15s PAIRS=3 CONNECTIONS=64 THREADS=1
+#   DURATION=5s PAIRS=1 scripts/load-gateway.sh     # a quick check that everything works
 #
 # Starts the emulator (demo directory), two nginx (Debian's nginx-light, /usr/sbin/nginx): the
 # upstream (server 1, one process: `master_process off`) and the front (servers 2 and 3, 2
@@ -12,7 +13,9 @@
 # route, `GET /**` needing the app role Reports.Read of reports-api. The token is reader-job's
 # (client credentials, scope api://reports-api/.default). Every run sends the same request bytes
 # (the same `Authorization: Bearer …` header; forward-auth also gets X-Original-Method/-URI), so
-# the runs differ only by what the server does with them. The six runs, in this order:
+# the runs differ only by what the server does with them. Six kinds of run, in this order, runs 2
+# and 3 alternating $PAIRS times, then runs 4 and 5 alternating $PAIRS times (so that the
+# machine's drift over the minutes falls on both sides of each ratio alike):
 #
 #   1. upstream direct         nginx server 1: `return 200 "ok\n";` (the floor of everything)
 #   2. nginx proxy_pass        front nginx server 2 → server 1 (keepalive 64, HTTP/1.1), no auth; it
@@ -28,16 +31,21 @@
 # Before the load each target must answer 200 once, and the gateway (proxy, forward-auth) and
 # nginx + auth_request must answer 401 without a token; else exit 1 with a one-line reason.
 #
-# Prints a Markdown table, one row a run: requests/s (wrk's), p50 and p99 latency in ms (wrk
-# --latency's distribution), errors (wrk's non-2xx/3xx answers plus socket errors: connect, read,
-# write, timeout). Then the ratios of requests/s, each with its target (recorded, not asserted:
+# Prints a Markdown table, one row a kind of run: requests/s (wrk's, the mean over its runs), p50
+# (the median) and p99 (the worst) latency in ms (wrk --latency's distribution), errors (wrk's
+# non-2xx/3xx answers plus socket errors: connect, read, write, timeout), and for runs 2 to 5 the
+# proxy's CPU time per request (/proc, over all of that kind's runs: the front nginx's workers
+# for run 2, the gateway for runs 3 to 5). Then the ratios of mean requests/s, with each pair's
+# own ratio and the target (recorded, not asserted:
 # wrk, nginx and the gateway share the same cores, so ratios are noisy):
 #   forward-auth / healthz                  what a token + policy decision costs (target >= 90%)
 #   gateway proxy / nginx proxy_pass        the gateway against a plain proxy (target >= 80%)
 #   gateway proxy / upstream direct         the gateway against no proxy at all
 #   nginx + auth_request / nginx proxy_pass what forward-auth costs behind nginx
+# and the first two again by CPU time per request (healthz's µs over forward-auth's; nginx's over
+# the gateway's), which the scheduler's share-out between wrk and the servers does not move.
 # Then the gateway's resident memory (VmRSS) before the load, its peak (sampled once a second
-# through all six runs) and after (target: peak < 50 MiB), and the machine: cores, CPU model,
+# through all the runs) and after (target: peak < 50 MiB), and the machine: cores, CPU model,
 # load average before and after.
 #
 # Exit status: 0 when every run had 0 errors, 1 otherwise or when a check before the load fails,
@@ -50,9 +58,11 @@ DURATION=${DURATION:-15s}
 [[ $DURATION =~ ^[0-9]+$ ]] && DURATION="${DURATION}s"
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
+PAIRS=${PAIRS:-3}
+[[ $PAIRS =~ ^[1-9][0-9]*$ ]] || { echo "load-gateway: PAIRS must be a whole number from 1, not '$PAIRS'" >&2; exit 2; }
 GATEWAY_WORKERS=2
 NGINX=${NGINX:-/usr/sbin/nginx}
-[[ $# == 0 ]] || { echo "usage: scripts/load-gateway.sh (settings: DURATION, CONNECTIONS, THREADS)" >&2; exit 2; }
+[[ $# == 0 ]] || { echo "usage: scripts/load-gateway.sh (settings: DURATION, CONNECTIONS, THREADS, PAIRS)" >&2; exit 2; }
 
 for tool in wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "load-gateway: needs $tool (Debian: apt-get install $tool)" >&2; exit 2; }
@@ -274,7 +284,7 @@ cpus=$(nproc)
 model=$(sed -n "s/^model name[[:space:]]*: //p" /proc/cpuinfo | head -1)
 load_before=$(cut -d" " -f1-3 /proc/loadavg)
 rss_start=$(rss)
-echo "load-gateway: 6 runs of $DURATION, $CONNECTIONS connections, $THREADS wrk thread(s); entra-gateway with $GATEWAY_WORKERS workers" >&2
+echo "load-gateway: $((2 + 4 * PAIRS)) runs of $DURATION ($PAIRS pairs of each comparison), $CONNECTIONS connections, $THREADS wrk thread(s); entra-gateway with $GATEWAY_WORKERS workers" >&2
 
 # The gateway's RSS once a second through all runs; the sampler stops within a second of the
 # stop file.
@@ -282,12 +292,29 @@ echo "load-gateway: 6 runs of $DURATION, $CONNECTIONS connections, $THREADS wrk 
 sampler=$!
 pids+=("$sampler")
 
-read -r d d50 d99 derr _ <<<"$(run "${auth[@]}" "$direct/anything")"
-read -r p p50 p99 perr _ <<<"$(run "${auth[@]}" "$nginx_proxy/anything")"
-read -r g g50 g99 gerr _ <<<"$(run "${auth[@]}" "$gateway/anything")"
-read -r h h50 h99 herr _ <<<"$(run "${auth[@]}" "$gateway/healthz")"
-read -r f f50 f99 ferr _ <<<"$(run "${auth[@]}" "${original[@]}" "$gateway/forward-auth/nginx")"
-read -r a a50 a99 aerr _ <<<"$(run "${auth[@]}" "$nginx_authreq/anything")"
+# The front nginx's workers, whose CPU time per request run 2 measures (the master only waits).
+front_workers=$(pgrep -P "${nginx_pids[1]}" | tr '\n' ' ')
+[[ -n $front_workers ]] || fail "the front nginx has no worker processes"
+
+# Each run's line (run's, or cpu_run's with the CPU time) appended to $work/runs/NAME.
+mkdir -p "$work/runs"
+record() { # NAME command...
+  local name=$1
+  shift
+  "$@" >>"$work/runs/$name"
+}
+record direct run "${auth[@]}" "$direct/anything"
+# The compared runs alternate, pair after pair, so that the machine's drift over the minutes
+# (other tenants of its cores) falls on both sides of each ratio alike.
+for _ in $(seq 1 "$PAIRS"); do
+  record nginx_proxy cpu_run "$front_workers" "${auth[@]}" "$nginx_proxy/anything"
+  record gateway_proxy cpu_run "$gateway_pid" "${auth[@]}" "$gateway/anything"
+done
+for _ in $(seq 1 "$PAIRS"); do
+  record healthz cpu_run "$gateway_pid" "${auth[@]}" "$gateway/healthz"
+  record forward_auth cpu_run "$gateway_pid" "${auth[@]}" "${original[@]}" "$gateway/forward-auth/nginx"
+done
+record auth_request run "${auth[@]}" "$nginx_authreq/anything"
 
 touch "$work/stop"
 wait "$sampler" 2>/dev/null || true
@@ -298,37 +325,84 @@ samples=$(wc -l <"$work/rss" 2>/dev/null || echo 0)
 metrics=$(curl -s --max-time 5 "$gateway/metrics" || true)
 
 echo
-echo "| run | requests/s | p50 ms | p99 ms | errors |"
-echo "|---|---:|---:|---:|---:|"
-echo "| 1. upstream direct (nginx \`return 200\`) | $d | $d50 | $d99 | $derr |"
-echo "| 2. nginx proxy_pass → upstream, no auth | $p | $p50 | $p99 | $perr |"
-echo "| 3. entra-gateway proxy → upstream, token + policy | $g | $g50 | $g99 | $gerr |"
-echo "| 4. entra-gateway /healthz, same header (ignored) | $h | $h50 | $h99 | $herr |"
-echo "| 5. entra-gateway /forward-auth/nginx, token + policy | $f | $f50 | $f99 | $ferr |"
-echo "| 6. nginx + auth_request (gateway) → upstream | $a | $a50 | $a99 | $aerr |"
-echo
-python3 - "$d" "$p" "$g" "$h" "$f" "$a" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
-import sys
-d, p, g, h, f, a = map(float, sys.argv[1:7])
-start, peak, end = (int(x or 0) / 1024 for x in sys.argv[7:10])
-def ratio(name, num, den, target=None):
+python3 - "$work/runs" "$PAIRS" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
+import os, statistics, sys
+runs, pairs = sys.argv[1], int(sys.argv[2])
+start, peak, end = (int(x or 0) / 1024 for x in sys.argv[3:6])
+
+def number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+def read(name):
+    with open(os.path.join(runs, name)) as f:
+        return [line.split() for line in f if line.strip()]
+
+kinds = [
+    ("direct", "1. upstream direct (nginx `return 200`)", ""),
+    ("nginx_proxy", "2. nginx proxy_pass → upstream, no auth", " (nginx)"),
+    ("gateway_proxy", "3. entra-gateway proxy → upstream, token + policy", ""),
+    ("healthz", "4. entra-gateway /healthz, same header (ignored)", ""),
+    ("forward_auth", "5. entra-gateway /forward-auth/nginx, token + policy", ""),
+    ("auth_request", "6. nginx + auth_request (gateway) → upstream", ""),
+]
+rows = {name: read(name) for name, _, _ in kinds}
+errors = 0
+print("| run | runs | requests/s (mean) | p50 ms (median) | p99 ms (worst) | errors | proxy's CPU µs/request |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+mean = {}
+cpu = {}
+for name, label, who in kinds:
+    lines = rows[name]
+    rps = [number(l[0]) for l in lines]
+    mean[name] = statistics.fmean(rps) if rps else float("nan")
+    wrong = [l for l in lines if l[3] != "0"]
+    errors += len(wrong)
+    errs = sum(int(l[3]) for l in lines if l[3].isdigit()) if not any(l[3] == "?" for l in lines) else "?"
+    p50 = statistics.median(number(l[1]) for l in lines)
+    p99 = max(number(l[2]) for l in lines)
+    text = ""
+    if all(len(l) > 5 for l in lines):
+        # Weighted by requests: the CPU time of all its runs over all their requests.
+        served = sum(int(l[4]) for l in lines)
+        spent = sum(number(l[5]) * int(l[4]) for l in lines)
+        cpu[name] = spent / served if served else float("nan")
+        text = f"{cpu[name]:.2f}{who}"
+    print(f"| {label} | {len(lines)} | {mean[name]:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {text} |")
+print()
+
+def ratio(name, num, den, target=None, per_pair=None):
     value = num / den if den else float("nan")
     text = f"{name}: {value:.1%}"
+    if per_pair:
+        text += " (pairs: " + ", ".join(f"{r:.1%}" for r in per_pair) + ")"
     if target is not None:
-        text += f" (target >= {target:.0%}: {'met' if value >= target else 'missed'})"
+        text += f"; target >= {target:.0%}: {'met' if value >= target else 'missed'}"
     print(text)
-ratio("forward-auth / healthz", f, h, 0.90)
-ratio("gateway proxy / nginx proxy_pass", g, p, 0.80)
-ratio("gateway proxy / upstream direct", g, d)
-ratio("nginx + auth_request / nginx proxy_pass", a, p)
+
+def pairwise(num, den):
+    return [number(n[0]) / number(d[0]) for n, d in zip(rows[num], rows[den]) if number(d[0])]
+
+ratio("forward-auth / healthz", mean["forward_auth"], mean["healthz"], 0.90,
+      pairwise("forward_auth", "healthz"))
+ratio("gateway proxy / nginx proxy_pass", mean["gateway_proxy"], mean["nginx_proxy"], 0.80,
+      pairwise("gateway_proxy", "nginx_proxy"))
+ratio("gateway proxy / upstream direct", mean["gateway_proxy"], mean["direct"])
+ratio("nginx + auth_request / nginx proxy_pass", mean["auth_request"], mean["nginx_proxy"])
+print("By the server's own CPU time per request (the inverse ratio of µs: what each request costs"
+      " the process that serves it, whatever wrk and the scheduler make of the throughput):")
+ratio("  forward-auth / healthz, gateway CPU", cpu.get("healthz", 0), cpu.get("forward_auth", 0))
+ratio("  gateway proxy / nginx proxy_pass, each proxy's CPU", cpu.get("nginx_proxy", 0), cpu.get("gateway_proxy", 0))
 print(f"\nentra-gateway resident memory (VmRSS): {start:.1f} MiB before the load, peak {peak:.1f} MiB"
       f" during it, {end:.1f} MiB after (target < 50 MiB: {'met' if 0 < peak < 50 else 'missed'})")
+with open(os.path.join(runs, "errors"), "w") as f:
+    f.write(str(errors))
 PY
 echo "entra-gateway: $GATEWAY_WORKERS workers (server.workers; its default is one per core); RSS sampled $samples times, once a second"
 echo "nginx: the upstream one process (master_process off); the front (proxy_pass, auth_request) 2 workers, keepalive 64 to each upstream"
 echo "machine: $cpus cores ($model), shared by wrk, nginx and the gateway; load average before: $load_before, after: $load_after"
 grep -E '^gateway_(auth_outcomes|token_cache_hits|token_signature_checks)_total' <<<"$metrics" | grep -v ' 0$' || true
 
-errors=0
-for e in "$derr" "$perr" "$gerr" "$herr" "$ferr" "$aerr"; do [[ $e == 0 ]] || errors=1; done
-((errors == 0)) || fail "errors under load (see the table)"
+[[ $(cat "$work/runs/errors" 2>/dev/null) == 0 ]] || fail "errors under load (see the table)"

@@ -56,3 +56,28 @@ identity = re.search(r"\[identity\]\n(?:[^\[\n].*\n)+", text).group(0)
 print(re.sub(r'authority_host = ".*"', f'authority_host = "{sys.argv[1]}"', identity))
 PY
 }
+
+# cpu_ticks PID...: the processes' user + system CPU time so far, summed, in clock ticks
+# (/proc/PID/stat).
+cpu_ticks() {
+  local pid
+  for pid in "$@"; do cat "/proc/$pid/stat"; done | awk '{ sum += $14 + $15 } END { print sum + 0 }'
+}
+
+# cpu_run "PID..." wrk-arguments...: one wrk run (`run`, which the script defines) and the CPU
+# time of the processes PID... over it. Prints run's line plus the CPU microseconds they spent per
+# request ("-" without any). On a machine whose cores wrk and the servers share, a server's CPU
+# time per request is its cost whatever the scheduler does to its throughput from run to run.
+cpu_run() {
+  local pids=$1 before after line
+  shift
+  # shellcheck disable=SC2086 # a list of pids
+  before=$(cpu_ticks $pids)
+  line=$(run "$@")
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks $pids)
+  awk -v line="$line" -v a="$before" -v b="$after" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(line, f, " ")
+    if (f[5] > 0) printf "%s %.2f\n", line, (b - a) / hz * 1e6 / f[5]; else printf "%s -\n", line
+  }'
+}
