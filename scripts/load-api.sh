@@ -177,47 +177,24 @@ cpu_run "$api_pid" "${auth[@]}" "$api/healthz" >>"$work/runs/healthz"
 rss_end=$(rss)
 
 echo
-python3 - "$work/runs" <<'PY'
-import os, statistics, sys
+PYTHONPATH=scripts/lib python3 - "$work/runs" <<'PY'
+import sys
+from runs import Kind, header, number, read, write_errors
 runs = sys.argv[1]
-def number(text):
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
-def read(name):
-    with open(os.path.join(runs, name)) as f:
-        return [line.split() for line in f if line.strip()]
-kinds = [
-    ("bare", "GET /healthz, no header"),
-    ("healthz", "GET /healthz, same header as whoami (ignored)"),
-    ("whoami", "GET /api/whoami, app token validated"),
-]
-rows = {name: read(name) for name, _ in kinds}
-mean, cpu, errors = {}, {}, 0
-print("| route | runs | requests/s (mean) | p50 ms (median) | p99 ms (worst) | errors | API CPU µs/request |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for name, label in kinds:
-    lines = rows[name]
-    mean[name] = statistics.fmean(number(l[0]) for l in lines)
-    errors += sum(1 for l in lines if l[3] != "0")
-    errs = "?" if any(l[3] == "?" for l in lines) else sum(int(l[3]) for l in lines)
-    served = sum(int(l[4]) for l in lines)
-    spent = sum(number(l[5]) * int(l[4]) for l in lines if len(l) > 5)
-    cpu[name] = spent / served if served else float("nan")
-    p50 = statistics.median(number(l[1]) for l in lines)
-    p99 = max(number(l[2]) for l in lines)
-    print(f"| {label} | {len(lines)} | {mean[name]:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {cpu[name]:.2f} |")
+bare, healthz, whoami = (Kind(read(runs, name)) for name in ("bare", "healthz", "whoami"))
+print(header("API CPU µs/request").replace("| run |", "| route |", 1))
+print(bare.row("GET /healthz, no header"))
+print(healthz.row("GET /healthz, same header as whoami (ignored)"))
+print(whoami.row("GET /api/whoami, app token validated"))
 # Each whoami run against the mean of the healthz runs either side of it.
-h, w = rows["healthz"], rows["whoami"]
-pairs = [number(w[i][0]) / ((number(h[i][0]) + number(h[i + 1][0])) / 2) for i in range(len(w))]
-print(f"\nwhoami / healthz with the same request bytes: {mean['whoami'] / mean['healthz']:.1%}"
+h, w = healthz.rps, whoami.rps
+pairs = [w[i] / ((h[i] + h[i + 1]) / 2) for i in range(len(w))]
+print(f"\nwhoami / healthz with the same request bytes: {whoami.mean / healthz.mean:.1%}"
       f" (each run against the healthz runs either side: {', '.join(f'{r:.1%}' for r in pairs)})")
-print(f"whoami / bare healthz: {mean['whoami'] / mean['bare']:.1%}")
-print(f"whoami / healthz by the API's CPU time per request: {cpu['healthz'] / cpu['whoami']:.1%}"
-      f" (healthz {cpu['healthz']:.2f} µs, whoami {cpu['whoami']:.2f} µs)")
-with open(os.path.join(runs, "errors"), "w") as f:
-    f.write(str(errors))
+print(f"whoami / bare healthz: {whoami.mean / bare.mean:.1%}")
+print(f"whoami / healthz by the API's CPU time per request: {healthz.cpu / whoami.cpu:.1%}"
+      f" (healthz {healthz.cpu:.2f} µs, whoami {whoami.cpu:.2f} µs)")
+write_errors(runs, [bare, healthz, whoami])
 PY
 echo "api-service resident memory: ${rss_start} KiB before, ${rss_end} KiB after"
 metrics=$(curl -s "$api/metrics")

@@ -325,21 +325,11 @@ samples=$(wc -l <"$work/rss" 2>/dev/null || echo 0)
 metrics=$(curl -s --max-time 5 "$gateway/metrics" || true)
 
 echo
-python3 - "$work/runs" "$PAIRS" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
-import os, statistics, sys
-runs, pairs = sys.argv[1], int(sys.argv[2])
-start, peak, end = (int(x or 0) / 1024 for x in sys.argv[3:6])
-
-def number(text):
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
-
-def read(name):
-    with open(os.path.join(runs, name)) as f:
-        return [line.split() for line in f if line.strip()]
-
+PYTHONPATH=scripts/lib python3 - "$work/runs" "${rss_start:-0}" "${rss_peak:-0}" "${rss_end:-0}" <<'PY'
+import sys
+from runs import Kind, header, read, write_errors
+runs = sys.argv[1]
+start, peak, end = (int(x or 0) / 1024 for x in sys.argv[2:5])
 kinds = [
     ("direct", "1. upstream direct (nginx `return 200`)", ""),
     ("nginx_proxy", "2. nginx proxy_pass → upstream, no auth", " (nginx)"),
@@ -348,57 +338,38 @@ kinds = [
     ("forward_auth", "5. entra-gateway /forward-auth/nginx, token + policy", ""),
     ("auth_request", "6. nginx + auth_request (gateway) → upstream", ""),
 ]
-rows = {name: read(name) for name, _, _ in kinds}
-errors = 0
-print("| run | runs | requests/s (mean) | p50 ms (median) | p99 ms (worst) | errors | proxy's CPU µs/request |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-mean = {}
-cpu = {}
-for name, label, who in kinds:
-    lines = rows[name]
-    rps = [number(l[0]) for l in lines]
-    mean[name] = statistics.fmean(rps) if rps else float("nan")
-    wrong = [l for l in lines if l[3] != "0"]
-    errors += len(wrong)
-    errs = sum(int(l[3]) for l in lines if l[3].isdigit()) if not any(l[3] == "?" for l in lines) else "?"
-    p50 = statistics.median(number(l[1]) for l in lines)
-    p99 = max(number(l[2]) for l in lines)
-    text = ""
-    if all(len(l) > 5 for l in lines):
-        # Weighted by requests: the CPU time of all its runs over all their requests.
-        served = sum(int(l[4]) for l in lines)
-        spent = sum(number(l[5]) * int(l[4]) for l in lines)
-        cpu[name] = spent / served if served else float("nan")
-        text = f"{cpu[name]:.2f}{who}"
-    print(f"| {label} | {len(lines)} | {mean[name]:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {text} |")
+k = {name: Kind(read(runs, name)) for name, _, _ in kinds}
+print(header("proxy's CPU µs/request"))
+for name, label, note in kinds:
+    print(k[name].row(label, note))
 print()
 
-def ratio(name, num, den, target=None, per_pair=None):
+def ratio(name, num, den, target=None, pairs=None):
     value = num / den if den else float("nan")
     text = f"{name}: {value:.1%}"
-    if per_pair:
-        text += " (pairs: " + ", ".join(f"{r:.1%}" for r in per_pair) + ")"
+    if pairs:
+        text += " (pairs: " + ", ".join(f"{r:.1%}" for r in pairs) + ")"
     if target is not None:
         text += f"; target >= {target:.0%}: {'met' if value >= target else 'missed'}"
     print(text)
 
 def pairwise(num, den):
-    return [number(n[0]) / number(d[0]) for n, d in zip(rows[num], rows[den]) if number(d[0])]
+    return [n / d for n, d in zip(k[num].rps, k[den].rps) if d]
 
-ratio("forward-auth / healthz", mean["forward_auth"], mean["healthz"], 0.90,
+ratio("forward-auth / healthz", k["forward_auth"].mean, k["healthz"].mean, 0.90,
       pairwise("forward_auth", "healthz"))
-ratio("gateway proxy / nginx proxy_pass", mean["gateway_proxy"], mean["nginx_proxy"], 0.80,
+ratio("gateway proxy / nginx proxy_pass", k["gateway_proxy"].mean, k["nginx_proxy"].mean, 0.80,
       pairwise("gateway_proxy", "nginx_proxy"))
-ratio("gateway proxy / upstream direct", mean["gateway_proxy"], mean["direct"])
-ratio("nginx + auth_request / nginx proxy_pass", mean["auth_request"], mean["nginx_proxy"])
+ratio("gateway proxy / upstream direct", k["gateway_proxy"].mean, k["direct"].mean)
+ratio("nginx + auth_request / nginx proxy_pass", k["auth_request"].mean, k["nginx_proxy"].mean)
 print("By the server's own CPU time per request (the inverse ratio of µs: what each request costs"
       " the process that serves it, whatever wrk and the scheduler make of the throughput):")
-ratio("  forward-auth / healthz, gateway CPU", cpu.get("healthz", 0), cpu.get("forward_auth", 0))
-ratio("  gateway proxy / nginx proxy_pass, each proxy's CPU", cpu.get("nginx_proxy", 0), cpu.get("gateway_proxy", 0))
+ratio("  forward-auth / healthz, gateway CPU", k["healthz"].cpu, k["forward_auth"].cpu)
+ratio("  gateway proxy / nginx proxy_pass, each proxy's CPU", k["nginx_proxy"].cpu,
+      k["gateway_proxy"].cpu)
 print(f"\nentra-gateway resident memory (VmRSS): {start:.1f} MiB before the load, peak {peak:.1f} MiB"
       f" during it, {end:.1f} MiB after (target < 50 MiB: {'met' if 0 < peak < 50 else 'missed'})")
-with open(os.path.join(runs, "errors"), "w") as f:
-    f.write(str(errors))
+write_errors(runs, k.values())
 PY
 echo "entra-gateway: $GATEWAY_WORKERS workers (server.workers; its default is one per core); RSS sampled $samples times, once a second"
 echo "nginx: the upstream one process (master_process off); the front (proxy_pass, auth_request) 2 workers, keepalive 64 to each upstream"
