@@ -207,7 +207,7 @@ struct Discovery {
 /// The RSA signing keys of a JWKS, under their `kid`s; others (no `kid`, another `kty` or `use`,
 /// unusable components) are skipped. Empty when none is usable.
 fn usable_keys(jwks: &[Jwk]) -> KeyMap<Vec<Arc<PublishedKey>>> {
-    let mut keys = KeyMap::<Vec<Arc<PublishedKey>>>::default();
+    let mut keys: KeyMap<Vec<Arc<PublishedKey>>> = KeyMap::default();
     for jwk in jwks {
         let Some((kid, n, e)) = jwk.rsa_signing() else {
             continue;

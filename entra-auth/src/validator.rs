@@ -220,12 +220,13 @@ impl Validator {
     }
 
     /// This thread's front cache: `token`'s verification judged in place, under no lock another
-    /// thread takes; `None` when this thread holds no live verification of these very bytes.
+    /// thread takes (a hit is counted); `None` when this thread holds no live verification of
+    /// these very bytes.
     fn front(&self, token: &[u8], key: u64, now: i64) -> Option<Judged> {
         if self.settings.cache_capacity == 0 {
             return None;
         }
-        FRONT.with(|front| {
+        let judged = FRONT.with(|front| {
             let front = front.borrow();
             let slot = front[key as usize % FRONT_SLOTS].as_ref()?;
             let hit = slot.validator == self.id
@@ -233,7 +234,9 @@ impl Validator {
                 && now < slot.verified.expires_at
                 && *slot.verified.token.as_bytes() == *token;
             hit.then(|| self.judge(&slot.verified, Some(&slot.caller), now))
-        })
+        })?;
+        self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        Some(judged)
     }
 
     /// As [`Validator::validate`], from the header value's bytes as they arrived. A token this
@@ -243,15 +246,17 @@ impl Validator {
     /// the separator is one space; so such a header is visible ASCII. Anything else gets the
     /// text checks, then is judged as `validate` judges it.
     pub async fn validate_header(&self, value: Option<&[u8]>) -> Result<AppCaller, AuthError> {
+        let now = self.clock.unix();
         if let Some(token) = value.and_then(|v| bearer_bytes(v, self.settings.max_token_bytes)) {
             let key = self.cache_key(token);
-            if let Some(judged) = self.front(token, key, self.clock.unix()) {
-                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(judged) = self.front(token, key, now) {
                 return self.settle(judged, key).await;
             }
         }
         let text = value.map(header_text).transpose()?;
-        self.validate(text).await
+        let token = bearer(text, self.settings.max_token_bytes)?;
+        self.beyond_the_front(token, self.cache_key(token.as_bytes()), now)
+            .await
     }
 
     pub fn keys(&self) -> &Arc<KeyStore> {
@@ -263,11 +268,21 @@ impl Validator {
         let token = bearer(authorization, self.settings.max_token_bytes)?;
         let key = self.cache_key(token.as_bytes());
         let now = self.clock.unix();
-        let caching = self.settings.cache_capacity > 0;
         if let Some(judged) = self.front(token.as_bytes(), key, now) {
-            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return self.settle(judged, key).await;
         }
+        self.beyond_the_front(token, key, now).await
+    }
+
+    /// A token this thread's front cache did not hold: the shared cache, else the signature;
+    /// then the claims and the policy, and an accepted token remembered in both caches.
+    async fn beyond_the_front(
+        &self,
+        token: &str,
+        key: u64,
+        now: i64,
+    ) -> Result<AppCaller, AuthError> {
+        let caching = self.settings.cache_capacity > 0;
         let cached = match caching {
             false => None,
             true => self
